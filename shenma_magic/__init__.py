@@ -1,0 +1,95 @@
+"""shenma-magic: a ``%%chat`` cell magic that streams chat replies from 神马中转API or any OpenAI-compatible
+server into the notebook.
+
+    %load_ext shenma_magic
+
+The public Python API (usable outside IPython) is re-exported here. Heavy modules (``requests``, the
+display) are imported on first use, so ``%load_ext`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._errors import (
+    APIStatusError,
+    ConfigError,
+    ConnectError,
+    ConnectionLost,
+    InsecureTransportError,
+    ProtocolError,
+    ShenmaError,
+    StreamError,
+    TimeoutError,
+)
+from ._models import (
+    Delta,
+    FinishDelta,
+    MetaDelta,
+    NoticeDelta,
+    ReasoningDelta,
+    Reply,
+    ReplyBuilder,
+    TextDelta,
+    ToolCallDelta,
+    UsageDelta,
+)
+from ._sse import LineDecoder, ServerSentEvent, SSEDecoder
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from ._client import ChatClient
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "APIStatusError",
+    "ChatClient",
+    "ConfigError",
+    "ConnectError",
+    "ConnectionLost",
+    "Delta",
+    "FinishDelta",
+    "InsecureTransportError",
+    "LineDecoder",
+    "MetaDelta",
+    "NoticeDelta",
+    "ProtocolError",
+    "ReasoningDelta",
+    "Reply",
+    "ReplyBuilder",
+    "SSEDecoder",
+    "ServerSentEvent",
+    "ShenmaError",
+    "StreamError",
+    "TextDelta",
+    "TimeoutError",
+    "ToolCallDelta",
+    "UsageDelta",
+    "__version__",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # ChatClient pulls in requests (~0.1 s); only pay for it when a request is actually made.
+    if name == "ChatClient":
+        from ._client import ChatClient
+
+        return ChatClient
+    raise AttributeError(f"module 'shenma_magic' has no attribute {name!r}")
+
+
+def load_ipython_extension(ip: InteractiveShell) -> None:
+    """``%load_ext shenma_magic``: register ``%%chat`` and ``%chat``."""
+    from ._magic import register
+
+    register(ip)
+
+
+def unload_ipython_extension(ip: InteractiveShell) -> None:
+    from ._magic import unregister
+
+    unregister(ip)
