@@ -94,9 +94,15 @@ def _connect_error(exc: BaseException, host: str) -> ShenmaError:
         return ConnectError(f"the proxy refused the connection to {host}", "check HTTPS_PROXY / HTTP_PROXY")
     if any(
         s in low
-        for s in ("name or service not known", "nodename nor servname", "getaddrinfo failed",
-                  "nameresolutionerror", "failed to resolve", "temporary failure in name resolution",
-                  "no address associated")
+        for s in (
+            "name or service not known",
+            "nodename nor servname",
+            "getaddrinfo failed",
+            "nameresolutionerror",
+            "failed to resolve",
+            "temporary failure in name resolution",
+            "no address associated",
+        )
     ):
         return ConnectError(f"cannot resolve host {host} (DNS)", "check the base URL and your network")
     if "refused" in low:
@@ -232,7 +238,9 @@ class ChatClient:
             if wait > self.max_retry_wait:
                 raise self._redact(failure) from None
             attempt += 1
-            yield NoticeDelta(f"{self._redact(failure).message}; retrying in {wait:.1f} s ({attempt}/{self.max_retries})")
+            yield NoticeDelta(
+                f"{self._redact(failure).message}; retrying in {wait:.1f} s ({attempt}/{self.max_retries})"
+            )
             self._sleep(wait)
 
     def _status_error(self, response: requests.Response) -> ShenmaError:
@@ -326,31 +334,43 @@ class ChatClient:
                         break
                 if decoder.done:
                     break
-        except (requests.exceptions.ConnectionError, urllib3.exceptions.ReadTimeoutError, socket.timeout) as exc:
+        except (
+            requests.exceptions.ConnectionError,
+            urllib3.exceptions.ReadTimeoutError,
+            socket.timeout,
+        ) as exc:
             if _is_timeout(exc):
-                raise self._redact(TimeoutError(
-                    f"{host} went silent for more than {read_timeout:g} s",
-                    "the partial answer is kept; try again, or raise the limit with --timeout",
-                )) from None
-            raise self._redact(ConnectionLost(
-                f"the connection to {host} broke mid-reply", "the partial answer is kept; try again"
-            )) from None
+                raise self._redact(
+                    TimeoutError(
+                        f"{host} went silent for more than {read_timeout:g} s",
+                        "the partial answer is kept; try again, or raise the limit with --timeout",
+                    )
+                ) from None
+            raise self._redact(
+                ConnectionLost(
+                    f"the connection to {host} broke mid-reply", "the partial answer is kept; try again"
+                )
+            ) from None
         except (urllib3.exceptions.HTTPError, requests.exceptions.ChunkedEncodingError, OSError) as exc:
             if _is_timeout(exc):
-                raise self._redact(TimeoutError(
-                    f"{host} went silent for more than {read_timeout:g} s",
-                    "the partial answer is kept; try again, or raise the limit with --timeout",
-                )) from None
-            raise self._redact(ConnectionLost(
-                f"the connection to {host} broke mid-reply", "the partial answer is kept; try again"
-            )) from None
+                raise self._redact(
+                    TimeoutError(
+                        f"{host} went silent for more than {read_timeout:g} s",
+                        "the partial answer is kept; try again, or raise the limit with --timeout",
+                    )
+                ) from None
+            raise self._redact(
+                ConnectionLost(
+                    f"the connection to {host} broke mid-reply", "the partial answer is kept; try again"
+                )
+            ) from None
         if first:
-            raise ProtocolError(f"{host} answered with an empty body", "try again; if it repeats, try another model")
+            raise ProtocolError(
+                f"{host} answered with an empty body", "try again; if it repeats, try another model"
+            )
         if decoder.finish_reason is None:
             why = "after [DONE]" if decoder.done else "before [DONE]"
-            yield NoticeDelta(
-                f"the stream ended {why} without a finish reason: the answer may be cut off"
-            )
+            yield NoticeDelta(f"the stream ended {why} without a finish reason: the answer may be cut off")
 
     def _whole_json(self, first: bytes, rest: Iterator[bytes]) -> Iterator[Delta]:
         parts = [first]
@@ -401,7 +421,9 @@ def _is_timeout(exc: BaseException) -> bool:
     current: Optional[BaseException] = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, (socket.timeout, urllib3.exceptions.ReadTimeoutError, requests.exceptions.Timeout)):
+        if isinstance(
+            current, (socket.timeout, urllib3.exceptions.ReadTimeoutError, requests.exceptions.Timeout)
+        ):
             return True
         if "timed out" in str(current).lower():
             return True

@@ -54,7 +54,7 @@ class ConnectError(ShenmaError):
     """The server could not be reached (refused, DNS failure, TLS failure)."""
 
 
-class TimeoutError(ShenmaError):  # noqa: A001 - ours, exported as shenma_magic.TimeoutError
+class TimeoutError(ShenmaError):
     """Connecting took too long, or the server went silent longer than the read timeout."""
 
 
@@ -232,8 +232,8 @@ def parse_retry_after(value: Optional[str]) -> Optional[float]:
         return max(0.0, float(value))
     except ValueError:
         pass
-    from email.utils import parsedate_to_datetime  # rare path: keep the import off start-up
     import time
+    from email.utils import parsedate_to_datetime  # rare path: keep the import off start-up
 
     try:
         when = parsedate_to_datetime(value)

@@ -1,0 +1,221 @@
+"""Showing a reply while it streams, and leaving a normal output behind when it ends.
+
+Three views share one small interface (``on_delta`` per delta, ``refresh`` at most every update
+interval, ``finish`` once):
+
+* :class:`WidgetView` (Jupyter frontends): finished Markdown blocks are appended once to an ``Output``
+  widget; only the growing tail and the status line are re-sent, so the traffic to the browser stays
+  proportional to the answer, not to the answer times the number of updates.
+* :class:`MarkdownView`: the same without ipywidgets, re-sending the rendered answer at a slower rate.
+* :class:`TextView` (terminal IPython): plain text to stdout as it arrives.
+
+When a reply ends (also on error or interrupt) the live view is replaced in place by a normal
+``text/html`` + ``text/markdown`` + ``text/plain`` output, so a saved notebook, nbconvert, GitHub and
+any frontend show the answer without a kernel or widget state.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional, Protocol, TextIO
+
+from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
+from ._render import BlockSplitter, escape, render_html, safe_markdown
+
+__all__ = ["MarkdownView", "TextView", "View", "WidgetView", "final_bundle"]
+
+_MUTED = "color: var(--jp-ui-font-color2, #777); font-size: 0.85em;"
+_ERROR = "color: var(--jp-error-color1, #c62828);"
+_REASONING_PREVIEW = 600
+
+
+class View(Protocol):
+    def on_delta(self, delta: Delta) -> None: ...
+
+    def refresh(self, status: str) -> None: ...
+
+    def finish(self, reply: Reply, status: str) -> None: ...
+
+
+def final_bundle(reply: Reply, status: str) -> dict[str, str]:
+    """The output a finished reply leaves in the notebook: the answer as Markdown, HTML and plain text."""
+    text = reply.text
+    md_parts: list[str] = []
+    html_parts: list[str] = []
+    if reply.reasoning:
+        html_parts.append(
+            f'<details style="{_MUTED}"><summary>reasoning ({len(reply.reasoning)} chars)</summary>'
+            f'<div style="white-space: pre-wrap;">{escape(reply.reasoning)}</div></details>'
+        )
+        quoted = "\n".join("> " + line for line in safe_markdown(reply.reasoning).split("\n"))
+        md_parts.append(f"> **reasoning**\n>\n{quoted}\n")
+    if text:
+        md_parts.append(safe_markdown(text))
+        html_parts.append(render_html(text))
+    if reply.tool_calls:
+        for call in reply.tool_calls:
+            fn = call.get("function", {})
+            line = f"tool call: {fn.get('name', '?')}({fn.get('arguments', '')})"
+            md_parts.append(f"`{line.replace('`', '')}`")
+            html_parts.append(f"<div><code>{escape(line)}</code></div>")
+    md_parts.append(f"*{_md_inline(status)}*")
+    html_parts.append(f'<div style="{_MUTED}">{escape(status)}</div>')
+    if reply.error:
+        md_parts.append(f"**⚠ {_md_inline(reply.error)}**")
+        html_parts.append(f'<div style="{_ERROR}">⚠ {escape(reply.error)}</div>')
+    plain = text
+    if reply.error:
+        plain = f"{text}\n\n⚠ {reply.error}" if text else f"⚠ {reply.error}"
+    return {
+        "text/plain": plain,
+        "text/markdown": "\n\n".join(md_parts),
+        "text/html": "\n".join(html_parts),
+    }
+
+
+def _md_inline(text: str) -> str:
+    """Text safe to put inside *emphasis* in Markdown: no markup, no HTML."""
+    for ch in "\\`*_[]<>#|~$":
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("\n", " ")
+
+
+class WidgetView:
+    """The live view for Jupyter frontends, built from ipywidgets (imported only when a reply is shown)."""
+
+    def __init__(self, *, waiting: str = "waiting for the first token…") -> None:
+        import ipywidgets as widgets
+        from IPython.display import display
+
+        self._display = display
+        self._splitter = BlockSplitter()
+        self._reasoning: list[str] = []
+        self._reasoning_len = 0
+        self._reasoning_shown = 0
+        self._notice = ""
+        self._pending_blocks: list[str] = []
+        self._sent_tail: Optional[str] = None
+        self._reason = widgets.HTML(layout=widgets.Layout(display="none"))
+        self._blocks = widgets.Output()
+        self._live = widgets.HTML(value=f'<div style="{_MUTED}">{escape(waiting)}</div>')
+        self._box = widgets.VBox([self._reason, self._blocks, self._live])
+        self._handle: Any = display(self._box, display_id=True)
+
+    def on_delta(self, delta: Delta) -> None:
+        if isinstance(delta, TextDelta):
+            self._pending_blocks.extend(self._splitter.feed(delta.text))
+        elif isinstance(delta, ReasoningDelta):
+            self._reasoning.append(delta.text)
+            self._reasoning_len += len(delta.text)
+        elif isinstance(delta, NoticeDelta):
+            self._notice = delta.message
+
+    def refresh(self, status: str) -> None:
+        if self._reasoning_len != self._reasoning_shown:
+            self._show_reasoning()
+        if self._pending_blocks:
+            html = "\n".join(render_html(block) for block in self._pending_blocks)
+            self._pending_blocks = []
+            # Each finished block is sent exactly once, as an output appended to the Output widget.
+            with self._blocks:
+                self._display({"text/html": html}, raw=True)
+        notice = f'<div style="{_MUTED}">{escape(self._notice)}</div>' if self._notice else ""
+        tail = self._splitter.tail
+        value = (render_html(tail) if tail else "") + notice + f'<div style="{_MUTED}">{escape(status)}</div>'
+        if value != self._sent_tail:
+            self._live.value = value
+            self._sent_tail = value
+
+    def _show_reasoning(self) -> None:
+        if len(self._reasoning) > 1:
+            self._reasoning = ["".join(self._reasoning)]
+        text = self._reasoning[0] if self._reasoning else ""
+        preview = text[-_REASONING_PREVIEW:]
+        lead = "…" if len(text) > len(preview) else ""
+        self._reason.value = (
+            f'<div style="{_MUTED} white-space: pre-wrap; border-left: 3px solid #ccc; padding-left: 8px;">'
+            f"<b>reasoning</b> ({len(text)} chars)<br>{lead}{escape(preview)}</div>"
+        )
+        self._reason.layout.display = None
+        self._reasoning_shown = self._reasoning_len
+
+    def finish(self, reply: Reply, status: str) -> None:
+        self._handle.update(final_bundle(reply, status), raw=True)
+        for widget in (self._reason, self._blocks, self._live, self._box):
+            widget.close()
+
+
+class MarkdownView:
+    """A live view for frontends without ipywidgets: the rendered answer re-sent at a slower rate."""
+
+    def __init__(self, *, waiting: str = "waiting for the first token…") -> None:
+        from IPython.display import display
+
+        self._text: list[str] = []
+        self._handle: Any = display(
+            {"text/html": f'<div style="{_MUTED}">{escape(waiting)}</div>', "text/plain": waiting},
+            raw=True,
+            display_id=True,
+        )
+
+    def on_delta(self, delta: Delta) -> None:
+        if isinstance(delta, TextDelta):
+            self._text.append(delta.text)
+
+    def refresh(self, status: str) -> None:
+        text = "".join(self._text)
+        self._text = [text]
+        self._handle.update(
+            {
+                "text/html": render_html(text) + f'<div style="{_MUTED}">{escape(status)}</div>',
+                "text/plain": text,
+            },
+            raw=True,
+        )
+
+    def finish(self, reply: Reply, status: str) -> None:
+        self._handle.update(final_bundle(reply, status), raw=True)
+
+
+class TextView:
+    """Terminal IPython: the answer goes to stdout as it arrives, then the status line."""
+
+    def __init__(self, stream: Optional[TextIO] = None) -> None:
+        self._out = stream or sys.stdout
+        self._tty = bool(getattr(self._out, "isatty", lambda: False)())
+        self._in_reasoning = False
+        self._wrote = False
+        self._ends_with_newline = True
+
+    def _dim(self, text: str) -> str:
+        return f"\x1b[2m{text}\x1b[0m" if self._tty else text
+
+    def _write(self, text: str) -> None:
+        if text:
+            self._out.write(text)
+            self._out.flush()
+            self._wrote = True
+            self._ends_with_newline = text.endswith("\n")
+
+    def on_delta(self, delta: Delta) -> None:
+        if isinstance(delta, ReasoningDelta):
+            if not self._in_reasoning:
+                self._in_reasoning = True
+                self._write(self._dim("[reasoning] "))
+            self._write(self._dim(delta.text))
+        elif isinstance(delta, TextDelta):
+            if self._in_reasoning:
+                self._in_reasoning = False
+                self._write("\n\n")
+            self._write(delta.text)
+        elif isinstance(delta, NoticeDelta):
+            self._write(("" if self._ends_with_newline else "\n") + self._dim(f"[{delta.message}]") + "\n")
+
+    def refresh(self, status: str) -> None:
+        pass
+
+    def finish(self, reply: Reply, status: str) -> None:
+        lead = "" if self._ends_with_newline or not self._wrote else "\n"
+        self._write(lead + self._dim(f"[{status}]") + "\n")
+        if reply.error:
+            self._write(f"⚠ {reply.error}\n")
