@@ -160,6 +160,8 @@ class ChatMagics(Magics):
             args = parse_argstring(self.chat_cell, line)
         except UsageError as exc:
             raise UsageError(f"{exc} (see %%chat? for the options)") from None
+        for name in ("model", "system", "out"):
+            setattr(args, name, _unquote(getattr(args, name)))
         if args.temperature is not None and not 0 <= args.temperature <= 2:
             raise UsageError("--temperature must be between 0 and 2")
         if args.max_tokens is not None and args.max_tokens <= 0:
@@ -392,6 +394,13 @@ def _host(base_url: str) -> str:
     from urllib.parse import urlsplit
 
     return urlsplit(base_url).hostname or base_url
+
+
+def _unquote(value: Optional[str]) -> Optional[str]:
+    """IPython's argument splitter keeps the quotes of -s 'be brief'; the user meant the text inside."""
+    if value and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def _one_line(text: str, limit: int = 100) -> str:
