@@ -141,6 +141,11 @@ class WidgetView:
 
     def finish(self, reply: Reply, status: str) -> None:
         self._handle.update(final_bundle(reply, status), raw=True)
+        # Empty the widgets before closing them: a frontend or nbclient that saves widget state would
+        # otherwise keep a second copy of the answer in the notebook's metadata.
+        self._blocks.outputs = ()
+        self._live.value = ""
+        self._reason.value = ""
         for widget in (self._reason, self._blocks, self._live, self._box):
             widget.close()
 

@@ -1,0 +1,113 @@
+"""notebooks/quickstart.ipynb executed by nbclient with a real kernel against the local relay.
+
+Checks what a saved notebook holds: every %%chat answer as text/markdown (and text/html, text/plain),
+and no widget-only output left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.relay import Relay, Scripted, stream_of
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sk-NOTEBOOKKEY0123456789abcdef77aa"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+
+
+def execute(nb: Any, relay: Relay, tmp_path: Path, **env: str) -> Any:
+    old = dict(os.environ)
+    os.environ.update(
+        {
+            "SHENMA_BASE_URL": relay.url,
+            "SHENMA_API_KEY": KEY,
+            "XDG_CONFIG_HOME": str(tmp_path / "config"),
+            "IPYTHONDIR": str(tmp_path / "ipython"),
+            **env,
+        }
+    )
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SHENMA_MODEL"):
+        os.environ.pop(var, None)
+    try:
+        client = NotebookClient(
+            nb, timeout=120, kernel_name="python3", iopub_timeout=30, resources={"metadata": {"path": str(tmp_path)}}
+        )
+        client.execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return nb
+
+
+def chat_cells(nb: Any) -> list[Any]:
+    return [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("%%chat")]
+
+
+@pytest.mark.slow
+def test_quickstart_runs_and_saves_answers_as_markdown(relay: Relay, tmp_path: Path) -> None:
+    nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    execute(nb, relay, tmp_path)
+    cells = chat_cells(nb)
+    assert len(cells) >= 5
+    for cell in cells:
+        outputs = cell.outputs
+        assert outputs, cell.source
+        assert not any(WIDGET_MIME in o.get("data", {}) for o in outputs), cell.source
+        rich = [o for o in outputs if o.output_type in ("display_data", "execute_result")]
+        assert len(rich) == 1, (cell.source, outputs)
+        data = rich[0]["data"]
+        question = cell.source.split("\n", 1)[1]
+        assert "echo:" in data["text/markdown"] and "echo:" in data["text/plain"] and "echo:" in data["text/html"]
+        assert data["text/plain"].startswith("echo:")
+        assert question.split()[0].strip('"') in data["text/plain"] or "{" in question
+        assert "gpt-4o-mini" in data["text/markdown"]  # the status line
+    # The follow-up carried the conversation; the --new cell started over with its system prompt.
+    follow_up = relay.chat_requests[1].json["messages"]
+    assert [m["role"] for m in follow_up] == ["user", "assistant", "user"]
+    fresh = relay.chat_requests[2].json["messages"]
+    assert fresh[0] == {"role": "system", "content": "Answer in one short sentence."} and len(fresh) == 2
+    # Variables were filled, JSON braces kept.
+    assert relay.chat_requests[-1].json["messages"][-1]["content"].startswith(
+        'Explain SSE in one line. Reply as JSON like {"answer": "..."}.'
+    )
+    # -o answer was usable from Python.
+    printed = "".join(
+        o.get("text", "") for c in nb.cells if c.source.startswith("print(answer") for o in c.outputs
+    )
+    assert "ECHO: LIST THREE PRIME NUMBERS" in printed and "stop True" in printed
+    # The key is nowhere in the saved notebook; only its mask may be.
+    saved = json.dumps(nb, ensure_ascii=False)
+    assert KEY not in saved
+    assert "sk-…77aa" in saved
+
+
+@pytest.mark.slow
+def test_error_and_reasoning_are_saved_too(relay: Relay, tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext shenma_magic"),
+        nbformat.v4.new_code_cell("%%chat -o r\nthink first"),
+        nbformat.v4.new_code_cell("%%chat\nthis fails"),
+        nbformat.v4.new_code_cell("%%chat\nthis works again"),
+    ]
+    relay.enqueue(
+        Scripted(chunks=stream_of(["# 答案\n\n", "**42**"], reasoning=["让我想想", "……"])),
+        Scripted.error(503, "当前分组 default 下对于模型 gpt-4o-mini 无可用渠道"),
+    )
+    execute(nb, relay, tmp_path)
+    reasoning, failed, works = (c.outputs for c in nb.cells[1:])
+    data = reasoning[-1]["data"]
+    assert "<h1>答案</h1>" in data["text/html"] and "<strong>42</strong>" in data["text/html"]
+    assert "让我想想……" in data["text/html"] and "<details" in data["text/html"]
+    assert data["text/plain"] == "# 答案\n\n**42**"  # the raw answer, reasoning apart
+    fail = failed[-1]["data"]
+    assert "无可用渠道" in fail["text/markdown"] and "no channel" in fail["text/markdown"]
+    assert "echo: this works again" in works[-1]["data"]["text/plain"]
+    assert not any(o.output_type == "error" for c in nb.cells for o in c.outputs)
