@@ -59,7 +59,9 @@ def _choice_deltas(choice: dict[str, Any], out: list[Delta]) -> None:
             for position, call in enumerate(calls):
                 if not isinstance(call, dict):
                     continue
-                function = call.get("function") if isinstance(call.get("function"), dict) else {}
+                function = call.get("function")
+                if not isinstance(function, dict):
+                    function = {}
                 index = call.get("index")
                 out.append(
                     ToolCallDelta(

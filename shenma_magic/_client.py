@@ -5,11 +5,11 @@ This is the only module that imports ``requests``; it is imported lazily so ``%l
 
 from __future__ import annotations
 
+import builtins
 import json
-import socket
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any, Callable, Optional, Union
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -42,6 +42,8 @@ DEFAULT_MODEL = "gpt-4o-mini"
 Message = dict[str, Any]
 Timeout = Union[float, tuple[float, float]]
 
+# socket.timeout is the builtin TimeoutError, which this module's own TimeoutError shadows.
+_SocketTimeout = builtins.TimeoutError
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _ERROR_BODY_LIMIT = 64 * 1024
 _JSON_BODY_LIMIT = 64 * 1024 * 1024
@@ -146,7 +148,8 @@ class ChatClient:
         self._sleep: Callable[[float], None] = time.sleep
 
     def __repr__(self) -> str:
-        return f"ChatClient(base_url={self.base_url!r}, api_key={mask(self._key.reveal()) if self._key else None!r})"
+        shown = mask(self._key.reveal()) if self._key else None
+        return f"ChatClient(base_url={self.base_url!r}, api_key={shown!r})"
 
     @property
     def session(self) -> requests.Session:
@@ -337,7 +340,7 @@ class ChatClient:
         except (
             requests.exceptions.ConnectionError,
             urllib3.exceptions.ReadTimeoutError,
-            socket.timeout,
+            _SocketTimeout,
         ) as exc:
             if _is_timeout(exc):
                 raise self._redact(
@@ -422,7 +425,7 @@ def _is_timeout(exc: BaseException) -> bool:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         if isinstance(
-            current, (socket.timeout, urllib3.exceptions.ReadTimeoutError, requests.exceptions.Timeout)
+            current, (_SocketTimeout, urllib3.exceptions.ReadTimeoutError, requests.exceptions.Timeout)
         ):
             return True
         if "timed out" in str(current).lower():

@@ -10,6 +10,7 @@ walk off with your key.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -54,10 +55,8 @@ class KeyStore:
             return {}
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             # Someone loosened it; keys are only ever kept private.
-            try:
+            with contextlib.suppress(OSError):
                 path.chmod(0o600)
-            except OSError:
-                pass
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -80,10 +79,8 @@ class KeyStore:
                 "set XDG_CONFIG_HOME to a folder outside your project (default ~/.config)",
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(OSError):
             path.parent.chmod(0o700)
-        except OSError:
-            pass
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

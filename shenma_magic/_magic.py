@@ -92,6 +92,12 @@ class ChatMagics(Magics):
             raise TraitError("that looks like an API key; use `%chat key` to enter keys")
         return proposal["value"]
 
+    @property
+    def _user_ns(self) -> dict[str, Any]:
+        assert self.shell is not None, "ChatMagics is registered on a shell"
+        ns: dict[str, Any] = self.shell.user_ns
+        return ns
+
     def __repr__(self) -> str:
         return f"<ChatMagics model={self.resolved_model()!r} base_url={self._base_url_or_default()!r}>"
 
@@ -147,7 +153,7 @@ class ChatMagics(Magics):
         "-o", "--out", help="Bind the reply (a str with .reasoning, .usage, .complete...) to this name."
     )
     @argument("--no-vars", action="store_true", help="Send {braces} as written, without filling variables.")
-    @cell_magic("chat")
+    @cell_magic("chat")  # type: ignore[arg-type]  # IPython types the decorator too narrowly
     def chat_cell(self, line: str, cell: str) -> None:
         """Send the cell to the model as the user message and stream the reply.
 
@@ -174,7 +180,7 @@ class ChatMagics(Magics):
             raise UsageError("the cell is empty: write your message below the %%chat line")
         prompt = cell.strip("\n")
         if self.fill_vars and not args.no_vars:
-            prompt = fill_variables(prompt, self.shell.user_ns)
+            prompt = fill_variables(prompt, self._user_ns)
         model = self.resolved_model(args.model)
         base_url = self.resolved_base_url()
         if args.new:
@@ -190,7 +196,7 @@ class ChatMagics(Magics):
             self.conversation.record(prompt, reply.text)
         self.last = reply
         if args.out:
-            self.shell.user_ns[args.out] = reply
+            self._user_ns[args.out] = reply
         if result.interrupted:
             raise ChatInterrupted("interrupted: the partial answer is kept") from None
 
@@ -224,7 +230,7 @@ class ChatMagics(Magics):
 
     # -- %chat -------------------------------------------------------------------------------------------
 
-    @line_magic("chat")
+    @line_magic("chat")  # type: ignore[arg-type]
     def chat_line(self, line: str) -> Any:
         """Settings and tools for %%chat.
 

@@ -31,9 +31,9 @@ class ReasoningDelta(NamedTuple):
 
 
 class ToolCallDelta(NamedTuple):
-    """A fragment of a tool call; fragments with the same ``index`` build one call."""
+    """A fragment of a tool call; fragments with the same ``call_index`` build one call."""
 
-    index: int
+    call_index: int
     id: Optional[str]
     name: Optional[str]
     arguments: str
@@ -164,7 +164,7 @@ class ReplyBuilder:
             self.model = self.model or delta.model
         elif isinstance(delta, ToolCallDelta):
             call = self._tools.setdefault(
-                delta.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                delta.call_index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
             )
             if delta.id:
                 call["id"] = delta.id

@@ -8,8 +8,8 @@ without a kernel.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from typing import Callable, Optional
+from collections.abc import Callable, Iterator
+from typing import Optional
 
 from ._display import View
 from ._errors import ShenmaError

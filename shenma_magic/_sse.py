@@ -172,12 +172,10 @@ class SSEDecoder:
                 self._has_data = True
             elif name == "event":
                 self._event = value
-            elif name == "id":
-                if "\0" not in value:
-                    self._last_id = value
-            elif name == "retry":
-                if value.isdigit() and value.isascii():
-                    self._retry = int(value)
+            elif name == "id" and "\0" not in value:
+                self._last_id = value
+            elif name == "retry" and value.isdigit() and value.isascii():
+                self._retry = int(value)
             # Any other field is ignored, as the spec says.
         return events
 

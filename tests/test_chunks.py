@@ -105,7 +105,7 @@ def test_tool_calls_are_not_content_and_assemble() -> None:
     ]
     out, _ = run(events)
     assert not [d for d in out if isinstance(d, TextDelta)]
-    assert [d for d in out if isinstance(d, ToolCallDelta)][0] == ToolCallDelta(0, "call_1", "f", "")
+    assert next(d for d in out if isinstance(d, ToolCallDelta)) == ToolCallDelta(0, "call_1", "f", "")
     builder = ReplyBuilder()
     for d in out:
         builder.add(d)
@@ -132,7 +132,14 @@ def test_malformed_json_is_skipped_with_a_notice_and_the_stream_goes_on() -> Non
     "event",
     [
         ev({"error": {"message": "当前分组 default 下对于模型 x 无可用渠道", "type": "new_api_error"}}),
-        ev({"object": "error", "message": "当前分组 default 下对于模型 x 无可用渠道", "type": "BadRequestError", "code": 400}),
+        ev(
+            {
+                "object": "error",
+                "message": "当前分组 default 下对于模型 x 无可用渠道",
+                "type": "BadRequestError",
+                "code": 400,
+            }
+        ),
         ev({"message": "当前分组 default 下对于模型 x 无可用渠道"}, event="error"),
         ev("当前分组 default 下对于模型 x 无可用渠道", event="error"),
     ],
@@ -164,7 +171,9 @@ def test_whole_completion_object() -> None:
         "id": "x",
         "object": "chat.completion",
         "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "整段"}, "finish_reason": "stop"}],
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "整段"}, "finish_reason": "stop"}
+        ],
         "usage": {"total_tokens": 3},
     }
     out = deltas_from_completion(obj)

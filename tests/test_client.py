@@ -58,7 +58,11 @@ def test_base_url_forms_are_one(url: str) -> None:
 
 
 def test_request_shape_and_streamed_reply(relay: Relay) -> None:
-    relay.enqueue(Scripted(chunks=stream_of(["鲁迅", "就是", "周树人"], usage={"prompt_tokens": 9, "completion_tokens": 3})))
+    relay.enqueue(
+        Scripted(
+            chunks=stream_of(["鲁迅", "就是", "周树人"], usage={"prompt_tokens": 9, "completion_tokens": 3})
+        )
+    )
     builder, _ = collect(client_for(relay), model="gpt-4o-mini", temperature=0.3, max_tokens=50)
     reply = builder.build()
     assert reply == "鲁迅就是周树人" and reply.complete and reply.finish_reason == "stop"
@@ -118,7 +122,13 @@ def test_plain_json_answer_to_a_streaming_request(relay: Relay) -> None:
             {
                 "object": "chat.completion",
                 "model": "m",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": "整段回答"}, "finish_reason": "stop"}],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": "整段回答"},
+                        "finish_reason": "stop",
+                    }
+                ],
             }
         )
     )
@@ -129,13 +139,43 @@ def test_plain_json_answer_to_a_streaming_request(relay: Relay) -> None:
 @pytest.mark.parametrize(
     ("status", "body", "headers", "expect_in_message", "expect_hint"),
     [
-        (401, error_body("无效的令牌 (request id: 20251121abc)", "new_api_error"), {}, "无效的令牌", "%chat key"),
+        (
+            401,
+            error_body("无效的令牌 (request id: 20251121abc)", "new_api_error"),
+            {},
+            "无效的令牌",
+            "%chat key",
+        ),
         (403, error_body("该令牌无权访问模型 gpt-5", "new_api_error"), {}, "无权访问模型", "group"),
         (429, b"", {}, "HTTP 429", "rate limit"),
-        (503, error_body("当前分组 default 下对于模型 x 无可用渠道", "new_api_error"), {}, "无可用渠道", "channel"),
-        (502, b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>", {"Content-Type": "text/html"}, "502 Bad Gateway", "gateway"),
-        (524, b"<!DOCTYPE html><html><title>A timeout occurred | Cloudflare</title></html>", {"Content-Type": "text/html"}, "timeout occurred", "timed out"),
-        (400, b'{"object":"error","message":"model not found","type":"NotFoundError","code":404}', {}, "model not found", "model"),
+        (
+            503,
+            error_body("当前分组 default 下对于模型 x 无可用渠道", "new_api_error"),
+            {},
+            "无可用渠道",
+            "channel",
+        ),
+        (
+            502,
+            b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+            {"Content-Type": "text/html"},
+            "502 Bad Gateway",
+            "gateway",
+        ),
+        (
+            524,
+            b"<!DOCTYPE html><html><title>A timeout occurred | Cloudflare</title></html>",
+            {"Content-Type": "text/html"},
+            "timeout occurred",
+            "timed out",
+        ),
+        (
+            400,
+            b'{"object":"error","message":"model not found","type":"NotFoundError","code":404}',
+            {},
+            "model not found",
+            "model",
+        ),
     ],
 )
 def test_error_statuses_become_one_clear_message(
@@ -155,7 +195,9 @@ def test_error_statuses_become_one_clear_message(
 
 
 def test_retry_after_is_honoured_then_success(relay: Relay) -> None:
-    relay.enqueue(Scripted.error(429, "slow down", headers={"Retry-After": "2"}), Scripted(chunks=stream_of(["ok"])))
+    relay.enqueue(
+        Scripted.error(429, "slow down", headers={"Retry-After": "2"}), Scripted(chunks=stream_of(["ok"]))
+    )
     waits: list[float] = []
     client = client_for(relay)
     client._sleep = waits.append
@@ -173,7 +215,9 @@ def test_retries_are_bounded_and_no_channel_is_not_retried(relay: Relay) -> None
         collect(client_for(relay, max_retries=2))
     assert len(relay.chat_requests) == 3
     relay.clear()
-    relay.enqueue(Scripted.error(503, "当前分组 vip 下对于模型 o3 无可用渠道"), Scripted(chunks=stream_of(["no"])))
+    relay.enqueue(
+        Scripted.error(503, "当前分组 vip 下对于模型 o3 无可用渠道"), Scripted(chunks=stream_of(["no"]))
+    )
     with pytest.raises(APIStatusError):
         collect(client_for(relay))
     assert len(relay.chat_requests) == 1
@@ -187,7 +231,9 @@ def test_retry_after_beyond_the_cap_is_reported_not_waited(relay: Relay) -> None
 
 
 def test_stream_that_showed_text_is_never_retried(relay: Relay) -> None:
-    relay.enqueue(Scripted(chunks=[sse(chat_chunk("partial "))], drop=True), Scripted(chunks=stream_of(["again"])))
+    relay.enqueue(
+        Scripted(chunks=[sse(chat_chunk("partial "))], drop=True), Scripted(chunks=stream_of(["again"]))
+    )
     builder = ReplyBuilder()
     with pytest.raises(ConnectionLost):
         for delta in client_for(relay).stream(MESSAGES):
@@ -197,7 +243,14 @@ def test_stream_that_showed_text_is_never_retried(relay: Relay) -> None:
 
 
 def test_error_event_inside_stream(relay: Relay) -> None:
-    relay.enqueue(Scripted(chunks=[sse(chat_chunk("half")), "event: error\ndata: {\"error\":{\"message\":\"upstream 超时\"}}\n\n".encode()]))
+    relay.enqueue(
+        Scripted(
+            chunks=[
+                sse(chat_chunk("half")),
+                'event: error\ndata: {"error":{"message":"upstream 超时"}}\n\n'.encode(),
+            ]
+        )
+    )
     builder = ReplyBuilder()
     with pytest.raises(StreamError, match="upstream 超时"):
         for delta in client_for(relay).stream(MESSAGES):
@@ -224,7 +277,13 @@ def test_truncated_stream_without_finish_reason_is_incomplete(relay: Relay) -> N
 
 
 def test_html_page_with_200_is_a_protocol_error(relay: Relay) -> None:
-    relay.enqueue(Scripted(chunks=[b"<html><body>login</body></html>"], framing="length", headers={"Content-Type": "text/html"}))
+    relay.enqueue(
+        Scripted(
+            chunks=[b"<html><body>login</body></html>"],
+            framing="length",
+            headers={"Content-Type": "text/html"},
+        )
+    )
     with pytest.raises(ProtocolError, match="HTML page"):
         collect(client_for(relay))
 
@@ -264,7 +323,9 @@ def test_key_echoed_by_the_server_is_redacted(relay: Relay) -> None:
 
 def test_authorization_not_forwarded_when_a_redirect_leaves_the_host(relay: Relay) -> None:
     with Relay(host="127.0.0.2") as other:
-        relay.enqueue(Scripted(status=307, headers={"Location": other.url + "/chat/completions"}, framing="length"))
+        relay.enqueue(
+            Scripted(status=307, headers={"Location": other.url + "/chat/completions"}, framing="length")
+        )
         builder, _ = collect(client_for(relay))
         assert builder.text.startswith("echo:")
         assert relay.chat_requests[0].headers["authorization"] == f"Bearer {KEY}"

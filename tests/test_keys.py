@@ -23,7 +23,7 @@ def store(tmp_path: Path, **env: str) -> KeyStore:
 def test_mask_and_secret_never_show_the_key() -> None:
     assert mask(KEY) == "sk-…9f3a"
     secret = Secret(KEY)
-    for shown in (str(secret), repr(secret), f"{secret}", f"{secret!r}", "%s" % secret):
+    for shown in (str(secret), repr(secret), f"{secret}", f"{secret!r}"):
         assert KEY not in shown and "9f3a" in shown
     assert secret.reveal() == KEY
     assert redact(f"bad key {KEY}!", KEY) == "bad key sk-…9f3a!"
@@ -39,7 +39,9 @@ def test_looks_like_key() -> None:
 
 
 def test_order_session_then_file_then_env(tmp_path: Path) -> None:
-    ks = store(tmp_path, SHENMA_API_KEY="sk-env-shenma-0000000000000001", OPENAI_API_KEY="sk-env-openai-000000000002")
+    ks = store(
+        tmp_path, SHENMA_API_KEY="sk-env-shenma-0000000000000001", OPENAI_API_KEY="sk-env-openai-000000000002"
+    )
     url = "https://api.whatai.cc/v1"
     assert ks.resolve(url)[0] == Secret("sk-env-shenma-0000000000000001")
     ks2 = store(tmp_path)
@@ -58,11 +60,16 @@ def test_keys_are_scoped_to_their_host(tmp_path: Path) -> None:
     # ...but the environment key goes to its own host and to this machine.
     assert ks.resolve("https://api.whatai.cc/v1")[0] is not None
     assert ks.resolve("http://127.0.0.1:8000/v1")[0] == Secret("sk-env-shenma-0000000000000001")
-    scoped = store(tmp_path, SHENMA_API_KEY="sk-x-0000000000000000000000", SHENMA_BASE_URL="https://my.relay/v1")
+    scoped = store(
+        tmp_path, SHENMA_API_KEY="sk-x-0000000000000000000000", SHENMA_BASE_URL="https://my.relay/v1"
+    )
     assert scoped.resolve("https://my.relay/v1")[0] is not None
     assert scoped.resolve("https://api.whatai.cc/v1") == (None, "")
     openai_only = store(tmp_path, OPENAI_API_KEY="sk-o-0000000000000000000000")
-    assert openai_only.resolve("https://api.whatai.cc/v1") == (None, "")  # an OpenAI key is not sent to a relay
+    assert openai_only.resolve("https://api.whatai.cc/v1") == (
+        None,
+        "",
+    )  # an OpenAI key is not sent to a relay
 
 
 def test_key_file_is_private_and_outside_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

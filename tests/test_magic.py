@@ -45,7 +45,11 @@ def sent_messages(relay: Relay, i: int = -1) -> list[tuple[str, Any]]:
 
 
 def test_cell_streams_to_stdout_and_status_line(ip: InteractiveShell, relay: Relay, capsys: Any) -> None:
-    relay.enqueue(Scripted(chunks=stream_of(["鲁迅", "就是周树人。"], usage={"prompt_tokens": 12, "completion_tokens": 7})))
+    relay.enqueue(
+        Scripted(
+            chunks=stream_of(["鲁迅", "就是周树人。"], usage={"prompt_tokens": 12, "completion_tokens": 7})
+        )
+    )
     ip.run_cell_magic("chat", "", "周树人和鲁迅是兄弟吗？")
     out = capsys.readouterr().out
     assert out.startswith("鲁迅就是周树人。\n[gpt-4o-mini · first token")
@@ -79,7 +83,11 @@ def test_settings_precedence(ip: InteractiveShell, relay: Relay, monkeypatch: py
 
 def test_out_binds_reply_with_every_attribute(ip: InteractiveShell, relay: Relay) -> None:
     relay.enqueue(
-        Scripted(chunks=stream_of(["answer"], reasoning=["think"], usage={"prompt_tokens": 1, "completion_tokens": 2}))
+        Scripted(
+            chunks=stream_of(
+                ["answer"], reasoning=["think"], usage={"prompt_tokens": 1, "completion_tokens": 2}
+            )
+        )
     )
     ip.run_cell_magic("chat", "-o r", "q")
     r = ip.user_ns["r"]
@@ -160,7 +168,9 @@ def test_variables_filled_and_braces_kept(ip: InteractiveShell, relay: Relay) ->
         ("-o 1x", "hi", "Python name"),
     ],
 )
-def test_bad_input_is_one_usage_error(ip: InteractiveShell, relay: Relay, line: str, cell: str, message: str) -> None:
+def test_bad_input_is_one_usage_error(
+    ip: InteractiveShell, relay: Relay, line: str, cell: str, message: str
+) -> None:
     with pytest.raises(UsageError, match=message):
         ip.run_cell_magic("chat", line, cell)
     assert relay.chat_requests == []
@@ -183,7 +193,9 @@ def test_server_error_is_shown_not_raised(ip: InteractiveShell, relay: Relay, ca
     assert "%chat key" not in out.out  # 403 is not a key problem: the hint talks about the model/group
 
 
-def test_no_key_for_a_remote_host_says_what_to_do(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_key_for_a_remote_host_says_what_to_do(
+    ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("SHENMA_API_KEY")
     ip.run_line_magic("chat", "base_url https://relay.example.com/v1")
     with pytest.raises(UsageError, match="%chat key"):
@@ -219,7 +231,11 @@ def test_ctrl_c_keeps_the_partial_answer(ip: InteractiveShell, relay: Relay, cap
     assert not result.success  # "Run All" stops here
     assert relay.wait(lambda: relay.chat_requests[0].outcome != "pending", timeout=5)  # connection closed
     ip.run_cell_magic("chat", "", "next")  # the kernel is still usable, and the partial answer was recorded
-    assert sent_messages(relay)[-3:] == [("user", "long question"), ("assistant", "partial answer"), ("user", "next")]
+    assert sent_messages(relay)[-3:] == [
+        ("user", "long question"),
+        ("assistant", "partial answer"),
+        ("user", "next"),
+    ]
 
 
 def test_line_magic_settings_models_history(ip: InteractiveShell, relay: Relay, capsys: Any) -> None:

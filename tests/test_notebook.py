@@ -37,7 +37,11 @@ def execute(nb: Any, relay: Relay, tmp_path: Path, **env: str) -> Any:
         os.environ.pop(var, None)
     try:
         client = NotebookClient(
-            nb, timeout=120, kernel_name="python3", iopub_timeout=30, resources={"metadata": {"path": str(tmp_path)}}
+            nb,
+            timeout=120,
+            kernel_name="python3",
+            iopub_timeout=30,
+            resources={"metadata": {"path": str(tmp_path)}},
         )
         client.execute()
     finally:
@@ -64,7 +68,11 @@ def test_quickstart_runs_and_saves_answers_as_markdown(relay: Relay, tmp_path: P
         assert len(rich) == 1, (cell.source, outputs)
         data = rich[0]["data"]
         question = cell.source.split("\n", 1)[1]
-        assert "echo:" in data["text/markdown"] and "echo:" in data["text/plain"] and "echo:" in data["text/html"]
+        assert (
+            "echo:" in data["text/markdown"]
+            and "echo:" in data["text/plain"]
+            and "echo:" in data["text/html"]
+        )
         assert data["text/plain"].startswith("echo:")
         assert question.split()[0].strip('"') in data["text/plain"] or "{" in question
         assert "gpt-4o-mini" in data["text/markdown"]  # the status line
@@ -74,8 +82,10 @@ def test_quickstart_runs_and_saves_answers_as_markdown(relay: Relay, tmp_path: P
     fresh = relay.chat_requests[2].json["messages"]
     assert fresh[0] == {"role": "system", "content": "Answer in one short sentence."} and len(fresh) == 2
     # Variables were filled, JSON braces kept.
-    assert relay.chat_requests[-1].json["messages"][-1]["content"].startswith(
-        'Explain SSE in one line. Reply as JSON like {"answer": "..."}.'
+    assert (
+        relay.chat_requests[-1]
+        .json["messages"][-1]["content"]
+        .startswith('Explain SSE in one line. Reply as JSON like {"answer": "..."}.')
     )
     # -o answer was usable from Python.
     printed = "".join(

@@ -29,7 +29,7 @@ def lines_of(pieces: list[bytes]) -> list[str]:
 
 
 def every_split(stream: bytes) -> list[list[bytes]]:
-    """The stream in one piece, in two pieces at every position, three pieces at many, and one byte at a time."""
+    """The stream whole, in two pieces at every position, in three at many, and one byte at a time."""
     splits = [[stream], [stream[i : i + 1] for i in range(len(stream))]]
     for i in range(len(stream) + 1):
         splits.append([stream[:i], stream[i:]])
@@ -48,7 +48,7 @@ CHINESE = "周树人和鲁迅是兄弟吗？😀"
 FIXTURE = (
     "\ufeff: PING\r\n"
     "data: " + json.dumps({"c": CHINESE}, ensure_ascii=False) + "\r\n\r\n"
-    "data:{\"x\":1}\r"
+    'data:{"x":1}\r'
     "\r"
     "event: error\n"
     "data: first\n"
@@ -132,7 +132,7 @@ def test_long_line_in_many_small_chunks_is_joined_once() -> None:
 def test_linear_time_for_many_events_in_one_chunk() -> None:
     """Not a timing test: it checks the decoder does no per-event copying of the remaining buffer by
     feeding 20k events in one chunk and counting that the decoder keeps no leftover state."""
-    raw = b"".join(b"data: {\"i\": %d}\n\n" % i for i in range(20_000))
+    raw = b"".join(b'data: {"i": %d}\n\n' % i for i in range(20_000))
     dec = SSEDecoder()
     events = dec.feed(raw)
     assert len(events) == 20_000
