@@ -93,10 +93,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, Union
 from urllib.parse import urlsplit
 
 __all__ = [
