@@ -69,8 +69,32 @@ __all__ = [
     "UsageDelta",
     "__version__",
     "load_ipython_extension",
+    "tool",
+    "tools",
     "unload_ipython_extension",
 ]
+
+
+_registry: Any = None
+
+
+def tools() -> Any:
+    """The tool registry ``%%chat`` offers to the model (a ``ToolRegistry``: ``add``, ``remove``...)."""
+    global _registry
+    if _registry is None:
+        from ._tools import ToolRegistry
+
+        _registry = ToolRegistry()
+    return _registry
+
+
+def tool(fn: Any = None, *, trusted: bool = False, name: Any = None) -> Any:
+    """Register a function as a tool the model may call: ``@tool`` or ``@tool(trusted=True)``.
+
+    A tool runs only after you allow each call, unless it is registered as trusted. Its JSON Schema comes
+    from the signature, the type hints and the docstring.
+    """
+    return tools().tool(fn, trusted=trusted, name=name)
 
 
 def __getattr__(name: str) -> Any:

@@ -180,9 +180,11 @@ class ChatClient:
         # A server may echo the key back in its error text; it must not reach the user's screen.
         key = self._key.reveal()
         err.message = redact(err.message, key)
+        err.hint = redact(err.hint, key)
         err.args = (err.message,)
-        if isinstance(err, APIStatusError):
-            err.server_message = redact(err.server_message, key)
+        server_message = getattr(err, "server_message", None)
+        if isinstance(server_message, str):
+            err.server_message = redact(server_message, key)  # type: ignore[attr-defined]
         return err
 
     def _send(
@@ -300,8 +302,16 @@ class ChatClient:
                 response = item
         assert response is not None
         read_timeout = timeout if timeout is not None else self.timeout
+        key = self._key.reveal()
         try:
-            yield from self._read_reply(response, read_timeout)
+            # The one boundary every reply passes: errors and notices built from what the server sent
+            # (which may echo the key) are masked here, once, whatever layer made them.
+            for delta in self._read_reply(response, read_timeout):
+                if isinstance(delta, NoticeDelta) and key:
+                    delta = NoticeDelta(redact(delta.message, key))
+                yield delta
+        except ShenmaError as exc:
+            raise self._redact(exc) from None
         finally:
             response.close()
 

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import TYPE_CHECKING, Any, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
-from traitlets import Bool, CaselessStrEnum, Float, Int, TraitError, Unicode, validate
+from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unicode, validate
 
 from ._errors import ConfigError, ShenmaError
 from ._keys import KeyStore
 from ._models import Reply
 from ._prompt import Conversation, fill_variables
 from ._secret import Secret, is_loopback_host, looks_like_key, mask, redact
-
-if TYPE_CHECKING:
-    from ._run import TurnResult
 
 __all__ = ["ChatMagics", "register", "unregister"]
 
@@ -71,6 +69,12 @@ class ChatMagics(Magics):
         config=True
     )
     fill_vars = Bool(True, help="Fill {name} in prompts from the user namespace.").tag(config=True)
+    prices = Dict(
+        help='Prices per model: {"gpt-4o-mini": {"input": 1.05, "output": 4.2}} per million tokens, '
+        'or {"per_call": 0.1}; glob patterns such as "deepseek-*" work.'
+    ).tag(config=True)
+    currency = Unicode("¥", help="Currency symbol for prices.").tag(config=True)
+    max_tool_rounds = Int(5, help="How many rounds of tool calls one cell may run.").tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -78,6 +82,7 @@ class ChatMagics(Magics):
         self.conversation = Conversation()
         self.last: Optional[Reply] = None
         self._clients: dict[tuple[str, Optional[Secret]], Any] = {}
+        self.ledger: Any = None  # a UsageLedger, made on first use
 
     @validate("temperature")
     def _check_temperature(self, proposal: Any) -> Any:
@@ -89,6 +94,8 @@ class ChatMagics(Magics):
     @validate("model", "base_url", "system")
     def _no_keys_in_settings(self, proposal: Any) -> Any:
         if looks_like_key(proposal["value"]):
+            # %config ChatMagics.model = "sk-..." already sits in the history: take it out before refusing.
+            _scrub_key_from_history(self.shell, proposal["value"])
             raise TraitError("that looks like an API key; use `%chat key` to enter keys")
         return proposal["value"]
 
@@ -153,6 +160,16 @@ class ChatMagics(Magics):
         "-o", "--out", help="Bind the reply (a str with .reasoning, .usage, .complete...) to this name."
     )
     @argument("--no-vars", action="store_true", help="Send {braces} as written, without filling variables.")
+    @argument("--json", action="store_true", help="Ask for a JSON answer; -o then gets the parsed value.")
+    @argument("--schema", help="A JSON Schema dict or pydantic model (a variable name) the JSON must follow.")
+    @argument(
+        "--image",
+        action="append",
+        default=[],
+        help="An image to ask about (repeatable): a path, an http(s) or data: URL, or a variable holding "
+        "bytes, a PIL image or a matplotlib figure.",
+    )
+    @argument("--no-tools", action="store_true", help="Do not offer the registered tools for this cell.")
     @cell_magic("chat")  # type: ignore[arg-type]  # IPython types the decorator too narrowly
     def chat_cell(self, line: str, cell: str) -> None:
         """Send the cell to the model as the user message and stream the reply.
@@ -183,35 +200,128 @@ class ChatMagics(Magics):
             prompt = fill_variables(prompt, self._user_ns)
         model = self.resolved_model(args.model)
         base_url = self.resolved_base_url()
+        extra = self._json_request(args)
+        images = self._images(args.image)
+        content: Any = prompt if not images else [{"type": "text", "text": prompt}, *(i.part for i in images)]
+        client = self.client(base_url)
         if args.new:
             self.conversation.reset()
         system = args.system if args.system is not None else self.system
-        client = self.client(base_url)
-        messages = self.conversation.messages(prompt, system=system or None, max_turns=self.max_history)
-        result = self._run(client, messages, model, args)
+        if extra.get("response_format") and "json" not in f"{system} {prompt}".lower():
+            # OpenAI (and relays in front of it) answer 400 to JSON mode unless a message mentions JSON.
+            system = f"{system}\nReply with JSON only." if system else "Reply with JSON only."
+        messages = self.conversation.messages(content, system=system or None, max_turns=self.max_history)
+        tools = None if args.no_tools else _tools_or_none()
+        if tools is not None:
+            extra["tools"] = tools.specs()
+        show = _Shower(self.shell)
+        if images:
+            show.images(images)
+        options = {
+            "model": model,
+            "temperature": args.temperature if args.temperature is not None else self.temperature,
+            "max_tokens": args.max_tokens if args.max_tokens is not None else self.max_tokens,
+            "timeout": args.timeout if args.timeout is not None else self.timeout,
+            "extra": extra or None,
+        }
+        from ._run import run_chat
+
+        costing = self._costing(model, messages)
+        result, steps = run_chat(
+            lambda msgs: client.stream(msgs, **options),
+            messages,
+            make_view=self._make_view,
+            model=model,
+            tools=tools,
+            ask=show.ask,
+            notify=show.line,
+            interval=self.update_interval,
+            max_rounds=self.max_tool_rounds,
+            tokens=self._token_counter(costing),
+        )
         reply = result.reply
+        if self.ledger is None:
+            from ._pricing import UsageLedger
+
+            self.ledger = UsageLedger()
+        cost, estimated, prompt_tokens, completion_tokens = costing(reply.usage, reply.text)
+        self.ledger.add(reply.model or model, prompt_tokens, completion_tokens, cost, estimated)
         if reply.text or reply.tool_calls or reply.reasoning:
             # A turn that showed text is kept, even if it was cut short; one that failed before any text
             # is not, so the conversation never holds a question without an answer.
-            self.conversation.record(prompt, reply.text)
+            self.conversation.record(content, reply.text, steps)
         self.last = reply
+        bound: Any = reply
+        if (args.json or args.schema) and reply.text and reply.error is None:
+            bound = self._parse_json(reply, args, show)
         if args.out:
-            self._user_ns[args.out] = reply
+            self._user_ns[args.out] = bound
         if result.interrupted:
             raise ChatInterrupted("interrupted: the partial answer is kept") from None
 
-    def _run(self, client: Any, messages: list[dict[str, Any]], model: str, args: Any) -> TurnResult:
-        from ._run import run_turn
+    def _json_request(self, args: Any) -> dict[str, Any]:
+        if not (args.json or args.schema):
+            return {}
+        from ._jsonout import response_format
 
-        stream = client.stream(
-            messages,
-            model=model,
-            temperature=args.temperature if args.temperature is not None else self.temperature,
-            max_tokens=args.max_tokens if args.max_tokens is not None else self.max_tokens,
-            timeout=args.timeout if args.timeout is not None else self.timeout,
-        )
-        view = self._make_view()
-        return run_turn(stream, view, model=model, interval=self.update_interval)
+        schema = self._lookup(args.schema, "--schema") if args.schema else None
+        try:
+            return {"response_format": response_format(schema)}
+        except ShenmaError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _parse_json(self, reply: Reply, args: Any, show: _Shower) -> Any:
+        from ._jsonout import recover_json, validate_against
+
+        try:
+            value = recover_json(reply.text)
+            if args.schema:
+                value = validate_against(value, self._lookup(args.schema, "--schema"))
+        except ShenmaError as exc:
+            show.line(f"⚠ {exc} (the text is kept: -o holds the Reply)")
+            return reply
+        reply.value = value
+        return value
+
+    def _lookup(self, name: str, option: str) -> Any:
+        if name not in self._user_ns:
+            raise UsageError(f"{option} {name}: no such variable in the notebook")
+        return self._user_ns[name]
+
+    def _images(self, sources: list[str]) -> list[Any]:
+        if not sources:
+            return []
+        from ._images import image_part
+
+        parts = []
+        for source in sources:
+            try:
+                parts.append(image_part(_unquote(source) or "", namespace=self._user_ns))
+            except ShenmaError as exc:
+                raise UsageError(str(exc)) from None
+        return parts
+
+    def _costing(self, model: str, messages: list[dict[str, Any]]) -> Callable[[Any, str], tuple[Any, ...]]:
+        """(usage, answer text) -> (cost, estimated, prompt tokens, completion tokens) for this request."""
+        from ._pricing import parse_prices, price_for, reply_cost
+
+        try:
+            price = price_for(parse_prices(self.prices), model) if self.prices else None
+        except ShenmaError as exc:
+            raise UsageError(str(exc)) from None
+        prompt_text = "\n".join(_text_of(m.get("content")) for m in messages)
+        return lambda usage, text: reply_cost(price, usage, prompt_text=prompt_text, answer_text=text)
+
+    def _token_counter(self, costing: Callable[[Any, str], tuple[Any, ...]]) -> Any:
+        from ._pricing import format_money
+
+        currency = self.currency
+
+        def tokens(builder: Any) -> tuple[Optional[tuple[int, int, bool]], str]:
+            cost, estimated, prompt, completion = costing(builder.usage, builder.text)
+            return (prompt, completion, estimated), (format_money(cost, currency) if cost is not None else "")
+
+        return tokens
 
     def _make_view(self) -> Any:
         from ._display import MarkdownView, TextView, WidgetView
@@ -243,6 +353,10 @@ class ChatMagics(Magics):
         %chat history              show the conversation
         %chat reset                forget the conversation (same as %%chat --new)
         %chat last                 the last reply (also bound by %%chat -o NAME)
+        %chat tools                list the tools offered to the model
+        %chat tools add NAME [--trusted]   offer a function as a tool (asked before each call unless trusted)
+        %chat tools remove NAME    stop offering it
+        %chat usage [reset]        tokens and cost of this session, by model
         """
         self._refuse_keys(line)
         try:
@@ -264,6 +378,10 @@ class ChatMagics(Magics):
             return None
         if command == "last":
             return self.last
+        if command == "tools":
+            return self._tools_command(rest)
+        if command == "usage":
+            return self._usage_command(rest)
         if command == "help":
             print(self.chat_line.__doc__)
             return None
@@ -277,17 +395,13 @@ class ChatMagics(Magics):
             print(f"{name} = {getattr(self, name)!r}")
             return
         try:
-            value: Any
-            if name in ("temperature",):
-                value = None if text.lower() in ("none", "default") else float(text)
-            elif name in ("max_tokens",):
-                value = None if text.lower() in ("none", "default") else int(text)
-            elif name in ("timeout",):
-                value = float(text)
-            elif name in ("max_history",):
-                value = int(text)
-            else:
-                value = text
+            value: Any = text
+            trait = self.traits()[name]
+            if isinstance(trait, (Int, Float)):
+                if text.lower() in ("none", "default") and trait.allow_none:
+                    value = None
+                else:
+                    value = int(text) if isinstance(trait, Int) else float(text)
             if name == "base_url" and value:
                 from ._client import normalize_base_url
 
@@ -296,6 +410,56 @@ class ChatMagics(Magics):
         except (ValueError, TraitError, ConfigError) as exc:
             raise UsageError(f"cannot set {name} to {text!r}: {exc}") from None
         print(f"{name} = {getattr(self, name)!r}")
+
+    def _tools_command(self, rest: list[str]) -> None:
+        from . import tools as registry
+
+        tools = registry()
+        if not rest:
+            if not len(tools):
+                print("no tools: %chat tools add NAME, or decorate a function with @shenma_magic.tool")
+            for tool in tools:
+                fn = tool.spec.get("function", {})
+                flag = "trusted" if tool.trusted else "asks first"
+                print(f"  {tool.name}({', '.join(fn.get('parameters', {}).get('properties', {}))})  [{flag}]")
+            return
+        action, names = rest[0], [n for n in rest[1:] if not n.startswith("--")]
+        if action == "add" and names:
+            for name in names:
+                fn = self._user_ns.get(name)
+                if not callable(fn):
+                    raise UsageError(f"{name} is not a function in the notebook")
+                try:
+                    tools.add(fn, trusted="--trusted" in rest)
+                except ShenmaError as exc:
+                    raise UsageError(str(exc)) from None
+                print(
+                    f"tool {name} added" + (" (trusted: runs without asking)" if "--trusted" in rest else "")
+                )
+            return
+        if action == "remove" and names:
+            for name in names:
+                print(f"tool {name} removed" if tools.remove(name) else f"no tool named {name}")
+            return
+        raise UsageError("usage: %chat tools [add NAME [--trusted] | remove NAME]")
+
+    def _usage_command(self, rest: list[str]) -> None:
+        from ._pricing import UsageLedger
+
+        if self.ledger is None:
+            self.ledger = UsageLedger()
+        if rest[:1] == ["reset"]:
+            self.ledger.reset()
+            print("usage totals cleared")
+            return
+        if not len(self.ledger):
+            print("no replies yet")
+            return
+        print(self.ledger.table(self.currency))
+        if not self.prices:
+            print(
+                "(no prices set: %config ChatMagics.prices = {'gpt-4o-mini': {'input': 1.05, 'output': 4.2}})"
+            )
 
     def _show_settings(self) -> None:
         base_url = self.resolved_base_url()
@@ -394,6 +558,78 @@ _SETTABLE = {
     "update_interval",
     "max_retries",
 }
+
+
+def _tools_or_none() -> Any:
+    from . import tools
+
+    registry = tools()
+    return registry if len(registry) else None
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(
+            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+class _Shower:
+    """Small one-off outputs around a reply: image thumbnails, tool-call lines, yes/no questions."""
+
+    def __init__(self, shell: Any) -> None:
+        self._rich = getattr(shell, "kernel", None) is not None
+
+    def line(self, text: str) -> None:
+        if self._rich:
+            from IPython.display import display
+
+            from ._render import escape
+
+            style = "color: var(--jp-ui-font-color2, #777); font-size: 0.85em;"
+            display({"text/plain": text, "text/html": f'<div style="{style}">{escape(text)}</div>'}, raw=True)
+        else:
+            print(f"[{text}]")
+
+    def images(self, images: list[Any]) -> None:
+        if not self._rich:
+            for image in images:
+                print(f"[image: {image.label}]")
+            return
+        from IPython.display import display
+
+        from ._render import escape
+
+        cells = []
+        for image in images:
+            thumb = image.thumbnail or ""
+            # Only our own thumbnail data: URLs are put in src; the label is escaped text.
+            img = (
+                f'<img src="{escape(thumb)}" style="max-height: 96px; max-width: 160px;">'
+                if thumb.startswith("data:image/")
+                else ""
+            )
+            cells.append(
+                f'<figure style="display:inline-block; margin: 4px;">{img}'
+                f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
+            )
+        labels = ", ".join(image.label for image in images)
+        display({"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}, raw=True)
+
+    def ask(self, question: str) -> bool:
+        try:
+            answer = input(question)
+        except (EOFError, OSError, RuntimeError) as exc:
+            # e.g. a headless run with no stdin: nothing can be allowed
+            self.line(f"cannot ask here ({type(exc).__name__}): register the tool as trusted to let it run")
+            return False
+        except Exception as exc:  # ipykernel's StdinNotImplementedError and friends
+            self.line(f"cannot ask here ({type(exc).__name__}): register the tool as trusted to let it run")
+            return False
+        return answer.strip().lower() in ("y", "yes", "是", "好")
 
 
 def _host(base_url: str) -> str:

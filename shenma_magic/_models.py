@@ -79,6 +79,7 @@ class Reply(str):
         model: the model that answered, as the server named it ("" if unknown).
         tool_calls: the assembled tool calls, as OpenAI-style dicts.
         notices: things that happened on the way without stopping the reply.
+        value: the parsed JSON value, for a reply asked for with ``%%chat --json`` (else None).
     """
 
     reasoning: str
@@ -89,6 +90,7 @@ class Reply(str):
     model: str
     tool_calls: list[dict[str, Any]]
     notices: list[str]
+    value: Any
 
     def __new__(
         cls,
@@ -102,6 +104,7 @@ class Reply(str):
         model: str = "",
         tool_calls: Optional[list[dict[str, Any]]] = None,
         notices: Optional[list[str]] = None,
+        value: Any = None,
     ) -> Reply:
         self = super().__new__(cls, text)
         self.reasoning = reasoning
@@ -114,7 +117,17 @@ class Reply(str):
         self.model = model
         self.tool_calls = tool_calls if tool_calls is not None else []
         self.notices = notices if notices is not None else []
+        self.value = value
         return self
+
+    def json(self) -> Any:
+        """The answer as a JSON value: the parsed ``value`` if there is one, else the text recovered as JSON
+        (a lone ```json fence or one JSON value in prose is accepted). Raises ``JSONRecoveryError``."""
+        if self.value is not None:
+            return self.value
+        from ._jsonout import recover_json
+
+        return recover_json(self.text)
 
     @property
     def text(self) -> str:

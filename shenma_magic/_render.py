@@ -262,28 +262,27 @@ def status_text(
     model: str,
     elapsed: float,
     first_token: Optional[float],
-    usage: Optional[dict[str, Any]],
-    chars: int,
+    tokens: Optional[tuple[int, int, bool]],
     finish_reason: Optional[str],
+    cost: str = "",
     state: str = "",
 ) -> str:
-    """``gpt-4o-mini · first token 0.41 s · 3.2 s · 120 → 342 tokens · 107 tok/s``, plus anything unusual."""
+    """``gpt-4o-mini · first token 0.41 s · 3.2 s · 120 → 342 tokens · 107 tok/s · ¥0.0004``.
+
+    ``tokens`` is (prompt, completion, estimated); estimated counts are shown with ``~``.
+    """
     parts = [model] if model else []
     if first_token is not None:
         parts.append(f"first token {first_token:.2f} s")
     parts.append(f"{elapsed:.1f} s")
-    completion: Optional[int] = None
-    if usage:
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens")
-        if isinstance(prompt, int) and isinstance(completion, int):
-            parts.append(f"{prompt} → {completion} tokens")
-        elif isinstance(usage.get("total_tokens"), int):
-            parts.append(f"{usage['total_tokens']} tokens")
-    if isinstance(completion, int) and first_token is not None and elapsed - first_token > 0.05:
-        parts.append(f"{completion / (elapsed - first_token):.0f} tok/s")
-    elif chars and not usage:
-        parts.append(f"{chars} chars")
+    if tokens is not None:
+        prompt, completion, estimated = tokens
+        mark = "~" if estimated else ""
+        parts.append(f"{mark}{prompt} → {mark}{completion} tokens" + (" (estimated)" if estimated else ""))
+        if completion and first_token is not None and elapsed - first_token > 0.05:
+            parts.append(f"{mark}{completion / (elapsed - first_token):.0f} tok/s")
+    if cost:
+        parts.append(cost)
     if finish_reason and finish_reason != "stop":
         parts.append(f"finish: {finish_reason}")
     if state:

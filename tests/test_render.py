@@ -150,11 +150,12 @@ def test_status_text() -> None:
         model="gpt-4o-mini",
         elapsed=3.0,
         first_token=1.0,
-        usage={"prompt_tokens": 12, "completion_tokens": 100},
-        chars=300,
+        tokens=(12, 100, False),
         finish_reason="length",
+        cost="¥0.0012",
     )
-    assert line == "gpt-4o-mini · first token 1.00 s · 3.0 s · 12 → 100 tokens · 50 tok/s · finish: length"
-    assert "finish" not in status_text(
-        model="m", elapsed=1, first_token=None, usage=None, chars=5, finish_reason="stop"
+    assert line == (
+        "gpt-4o-mini · first token 1.00 s · 3.0 s · 12 → 100 tokens · 50 tok/s · ¥0.0012 · finish: length"
     )
+    estimated = status_text(model="m", elapsed=1, first_token=None, tokens=(3, 9, True), finish_reason="stop")
+    assert estimated == "m · 1.0 s · ~3 → ~9 tokens (estimated)"
