@@ -245,7 +245,7 @@ class ChatMagics(Magics):
 
             self.ledger = UsageLedger()
         cost, estimated, prompt_tokens, completion_tokens = costing(reply.usage, reply.text)
-        self.ledger.add(reply.model or model, prompt_tokens, completion_tokens, cost, estimated)
+        self.ledger.add(model, prompt_tokens, completion_tokens, cost, estimated)
         if reply.text or reply.tool_calls or reply.reasoning:
             # A turn that showed text is kept, even if it was cut short; one that failed before any text
             # is not, so the conversation never holds a question without an answer.
@@ -430,7 +430,7 @@ class ChatMagics(Magics):
                 if not callable(fn):
                     raise UsageError(f"{name} is not a function in the notebook")
                 try:
-                    tools.add(fn, trusted="--trusted" in rest)
+                    tools.add(fn, trusted="--trusted" in rest, name=name)
                 except ShenmaError as exc:
                     raise UsageError(str(exc)) from None
                 print(
