@@ -22,6 +22,7 @@ from ._models import (
     ToolCallDelta,
     UsageDelta,
 )
+from ._secret import mask_keys
 from ._sse import ServerSentEvent
 
 __all__ = ["ChunkDecoder", "deltas_from_completion"]
@@ -109,7 +110,7 @@ class ChunkDecoder:
         try:
             obj = _loads(data)
         except ValueError:
-            return [NoticeDelta(f"skipped a malformed event: {_excerpt(data)}")]
+            return [NoticeDelta(f"skipped a malformed event: {_excerpt(data)}", lossy=True)]
         if not isinstance(obj, dict):
             return [NoticeDelta(f"skipped an event that is not an object: {_excerpt(data)}")]
         return self.decode_object(obj)
@@ -141,7 +142,8 @@ class ChunkDecoder:
 
 
 def _excerpt(text: str, limit: int = 80) -> str:
-    text = " ".join(text.split())
+    # Mask anything shaped like a key before cutting: a cut through a key would defeat later redaction.
+    text = mask_keys(" ".join(text.split()))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

@@ -20,7 +20,7 @@ from ._errors import ConfigError, ShenmaError
 from ._keys import KeyStore
 from ._models import Reply
 from ._prompt import Conversation, fill_variables
-from ._secret import Secret, is_loopback_host, looks_like_key, mask, redact
+from ._secret import Secret, is_loopback_host, key_tokens, looks_like_key, mask, redact
 
 __all__ = ["ChatMagics", "register", "unregister"]
 
@@ -658,9 +658,7 @@ def _ask_secret(prompt: str) -> str:
 
 def _scrub_key_from_history(shell: Any, text: str) -> None:
     """Take a pasted key out of In/_i*, the history database and (in Jupyter) the cell itself."""
-    import re
-
-    secrets = {m.group(0) for m in re.finditer(r"\b(?:sk|ak|pk|rk)-[A-Za-z0-9_\-]{16,}", text)}
+    secrets = key_tokens(text)
     if not secrets:
         return
 

@@ -59,9 +59,13 @@ class MetaDelta(NamedTuple):
 
 
 class NoticeDelta(NamedTuple):
-    """Something worth telling the user that does not stop the reply (e.g. a malformed event skipped)."""
+    """Something worth telling the user that does not stop the reply (e.g. a malformed event skipped).
+
+    ``lossy`` means part of the answer may be missing because of it, so the reply is not complete.
+    """
 
     message: str
+    lossy: bool = False
 
 
 Delta = Union[TextDelta, ReasoningDelta, ToolCallDelta, FinishDelta, UsageDelta, MetaDelta, NoticeDelta]
@@ -161,12 +165,16 @@ class ReplyBuilder:
         self.usage: Optional[dict[str, Any]] = None
         self.model = ""
         self.notices: list[str] = []
+        self.lossy = False
         self.chars = 0
 
     def add(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
             self._text.append(delta.text)
             self.chars += len(delta.text)
+            if len(self._text) > 512:
+                # 100k tiny deltas held as 100k strings cost far more than their text; join as we go.
+                self._text = ["".join(self._text)]
         elif isinstance(delta, ReasoningDelta):
             self._reasoning.append(delta.text)
         elif isinstance(delta, FinishDelta):
@@ -186,6 +194,7 @@ class ReplyBuilder:
             call["function"]["arguments"] += delta.arguments
         elif isinstance(delta, NoticeDelta):
             self.notices.append(delta.message)
+            self.lossy = self.lossy or delta.lossy
 
     @property
     def text(self) -> str:
@@ -209,7 +218,7 @@ class ReplyBuilder:
         return bool(self._text or self._reasoning or self._tools)
 
     def build(self, *, error: Optional[str] = None, interrupted: bool = False) -> Reply:
-        complete = error is None and not interrupted and self.finish_reason is not None
+        complete = error is None and not interrupted and self.finish_reason is not None and not self.lossy
         return Reply(
             self.text,
             reasoning=self.reasoning,

@@ -111,7 +111,10 @@ def run_turn(
     elif reply.tool_calls and reply.finish_reason in ("tool_calls", "function_call"):
         state = ""
     elif not reply.complete:
-        state = "incomplete: the answer may be cut off"
+        lossy = any("malformed" in n for n in reply.notices)
+        state = (
+            "incomplete: malformed events were skipped" if lossy else "incomplete: the answer may be cut off"
+        )
     else:
         state = ""
     final_status = status(state)

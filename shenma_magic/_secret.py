@@ -29,6 +29,16 @@ def redact(text: str, *keys: Optional[str]) -> str:
     return text
 
 
+def mask_keys(text: str) -> str:
+    """Mask every key-shaped token in ``text`` (for excerpts of what a server sent)."""
+    return _KEY_SHAPE.sub(lambda m: mask(m.group(0)), text)
+
+
+def key_tokens(text: str) -> set[str]:
+    """The key-shaped tokens in ``text``."""
+    return {m.group(0) for m in _KEY_SHAPE.finditer(text)}
+
+
 def looks_like_key(text: str) -> bool:
     """True if ``text`` holds something shaped like an API key (used to refuse keys typed into cells)."""
     return bool(_KEY_SHAPE.search(text))
