@@ -68,6 +68,10 @@ separate process, e.g. for notebook and browser tests, without scripting it)
                          comment; a safe renderer must leave ``window.__pwned*`` unset.
     ``/error STATUS [message]``  answers that HTTP status with an OpenAI error body.
     ``/drop N``          streams N words, then resets the connection (no finish, no [DONE]).
+    ``/tool NAME JSON``  streams a call to tool NAME with arguments JSON (finish_reason "tool_calls");
+                         the request that carries the tool's result is answered "echo: tool said ...".
+
+    A request with ``response_format`` gets the echo as a JSON object: ``{"echo": "<text>"}``.
 
     Non-streamed requests get the same text as one JSON answer.
 
@@ -376,6 +380,20 @@ def stream_of(
     return _paced(events, delay)
 
 
+def tool_call_stream(name: str, arguments: str, call_id: str = "call_relay_1") -> list[Chunk]:
+    """A streamed tool call to ``name`` with ``arguments`` (a JSON string) split over two deltas, then
+    ``finish_reason: "tool_calls"`` and ``[DONE]``, as OpenAI sends it."""
+    half = len(arguments) // 2
+    start = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+    return [
+        sse(chat_chunk(role="assistant", tool_calls=[start])),
+        sse(chat_chunk(tool_calls=[{"index": 0, "function": {"arguments": arguments[:half]}}])),
+        sse(chat_chunk(tool_calls=[{"index": 0, "function": {"arguments": arguments[half:]}}])),
+        sse(chat_chunk(finish_reason="tool_calls")),
+        sse("[DONE]"),
+    ]
+
+
 def error_body(message: str, type_: str = "invalid_request_error", code: str | None = None) -> bytes:
     """An OpenAI-style error body: ``{"error": {"message", "type", "param", "code"}}``."""
     error = {"message": message, "type": type_, "param": None, "code": code}
@@ -469,6 +487,9 @@ def _slash_reply(text: str, delay: float) -> _Reply | Scripted:
             message or f"scripted error {status}",
             type_="server_error" if status >= 500 else "invalid_request_error",
         )
+    if command == "/tool":
+        name, _, arguments = rest.strip().partition(" ")
+        return Scripted(chunks=tool_call_stream(name or "tool", arguments.strip() or "{}"))
     if command == "/drop":
         count = int(args[0]) if args else 3
         return _Reply(_words(" ".join(f"word{i}" for i in range(1, count + 1))), gap=delay, drop=True)
@@ -480,9 +501,20 @@ def default_chat_response(body: Any, *, delay: float = 0.0) -> Scripted:
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         return Scripted.error(400, "expected a JSON object with a 'messages' list")
     model = body["model"] if isinstance(body.get("model"), str) else DEFAULT_MODEL
-    reply = _slash_reply(_last_user_text(body["messages"]), delay)
-    if isinstance(reply, Scripted):
-        return reply
+    last = body["messages"][-1] if body["messages"] else {}
+    text = _last_user_text(body["messages"])
+    if isinstance(last, dict) and last.get("role") == "tool":
+        # The answer after a round of tool calls: say what the tool returned.
+        reply: _Reply | Scripted = _Reply(
+            _words("echo: tool said " + _message_text(last.get("content"))), gap=delay
+        )
+    else:
+        reply = _slash_reply(text, delay)
+        if isinstance(reply, Scripted):
+            return reply
+        if isinstance(body.get("response_format"), dict) and not text.startswith("/"):
+            # JSON mode: the echo as a JSON object, as a model following response_format would answer.
+            reply = _Reply(_words(json.dumps({"echo": text}, ensure_ascii=False)), gap=delay)
 
     prompt_tokens = sum(
         len(_message_text(m.get("content")).split()) for m in body["messages"] if isinstance(m, dict)

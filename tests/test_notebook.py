@@ -15,14 +15,14 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.relay import Relay, Scripted, stream_of
+from tests.relay import Relay, Scripted, stream_of, tool_call_stream
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "sk-NOTEBOOKKEY0123456789abcdef77aa"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
-def execute(nb: Any, relay: Relay, tmp_path: Path, **env: str) -> Any:
+def execute(nb: Any, relay: Relay, tmp_path: Path, hook: Any = None, **env: str) -> Any:
     old = dict(os.environ)
     os.environ.update(
         {
@@ -42,6 +42,7 @@ def execute(nb: Any, relay: Relay, tmp_path: Path, **env: str) -> Any:
             kernel_name="python3",
             iopub_timeout=30,
             resources={"metadata": {"path": str(tmp_path)}},
+            on_cell_execute=hook,
         )
         client.execute()
     finally:
@@ -57,41 +58,68 @@ def chat_cells(nb: Any) -> list[Any]:
 @pytest.mark.slow
 def test_quickstart_runs_and_saves_answers_as_markdown(relay: Relay, tmp_path: Path) -> None:
     nb = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
-    execute(nb, relay, tmp_path)
+
+    def hook(cell: Any, cell_index: int) -> None:
+        # The tour's tool cell: the relay asks for the tool, as a model would, then answers with its result.
+        if "Use the add tool" in cell.source:
+            relay.enqueue(Scripted(chunks=tool_call_stream("add", '{"a": 1234, "b": 4321}')))
+
+    execute(nb, relay, tmp_path, hook=hook)
     cells = chat_cells(nb)
-    assert len(cells) >= 5
+    assert len(cells) >= 8
     for cell in cells:
-        outputs = cell.outputs
-        assert outputs, cell.source
-        assert not any(WIDGET_MIME in o.get("data", {}) for o in outputs), cell.source
-        rich = [o for o in outputs if o.output_type in ("display_data", "execute_result")]
-        assert len(rich) == 1, (cell.source, outputs)
+        assert not any(WIDGET_MIME in o.get("data", {}) for o in cell.outputs), cell.source
+        assert not any(o.output_type == "error" for o in cell.outputs), cell.source
+    plain = [
+        c for c in cells if "--json" not in c.source and "--image" not in c.source and "tool" not in c.source
+    ]
+    for cell in plain:
+        rich = [o for o in cell.outputs if o.output_type in ("display_data", "execute_result")]
+        assert len(rich) == 1, (cell.source, cell.outputs)
         data = rich[0]["data"]
-        question = cell.source.split("\n", 1)[1]
-        assert (
-            "echo:" in data["text/markdown"]
-            and "echo:" in data["text/plain"]
-            and "echo:" in data["text/html"]
-        )
-        assert data["text/plain"].startswith("echo:")
-        assert question.split()[0].strip('"') in data["text/plain"] or "{" in question
+        assert data["text/plain"].startswith("echo:") and "echo:" in data["text/markdown"]
+        assert "echo:" in data["text/html"]
         assert "gpt-4o-mini" in data["text/markdown"]  # the status line
+    requests = [r.json for r in relay.chat_requests]
     # The follow-up carried the conversation; the --new cell started over with its system prompt.
-    follow_up = relay.chat_requests[1].json["messages"]
-    assert [m["role"] for m in follow_up] == ["user", "assistant", "user"]
-    fresh = relay.chat_requests[2].json["messages"]
-    assert fresh[0] == {"role": "system", "content": "Answer in one short sentence."} and len(fresh) == 2
+    assert [m["role"] for m in requests[1]["messages"]] == ["user", "assistant", "user"]
+    assert requests[2]["messages"][0] == {"role": "system", "content": "Answer in one short sentence."}
+    assert len(requests[2]["messages"]) == 2
     # Variables were filled, JSON braces kept.
-    assert (
-        relay.chat_requests[-1]
-        .json["messages"][-1]["content"]
-        .startswith('Explain SSE in one line. Reply as JSON like {"answer": "..."}.')
+    assert any(
+        m["content"].startswith('Explain SSE in one line. Reply as JSON like {"answer": "..."}.')
+        for r in requests
+        for m in r["messages"]
+        if isinstance(m["content"], str)
     )
     # -o answer was usable from Python.
     printed = "".join(
         o.get("text", "") for c in nb.cells if c.source.startswith("print(answer") for o in c.outputs
     )
     assert "ECHO: LIST THREE PRIME NUMBERS" in printed and "stop True" in printed
+    # JSON: the request asked for it, and -o got a dict.
+    json_request = next(r for r in requests if "response_format" in r)
+    assert json_request["response_format"] == {"type": "json_object"}
+    info = next(c for c in nb.cells if c.source == "info")
+    assert "'echo':" in info.outputs[0]["data"]["text/plain"]
+    # The image went as a content part.
+    image_request = next(r for r in requests if isinstance(r["messages"][-1]["content"], list))
+    assert image_request["messages"][-1]["content"][1]["type"] == "image_url"
+    # The tool round: offered, called, result sent back, answer shown.
+    tool_cell = next(c for c in cells if "Use the add tool" in c.source)
+    shown = json.dumps(tool_cell.outputs, ensure_ascii=False)
+    assert "ran: add(a=1234, b=4321)" in shown and "5555" in shown
+    assert "echo: tool said 5555" in shown
+    assert any(m.get("role") == "tool" and m["content"] == "5555" for m in requests[-1]["messages"])
+    assert requests[-1]["tools"][0]["function"]["name"] == "add"
+    # Usage totals.
+    usage = "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code" and "%chat usage" in c.source
+        for o in c.outputs
+    )
+    assert "gpt-4o-mini" in usage and "calls" in usage
     # The key is nowhere in the saved notebook; only its mask may be.
     saved = json.dumps(nb, ensure_ascii=False)
     assert KEY not in saved
