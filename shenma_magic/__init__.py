@@ -68,6 +68,7 @@ __all__ = [
     "ToolCallDelta",
     "UsageDelta",
     "__version__",
+    "last_reply",
     "load_ipython_extension",
     "tool",
     "tools",
@@ -104,6 +105,15 @@ def __getattr__(name: str) -> Any:
 
         return ChatClient
     raise AttributeError(f"module 'shenma_magic' has no attribute {name!r}")
+
+
+def last_reply() -> Reply | None:
+    """The last ``%%chat`` reply in this IPython session (also bound by ``%%chat -o NAME``), or None."""
+    from IPython import get_ipython
+
+    ip = get_ipython()
+    magics = ip.magics_manager.registry.get("ChatMagics") if ip is not None else None
+    return getattr(magics, "last", None)
 
 
 def load_ipython_extension(ip: InteractiveShell) -> None:

@@ -100,6 +100,9 @@ def test_out_binds_reply_with_every_attribute(ip: InteractiveShell, relay: Relay
         True,
     )
     assert magics(ip).last is r
+    import shenma_magic
+
+    assert shenma_magic.last_reply() is r
 
 
 def test_out_bound_on_failure_with_the_partial_text(ip: InteractiveShell, relay: Relay) -> None:
