@@ -17,6 +17,7 @@ any frontend show the answer without a kernel or widget state.
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, Optional, Protocol, TextIO
 
 from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
@@ -81,9 +82,16 @@ def _md_inline(text: str) -> str:
 
 
 class WidgetView:
-    """The live view for Jupyter frontends, built from ipywidgets (imported only when a reply is shown)."""
+    """The live view for Jupyter frontends, built from ipywidgets (imported only when a reply is shown).
 
-    def __init__(self, *, waiting: str = "waiting for the first token…") -> None:
+    Finished blocks are rendered once and appended to an ``Output`` widget at most every
+    ``block_interval`` seconds (until then they show in the live HTML with the tail), so one refresh costs
+    one or two messages whatever the shape of the answer.
+    """
+
+    def __init__(
+        self, *, waiting: str = "waiting for the first token…", block_interval: float = 0.25
+    ) -> None:
         import ipywidgets as widgets
         from IPython.display import display
 
@@ -93,8 +101,11 @@ class WidgetView:
         self._reasoning_len = 0
         self._reasoning_shown = 0
         self._notice = ""
-        self._pending_blocks: list[str] = []
-        self._sent_tail: Optional[str] = None
+        self._pending_html: list[str] = []  # finished blocks, rendered, not yet appended to the Output
+        self._sent_live: Optional[str] = None
+        self._block_interval = block_interval
+        self._last_append = float("-inf")
+        self._capturing = False
         self._reason = widgets.HTML(layout=widgets.Layout(display="none"))
         self._blocks = widgets.Output()
         self._live = widgets.HTML(value=f'<div style="{_MUTED}">{escape(waiting)}</div>')
@@ -103,7 +114,8 @@ class WidgetView:
 
     def on_delta(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
-            self._pending_blocks.extend(self._splitter.feed(delta.text))
+            for block in self._splitter.feed(delta.text):
+                self._pending_html.append(render_html(block))
         elif isinstance(delta, ReasoningDelta):
             self._reasoning.append(delta.text)
             self._reasoning_len += len(delta.text)
@@ -113,18 +125,27 @@ class WidgetView:
     def refresh(self, status: str) -> None:
         if self._reasoning_len != self._reasoning_shown:
             self._show_reasoning()
-        if self._pending_blocks:
-            html = "\n".join(render_html(block) for block in self._pending_blocks)
-            self._pending_blocks = []
+        now = time.monotonic()
+        if self._pending_html and now - self._last_append >= self._block_interval:
+            if not self._capturing:
+                # Capture stays on for the rest of the reply: switching it per append costs two messages.
+                self._blocks.__enter__()
+                self._capturing = True
             # Each finished block is sent exactly once, as an output appended to the Output widget.
-            with self._blocks:
-                self._display({"text/html": html}, raw=True)
+            self._display({"text/html": "\n".join(self._pending_html)}, raw=True)
+            self._pending_html = []
+            self._last_append = now
         notice = f'<div style="{_MUTED}">{escape(self._notice)}</div>' if self._notice else ""
         tail = self._splitter.tail
-        value = (render_html(tail) if tail else "") + notice + f'<div style="{_MUTED}">{escape(status)}</div>'
-        if value != self._sent_tail:
+        value = (
+            "".join(self._pending_html)
+            + (render_html(tail) if tail else "")
+            + notice
+            + f'<div style="{_MUTED}">{escape(status)}</div>'
+        )
+        if value != self._sent_live:
             self._live.value = value
-            self._sent_tail = value
+            self._sent_live = value
 
     def _show_reasoning(self) -> None:
         if len(self._reasoning) > 1:
@@ -140,13 +161,22 @@ class WidgetView:
         self._reasoning_shown = self._reasoning_len
 
     def finish(self, reply: Reply, status: str) -> None:
+        if self._capturing:
+            self._capturing = False
+            self._blocks.__exit__(None, None, None)
         self._handle.update(final_bundle(reply, status), raw=True)
         # Empty the widgets before closing them: a frontend or nbclient that saves widget state would
-        # otherwise keep a second copy of the answer in the notebook's metadata.
+        # otherwise keep a second copy of the answer in the notebook's metadata. The kernel's copy of
+        # ``outputs`` is always empty (the frontend fills its own), so the state is sent explicitly.
         self._blocks.outputs = ()
+        self._blocks.send_state("outputs")
         self._live.value = ""
         self._reason.value = ""
         for widget in (self._reason, self._blocks, self._live, self._box):
+            # Each widget owns a layout (and maybe a style) widget with a comm of its own.
+            for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+                if part is not None:
+                    part.close()
             widget.close()
 
 

@@ -88,6 +88,7 @@ def run_turn(
             view.on_delta(delta)
             if first is None and isinstance(delta, (TextDelta, ReasoningDelta, ToolCallDelta)):
                 first = clock() - start
+                last_refresh = float("-inf")  # show the first words now, not one interval later
             elif isinstance(delta, MetaDelta) and delta.model:
                 shown_model = delta.model
             now = clock()
