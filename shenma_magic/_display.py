@@ -27,6 +27,7 @@ __all__ = ["MarkdownView", "TextView", "View", "WidgetView", "final_bundle"]
 
 _MUTED = "color: var(--jp-ui-font-color2, #777); font-size: 0.85em;"
 _ERROR = "color: var(--jp-error-color1, #c62828);"
+_CONTENT = "line-height: var(--jp-content-line-height, 1.6); font-size: var(--jp-content-font-size1, 14px);"
 _REASONING_PREVIEW = 600
 
 
@@ -132,14 +133,16 @@ class WidgetView:
                 self._blocks.__enter__()
                 self._capturing = True
             # Each finished block is sent exactly once, as an output appended to the Output widget.
-            self._display({"text/html": "\n".join(self._pending_html)}, raw=True)
+            # A plain <div> per append keeps JupyterLab's last-child margin rule from squeezing blocks.
+            self._display({"text/html": f"<div>{''.join(self._pending_html)}</div>"}, raw=True)
             self._pending_html = []
             self._last_append = now
         notice = f'<div style="{_MUTED}">{escape(self._notice)}</div>' if self._notice else ""
         tail = self._splitter.tail
+        # The same class and line height as the final output, so nothing jumps when the reply ends.
+        body = "".join(self._pending_html) + (render_html(tail) if tail else "")
         value = (
-            "".join(self._pending_html)
-            + (render_html(tail) if tail else "")
+            f'<div class="jp-RenderedHTMLCommon" style="{_CONTENT}">{body}</div>'
             + notice
             + f'<div style="{_MUTED}">{escape(status)}</div>'
         )

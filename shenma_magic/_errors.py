@@ -134,7 +134,7 @@ _QUOTA = ("额度已用尽", "额度不足", "余额不足", "insufficient_quota
 
 _HINTS = {
     400: "the server rejected the request: check the model name and options (%chat models lists models)",
-    401: "check the API key (令牌): enter it again with `%chat key`",
+    401: "check the API key (令牌): enter it again with %chat key",
     402: "the key has no balance left: top up the wallet (充值) or use another key",
     403: "this key or its group (分组) may not use this model: pick another with -m, or change the group",
     404: "check the base URL (it should end in /v1) and the model name",

@@ -28,7 +28,7 @@ DEFAULT_BASE_URL = "https://api.whatai.cc/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
 
 _NO_KEY_HINT = (
-    "run `%chat key` to enter it (it is not echoed and not saved in the notebook), "
+    "run %chat key to enter it (it is not echoed and not saved in the notebook), "
     "or set SHENMA_API_KEY before starting Jupyter"
 )
 
@@ -96,7 +96,7 @@ class ChatMagics(Magics):
         if looks_like_key(proposal["value"]):
             # %config ChatMagics.model = "sk-..." already sits in the history: take it out before refusing.
             _scrub_key_from_history(self.shell, proposal["value"])
-            raise TraitError("that looks like an API key; use `%chat key` to enter keys")
+            raise TraitError("that looks like an API key; use %chat key to enter keys")
         return proposal["value"]
 
     @property
@@ -244,8 +244,10 @@ class ChatMagics(Magics):
             from ._pricing import UsageLedger
 
             self.ledger = UsageLedger()
-        cost, estimated, prompt_tokens, completion_tokens = costing(reply.usage, reply.text)
-        self.ledger.add(model, prompt_tokens, completion_tokens, cost, estimated)
+        if reply.usage or reply.text or reply.reasoning or reply.tool_calls:
+            # A request that failed before the model produced anything is not charged.
+            cost, estimated, prompt_tokens, completion_tokens = costing(reply.usage, _generated_text(reply))
+            self.ledger.add(model, prompt_tokens, completion_tokens, cost, estimated)
         if reply.text or reply.tool_calls or reply.reasoning:
             # A turn that showed text is kept, even if it was cut short; one that failed before any text
             # is not, so the conversation never holds a question without an answer.
@@ -257,7 +259,7 @@ class ChatMagics(Magics):
         if args.out:
             self._user_ns[args.out] = bound
         if result.interrupted:
-            raise ChatInterrupted("interrupted: the partial answer is kept") from None
+            raise ChatInterrupted("interrupted") from None
 
     def _json_request(self, args: Any) -> dict[str, Any]:
         if not (args.json or args.schema):
@@ -318,7 +320,7 @@ class ChatMagics(Magics):
         currency = self.currency
 
         def tokens(builder: Any) -> tuple[Optional[tuple[int, int, bool]], str]:
-            cost, estimated, prompt, completion = costing(builder.usage, builder.text)
+            cost, estimated, prompt, completion = costing(builder.usage, _generated_text(builder))
             return (prompt, completion, estimated), (format_money(cost, currency) if cost is not None else "")
 
         return tokens
@@ -565,6 +567,12 @@ def _tools_or_none() -> Any:
 
     registry = tools()
     return registry if len(registry) else None
+
+
+def _generated_text(reply: Any) -> str:
+    """Everything the model generated (answer, reasoning, tool-call arguments), for token estimates."""
+    calls = "".join(str(c.get("function", {}).get("arguments", "")) for c in reply.tool_calls)
+    return f"{reply.text}{reply.reasoning}{calls}"
 
 
 def _text_of(content: Any) -> str:

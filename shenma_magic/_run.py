@@ -71,7 +71,8 @@ def run_turn(
     shown_model = model
 
     def status(state: str = "") -> str:
-        counts, cost = tokens(builder)
+        # Nothing generated yet (or a request that failed before any token): no counts, no cost.
+        counts, cost = tokens(builder) if builder.has_output or builder.usage else (None, "")
         return status_text(
             model=shown_model,
             elapsed=clock() - start,

@@ -78,6 +78,10 @@ class Tool(NamedTuple):
     spec: dict[str, Any]
     trusted: bool
 
+    def __repr__(self) -> str:
+        params = ", ".join(self.spec.get("function", {}).get("parameters", {}).get("properties", {}))
+        return f"<tool {self.name}({params}), {'trusted' if self.trusted else 'asks before each call'}>"
+
 
 # -- docstrings -------------------------------------------------------------------------------------------
 

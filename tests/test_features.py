@@ -272,3 +272,21 @@ def test_reply_json_accessor() -> None:
     reply = shenma_magic.Reply('noise ```json\n{"a": 1}\n``` noise')
     assert reply.json() == {"a": 1}
     assert json.loads(shenma_magic.Reply("[1]").text) == [1]
+
+
+def test_a_request_that_failed_before_any_token_is_not_charged(
+    ip: InteractiveShell, relay: Relay, capsys: Any
+) -> None:
+    ip.run_line_magic("config", "ChatMagics.prices = {'gpt-4o-mini': {'input': 1000.0, 'output': 1000.0}}")
+    relay.enqueue(Scripted.error(401, "无效的令牌"))
+    ip.run_cell_magic("chat", "", "a long question " * 50)
+    out = capsys.readouterr().out
+    assert "failed" in out and "¥" not in out and "tokens" not in out
+    ip.run_line_magic("chat", "usage")
+    assert "no replies yet" in capsys.readouterr().out
+
+
+def test_tool_repr_is_short() -> None:
+    registered = shenma_magic.tools().add(weather, trusted=True)
+    assert repr(registered) == "<tool weather(city, days), trusted>"
+    shenma_magic.tools().clear()
