@@ -83,6 +83,22 @@ class LineDecoder:
                 chunk = chunk[1:]
                 if not chunk:
                     return []
+        if b"\r" not in chunk:
+            # The common case (LF only): decode every complete line in one call and split once, both in C.
+            # Cutting at an LF byte never splits a UTF-8 sequence, and str.split("\n") (unlike
+            # str.splitlines) breaks on nothing else.
+            cut = chunk.rfind(b"\n")
+            if cut == -1:
+                self._parts.append(chunk)
+                return []
+            head = chunk[:cut]
+            if self._parts:
+                self._parts.append(head)
+                head = b"".join(self._parts)
+                self._parts = []
+            if cut + 1 < len(chunk):
+                self._parts.append(chunk[cut + 1 :])
+            return head.decode("utf-8", "replace").split("\n")
         # bytes.splitlines breaks on exactly \r\n, \r and \n (unlike str.splitlines), in C.
         pieces = chunk.splitlines(keepends=True)
         last = pieces[-1]
