@@ -456,7 +456,9 @@ def _iter_raw(response: requests.Response) -> Iterator[bytes]:
         yield from response.iter_content(chunk_size=None)
         return
     while True:
-        data = read1(_READ_SIZE)
+        # requests opens the response with decode_content=False and decodes in iter_content; reading raw,
+        # we must ask for gzip/deflate/br bodies to be decoded ourselves.
+        data = read1(_READ_SIZE, decode_content=True)
         if not data:
             return
         yield data
@@ -489,7 +491,7 @@ def _drain_quickly(response: requests.Response) -> None:
         sock.settimeout(0.05)
         try:
             for _ in range(16):
-                if not raw.read1(_READ_SIZE):
+                if not raw.read1(_READ_SIZE, decode_content=True):
                     return
         finally:
             if not raw.closed:

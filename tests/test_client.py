@@ -344,3 +344,21 @@ def test_stopping_early_closes_the_response(relay: Relay) -> None:
             break
     stream.close()  # what run_turn does on Ctrl-C
     assert relay.wait(lambda: relay.chat_requests[0].outcome != "pending", timeout=5)
+
+
+def test_gzip_encoded_stream_is_decoded_as_it_arrives(relay: Relay) -> None:
+    import zlib
+
+    body = b"".join(c for c in stream_of(["压缩", "的流"]) if isinstance(c, bytes))
+    gz = zlib.compressobj(wbits=31)
+    cut = body.index(b"\n\n") + 2  # the first event, whole
+    first = gz.compress(body[:cut]) + gz.flush(zlib.Z_SYNC_FLUSH)
+    rest = gz.compress(body[cut:]) + gz.flush()
+    relay.enqueue(Scripted(chunks=[first, 0.5, rest], headers={"Content-Encoding": "gzip"}))
+    start = time.monotonic()
+    seen: list[tuple[str, float]] = []
+    for delta in client_for(relay).stream(MESSAGES):
+        if isinstance(delta, TextDelta):
+            seen.append((delta.text, time.monotonic() - start))
+    assert "".join(t for t, _ in seen) == "压缩的流"
+    assert seen[0][1] < 0.4  # the first compressed piece was decoded before the rest arrived
