@@ -317,7 +317,6 @@ class ChatClient:
 
     def _read_reply(self, response: requests.Response, read_timeout: float) -> Iterator[Delta]:
         host = urlsplit(self.base_url).hostname or self.base_url
-        ctype = response.headers.get("content-type", "").lower()
         chunks = _iter_raw(response)
         sse = SSEDecoder()
         decoder = ChunkDecoder()
@@ -328,11 +327,12 @@ class ChatClient:
                 if first:
                     first = False
                     head = raw.lstrip()[:1]
-                    if head == b"{" and "event-stream" not in ctype:
-                        # The server ignored "stream": a whole completion as plain JSON.
+                    if head == b"{":
+                        # No SSE stream starts with "{": the server ignored "stream" and sent one JSON
+                        # completion (or an error object), whatever its Content-Type says.
                         yield from self._whole_json(raw, chunks)
                         return
-                    if head == b"<" and "html" in ctype:
+                    if head == b"<":
                         raise ProtocolError(
                             f"{host} answered an HTML page instead of a chat stream",
                             "check the base URL (it should be the API address, ending in /v1)",

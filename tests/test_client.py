@@ -362,3 +362,27 @@ def test_gzip_encoded_stream_is_decoded_as_it_arrives(relay: Relay) -> None:
             seen.append((delta.text, time.monotonic() - start))
     assert "".join(t for t, _ in seen) == "压缩的流"
     assert seen[0][1] < 0.4  # the first compressed piece was decoded before the rest arrived
+
+
+@pytest.mark.parametrize("ctype", ["text/event-stream", "application/json", "text/plain"])
+def test_error_object_with_200_is_reported_whatever_the_content_type(relay: Relay, ctype: str) -> None:
+    relay.enqueue(
+        Scripted(
+            chunks=[error_body("该令牌额度已用尽", "new_api_error")],
+            framing="length",
+            headers={"Content-Type": ctype},
+        )
+    )
+    with pytest.raises(StreamError, match="额度已用尽") as info:
+        collect(client_for(relay))
+    assert "quota" in info.value.hint
+
+
+def test_html_with_200_and_a_wrong_content_type_is_a_protocol_error(relay: Relay) -> None:
+    relay.enqueue(
+        Scripted(
+            chunks=[b"<!DOCTYPE html><html>captive portal</html>"], headers={"Content-Type": "text/plain"}
+        )
+    )
+    with pytest.raises(ProtocolError):
+        collect(client_for(relay))
