@@ -347,35 +347,16 @@ class ChatClient:
                         break
                 if decoder.done:
                     break
-        except (
-            requests.exceptions.ConnectionError,
-            urllib3.exceptions.ReadTimeoutError,
-            _SocketTimeout,
-        ) as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            # Whatever the layer that noticed it, a read that fails mid-reply is a timeout or a lost
+            # connection; stream() masks the key in the message.
             if _is_timeout(exc):
-                raise self._redact(
-                    TimeoutError(
-                        f"{host} went silent for more than {read_timeout:g} s",
-                        "the partial answer is kept; try again, or raise the limit with --timeout",
-                    )
+                raise TimeoutError(
+                    f"{host} went silent for more than {read_timeout:g} s",
+                    "the partial answer is kept; try again, or raise the limit with --timeout",
                 ) from None
-            raise self._redact(
-                ConnectionLost(
-                    f"the connection to {host} broke mid-reply", "the partial answer is kept; try again"
-                )
-            ) from None
-        except (urllib3.exceptions.HTTPError, requests.exceptions.ChunkedEncodingError, OSError) as exc:
-            if _is_timeout(exc):
-                raise self._redact(
-                    TimeoutError(
-                        f"{host} went silent for more than {read_timeout:g} s",
-                        "the partial answer is kept; try again, or raise the limit with --timeout",
-                    )
-                ) from None
-            raise self._redact(
-                ConnectionLost(
-                    f"the connection to {host} broke mid-reply", "the partial answer is kept; try again"
-                )
+            raise ConnectionLost(
+                f"the connection to {host} broke mid-reply", "the partial answer is kept; try again"
             ) from None
         if first:
             raise ProtocolError(

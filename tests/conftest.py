@@ -15,13 +15,16 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.relay import Relay
+
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
 # Seconds llmock gets to import FastAPI and start uvicorn (about 1 s on a warm machine).
 _LLMOCK_STARTUP_SECONDS = 30.0
@@ -220,3 +223,48 @@ def llmock(_llmock_process: LLMockProcess) -> Iterator[LLMockProcess]:
     yield _llmock_process
     with contextlib.suppress(OSError, AssertionError):
         _llmock_process.reset()
+
+
+CHAT_ENV_VARS = ("SHENMA_API_KEY", "SHENMA_BASE_URL", "SHENMA_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL")
+
+
+@pytest.fixture
+def chat_shell(
+    relay: Relay, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[Callable[..., InteractiveShell]]:
+    """A factory for a real IPython shell with ``%load_ext shenma_magic``, pointed at ``relay`` with a key.
+
+    ``chat_shell(key, max_retries=None)`` returns the shell. The environment is cleaned of the user's own
+    settings, keys are stored under ``tmp_path``, and afterwards the extension is unloaded, registered
+    tools are dropped and the names the test created in the namespace are removed.
+    """
+    from IPython.core.interactiveshell import InteractiveShell
+
+    import shenma_magic
+
+    shell = InteractiveShell.instance()
+    before = set(shell.user_ns)
+    loaded: list[InteractiveShell] = []
+
+    def make(key: str, *, max_retries: int | None = None) -> InteractiveShell:
+        # %config ChatMagics.x lives in the shell's config and would outlive the test: start clean.
+        shell.config.pop("ChatMagics", None)
+        for var in CHAT_ENV_VARS:
+            monkeypatch.delenv(var, raising=False)
+        monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+        monkeypatch.setenv("SHENMA_BASE_URL", relay.url)
+        monkeypatch.setenv("SHENMA_API_KEY", key)
+        shell.run_line_magic("load_ext", "shenma_magic")
+        if max_retries is not None:
+            shell.run_line_magic("config", f"ChatMagics.max_retries = {max_retries}")
+        loaded.append(shell)
+        return shell
+
+    yield make
+    if loaded:
+        shell.run_line_magic("unload_ext", "shenma_magic")
+    shenma_magic.tools().clear()
+    shell.config.pop("ChatMagics", None)
+    for name in set(shell.user_ns) - before:
+        if not name.startswith("_"):
+            del shell.user_ns[name]

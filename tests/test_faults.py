@@ -15,9 +15,8 @@ from __future__ import annotations
 import gc
 import re
 import tracemalloc
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 import pytest
@@ -44,21 +43,10 @@ HTML_502 = (
 
 
 @pytest.fixture
-def ip(relay: Relay, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[InteractiveShell]:
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("SHENMA_BASE_URL", relay.url)
-    monkeypatch.setenv("SHENMA_API_KEY", KEY)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "shenma_magic")
+def ip(chat_shell: Callable[..., InteractiveShell]) -> InteractiveShell:
     # No backoff waits unless a test asks for retries. (%config, not `%chat max_retries 0`: see
     # test_chat_line_sets_every_numeric_setting.)
-    shell.run_line_magic("config", "ChatMagics.max_retries = 0")
-    yield shell
-    shell.run_line_magic("unload_ext", "shenma_magic")
-    for name in ("r", "r0", "r2"):
-        shell.user_ns.pop(name, None)
+    return chat_shell(KEY, max_retries=0)
 
 
 def chunk(text: str, **kw: Any) -> bytes:

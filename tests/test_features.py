@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,8 @@ PNG = base64.b64decode(
 
 
 @pytest.fixture
-def ip(relay: Relay, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[InteractiveShell]:
-    for var in ("SHENMA_API_KEY", "SHENMA_BASE_URL", "SHENMA_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("SHENMA_BASE_URL", relay.url)
-    monkeypatch.setenv("SHENMA_API_KEY", KEY)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "shenma_magic")
-    yield shell
-    shell.run_line_magic("unload_ext", "shenma_magic")
-    shenma_magic.tools().clear()
-    for name in ("r", "data", "img", "schema", "weather", "boom"):
-        shell.user_ns.pop(name, None)
+def ip(chat_shell: Callable[..., InteractiveShell]) -> InteractiveShell:
+    return chat_shell(KEY)
 
 
 def body(relay: Relay, i: int = -1) -> Any:

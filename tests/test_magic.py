@@ -6,8 +6,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,18 +21,8 @@ ENV_VARS = ("SHENMA_API_KEY", "SHENMA_BASE_URL", "SHENMA_MODEL", "OPENAI_API_KEY
 
 
 @pytest.fixture
-def ip(relay: Relay, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[InteractiveShell]:
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-    monkeypatch.setenv("SHENMA_BASE_URL", relay.url)
-    monkeypatch.setenv("SHENMA_API_KEY", KEY)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "shenma_magic")
-    yield shell
-    shell.run_line_magic("unload_ext", "shenma_magic")
-    for name in ("r", "x", "df"):
-        shell.user_ns.pop(name, None)
+def ip(chat_shell: Callable[..., InteractiveShell]) -> InteractiveShell:
+    return chat_shell(KEY)
 
 
 def magics(ip: InteractiveShell) -> Any:
