@@ -28,6 +28,10 @@ from ._sse import ServerSentEvent
 __all__ = ["ChunkDecoder", "deltas_from_completion"]
 
 _loads = json.loads
+# Per-event hot path (100k events a reply is possible): raw_decode skips json.loads' whitespace regex, and
+# tuple.__new__ skips NamedTuple's Python-level __new__ for the one delta nearly every event makes.
+_new_tuple = tuple.__new__
+_raw_decode = json.JSONDecoder().raw_decode
 
 
 def _text_of(content: Any) -> str:
@@ -52,9 +56,10 @@ def _choice_deltas(choice: dict[str, Any], out: list[Delta]) -> None:
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if isinstance(reasoning, str) and reasoning:
             out.append(ReasoningDelta(reasoning))
-        text = _text_of(delta.get("content"))
+        content = delta.get("content")
+        text = content if type(content) is str else _text_of(content)
         if text:
-            out.append(TextDelta(text))
+            out.append(_new_tuple(TextDelta, (text,)))
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
             for position, call in enumerate(calls):
@@ -108,7 +113,9 @@ class ChunkDecoder:
                 return [NoticeDelta(f"skipped an event that is not JSON: {_excerpt(stripped)}")]
             data = stripped
         try:
-            obj = _loads(data)
+            obj, end = _raw_decode(data)
+            if end != len(data):
+                obj = _loads(data)
         except ValueError:
             return [NoticeDelta(f"skipped a malformed event: {_excerpt(data)}", lossy=True)]
         if not isinstance(obj, dict):

@@ -152,7 +152,8 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Return the events completed by ``chunk``."""
-        return self.decode_lines(self._lines.feed(chunk))
+        lines = self._lines.feed(chunk)
+        return self.decode_lines(lines) if lines else []
 
     def flush(self) -> list[ServerSentEvent]:
         """End of stream. NOTE: as per the spec, an event without its closing blank line is discarded."""
@@ -165,17 +166,18 @@ class SSEDecoder:
     def decode_lines(self, lines: list[str]) -> list[ServerSentEvent]:
         events: list[ServerSentEvent] = []
         data = self._data
+        has_data = self._has_data
         for line in lines:
             # The hot path first: nearly every line of a chat stream is "data: {...}" or blank.
             if line.startswith("data:"):
                 data.append(line[6:] if line[5:6] == " " else line[5:])
-                self._has_data = True
+                has_data = True
                 continue
             if not line:
-                if self._has_data:
+                if has_data:
                     events.append(ServerSentEvent("\n".join(data), self._event or "message", self._last_id))
                     data.clear()
-                    self._has_data = False
+                    has_data = False
                 self._event = ""
                 continue
             if line[0] == ":":
@@ -185,7 +187,7 @@ class SSEDecoder:
                 value = value[1:]
             if name == "data":  # "data" with no colon at all: an empty data line
                 data.append(value)
-                self._has_data = True
+                has_data = True
             elif name == "event":
                 self._event = value
             elif name == "id" and "\0" not in value:
@@ -193,6 +195,7 @@ class SSEDecoder:
             elif name == "retry" and value.isdigit() and value.isascii():
                 self._retry = int(value)
             # Any other field is ignored, as the spec says.
+        self._has_data = has_data
         return events
 
     @property
