@@ -3,7 +3,7 @@
 Run from the repository root::
 
     .venv/bin/python bench/parse_bench.py            # 1k / 10k / 100k events, ~2-3 min
-    .venv/bin/python bench/parse_bench.py --quick    # 1k / 10k events, a few seconds
+    .venv/bin/python bench/parse_bench.py --quick    # 1k / 10k events, about 10 s
 
 Contestants, all fed exactly the same bytes cut into exactly the same chunks, all checked to return
 exactly the expected text (a contestant that raises or returns other text is reported, not timed):
@@ -53,8 +53,32 @@ except ImportError:  # pragma: no cover - the bench extra is not installed
 # Token-sized pieces as a gpt-4o-mini answer in Chinese streams them: mostly 1-3 CJK characters, some
 # ASCII words, punctuation, newlines, a quote to escape, and the odd 4-byte emoji.
 _CJK = (
-    "周树人", "和", "鲁迅", "是", "同一个", "人", "。", "，", "笔名", "他", "的", "弟弟", "周作人",
-    "也是", "作家", "《", "狂人日记", "》", "发表", "于", "年", "中国", "现代", "文学", "：", "、",
+    "周树人",
+    "和",
+    "鲁迅",
+    "是",
+    "同一个",
+    "人",
+    "。",
+    "，",
+    "笔名",
+    "他",
+    "的",
+    "弟弟",
+    "周作人",
+    "也是",
+    "作家",
+    "《",
+    "狂人日记",
+    "》",
+    "发表",
+    "于",
+    "年",
+    "中国",
+    "现代",
+    "文学",
+    "：",
+    "、",
 )
 _ASCII = (" the", " pen", " name", " Lu", " Xun", " (", ")", " 1918", ".", ",", " is", " and", "**", "- ")
 _OTHER = ("\n", "\n\n", '"', "\\", "🙂", "…", " ", "\t")
@@ -77,8 +101,9 @@ def make_stream(n: int, seed: int) -> tuple[bytes, list[str], str]:
     """The body of a chat stream with ``n`` content events, its JSON payload strings, and the answer."""
     rng = random.Random(seed)
     pieces = make_pieces(n, rng)
-    ident = "chatcmpl-" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
-                                  for _ in range(29))
+    ident = "chatcmpl-" + "".join(
+        rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(29)
+    )
     created = 1726000000 + rng.randrange(10_000_000)
 
     def chunk(delta: dict[str, str], finish: str | None) -> str:
@@ -227,8 +252,14 @@ class Cell:
         return f"{self.seconds:.4f}{fewer}"
 
 
-def run_once(fn: Callable[[Sequence[object]], str], arg: Sequence[object], expected: str, cell: Cell,
-             timeout: float, check: bool) -> None:
+def run_once(
+    fn: Callable[[Sequence[object]], str],
+    arg: Sequence[object],
+    expected: str,
+    cell: Cell,
+    timeout: float,
+    check: bool,
+) -> None:
     """One timed run into ``cell``; on an exception, overrun or wrong answer the cell gets a note instead."""
     use_alarm = hasattr(signal, "SIGALRM")
     gc.collect()
@@ -284,12 +315,16 @@ def _loadavg() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="1k and 10k events, 3 runs: a few seconds")
-    ap.add_argument("--repeats", type=int, default=None, help="runs per cell (default 7, --quick 3)")
+    ap.add_argument("--quick", action="store_true", help="1k and 10k events, 5 runs: about 10 s")
+    ap.add_argument("--repeats", type=int, default=None, help="runs per cell (default 7, --quick 5)")
     ap.add_argument("--seed", type=int, default=20240917)
-    ap.add_argument("--timeout", type=float, default=None,
-                    help="skip a run predicted to take longer than this, stop one that does "
-                         "(seconds; default 60, --quick 2)")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        help="skip a run predicted to take longer than this, stop one that does "
+        "(seconds; default 60, --quick 1)",
+    )
     args = ap.parse_args(argv)
 
     if OpenAISSEDecoder is None:
@@ -297,16 +332,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
-    repeats = args.repeats or (3 if args.quick else 7)
-    timeout = args.timeout or (2.0 if args.quick else 60.0)
+    repeats = args.repeats or (5 if args.quick else 7)
+    timeout = args.timeout or (1.0 if args.quick else 60.0)
     budget = 1.0 if args.quick else 20.0  # a cell stops taking runs once it has used this many seconds
 
     print(f"python   {platform.python_implementation()} {platform.python_version()} ({sys.executable})")
-    print(f"machine  {platform.platform()} | {platform.machine()} | {os.cpu_count()} CPUs | "
-          f"load avg at start {_loadavg()}")
+    print(
+        f"machine  {platform.platform()} | {platform.machine()} | {os.cpu_count()} CPUs | "
+        f"load avg at start {_loadavg()}"
+    )
     print(f"openai   {openai.__version__} (openai._streaming.SSEDecoder.iter_bytes)")
-    print(f"runs     median of up to {repeats} runs per cell, contestants interleaved round-robin, "
-          f"gc disabled while timing, seed {args.seed}")
+    print(
+        f"runs     median of up to {repeats} runs per cell, contestants interleaved round-robin, "
+        f"gc disabled while timing, seed {args.seed}"
+    )
 
     chunkings: list[tuple[str, Callable[[bytes], list[bytes]]]] = [
         ("1 chunk", lambda body: [body]),
@@ -314,7 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("rand 1-1400 B", lambda body: cut_random(body, args.seed)),
     ]
     contestants: list[tuple[str, Callable[[Sequence[object]], str]]] = [
-        ("ours", run_ours), ("openai", run_openai), ("docs", run_docs),  # type: ignore[list-item]
+        ("ours", run_ours),
+        ("openai", run_openai),
+        ("docs", run_docs),  # type: ignore[list-item]
     ]
     keys = [(c, k) for c, _ in contestants for k, _ in chunkings] + [("floor", "(no framing)")]
     fns: dict[str, Callable[[Sequence[object]], str]] = dict(contestants)
@@ -327,10 +368,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         body, payloads, text = make_stream(n, args.seed)
         inputs: dict[str, Sequence[object]] = {k: cut(body) for k, cut in chunkings}
         inputs["(no framing)"] = payloads
-        print(f"payload  {_label(n):>4}: {len(body) / 1e6:6.2f} MB, {len(payloads) + 1} events, "
-              f"{len(text)} chars; " + ", ".join(
-                  f"{k}: {len(inputs[k])} chunks ({splits_inside_utf8(inputs[k])} cut inside a UTF-8 char)"
-                  for k, _ in chunkings[1:]))
+        print(
+            f"payload  {_label(n):>4}: {len(body) / 1e6:6.2f} MB, {len(payloads) + 1} events, "
+            f"{len(text)} chars; "
+            + ", ".join(
+                f"{k}: {len(inputs[k])} chunks ({splits_inside_utf8(inputs[k])} cut inside a UTF-8 char)"
+                for k, _ in chunkings[1:]
+            )
+        )
         live = []
         for key in keys:
             cells = grid[key]
@@ -365,8 +410,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return "-"
         return f"{a.seconds / b.seconds:.2f}x"
 
-    head = ["contestant", "chunking"] + [f"{_label(n)} s" for n in sizes] + [
-        f"÷floor@{big}", f"÷openai@{big}", f"{big}/{small}"]
+    head = (
+        ["contestant", "chunking"]
+        + [f"{_label(n)} s" for n in sizes]
+        + [f"÷floor@{big}", f"÷openai@{big}", f"{big}/{small}"]
+    )
     table = []
     for (cname, kname), cells in grid.items():
         last, prev = cells[-1], cells[-2]
@@ -374,8 +422,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if last.seconds is None and last.estimate is not None and prev.seconds:
             scale = f"~{last.estimate / prev.seconds:.0f}x est."
         openai_cells = grid.get(("openai", kname))
-        table.append([cname, kname] + [c.text(repeats) for c in cells] + [
-            ratio(last, floor_last), ratio(last, openai_cells[-1] if openai_cells else None), scale])
+        table.append(
+            [cname, kname]
+            + [c.text(repeats) for c in cells]
+            + [ratio(last, floor_last), ratio(last, openai_cells[-1] if openai_cells else None), scale]
+        )
     widths = [max(len(r[i]) for r in [head, *table]) for i in range(len(head))]
     for r in [head, ["-" * w for w in widths], *table]:
         cols = (x.ljust(w) if i < 2 else x.rjust(w) for i, (x, w) in enumerate(zip(r, widths, strict=False)))
@@ -397,8 +448,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             ("÷openai", last.seconds / o, 1.0),
             ("÷floor", last.seconds / f, 2.0),
         ]
-        print(f"  {kname:<15}" + "  |  ".join(
-            f"{name} {value:.2f}x {'PASS' if value <= limit else 'MISS'}" for name, value, limit in checks))
+        print(
+            f"  {kname:<15}"
+            + "  |  ".join(
+                f"{name} {value:.2f}x {'PASS' if value <= limit else 'MISS'}" for name, value, limit in checks
+            )
+        )
     return 0
 
 
