@@ -171,7 +171,7 @@ class ChatMagics(Magics):
     )
     @argument("--no-tools", action="store_true", help="Do not offer the registered tools for this cell.")
     @cell_magic("chat")  # type: ignore[arg-type]  # IPython types the decorator too narrowly
-    def chat_cell(self, line: str, cell: str) -> None:
+    def chat(self, line: str, cell: str) -> None:
         """Send the cell to the model as the user message and stream the reply.
 
         The next %%chat cell continues the conversation (--new starts over). {name}, {name.attr} and
@@ -180,7 +180,7 @@ class ChatMagics(Magics):
         """
         self._refuse_keys(line)
         try:
-            args = parse_argstring(self.chat_cell, line)
+            args = parse_argstring(self.chat, line)
         except UsageError as exc:
             raise UsageError(f"{exc} (see %%chat? for the options)") from None
         for name in ("model", "system", "out"):
