@@ -16,6 +16,7 @@ import requests
 import urllib3.exceptions
 
 from ._chunks import ChunkDecoder, deltas_from_completion
+from ._defaults import DEFAULT_BASE_URL, DEFAULT_MODEL
 from ._errors import (
     APIStatusError,
     ConfigError,
@@ -36,8 +37,6 @@ from ._sse import SSEDecoder
 
 __all__ = ["DEFAULT_BASE_URL", "ChatClient", "normalize_base_url"]
 
-DEFAULT_BASE_URL = "https://api.whatai.cc/v1"
-DEFAULT_MODEL = "gpt-4o-mini"
 
 Message = dict[str, Any]
 Timeout = Union[float, tuple[float, float]]

@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unicode, validate
 
+from ._defaults import DEFAULT_BASE_URL, DEFAULT_MODEL
 from ._errors import ConfigError, ShenmaError
 from ._keys import KeyStore
 from ._models import Reply
@@ -24,8 +25,6 @@ from ._secret import Secret, is_loopback_host, key_tokens, looks_like_key, mask,
 
 __all__ = ["ChatMagics", "register", "unregister"]
 
-DEFAULT_BASE_URL = "https://api.whatai.cc/v1"
-DEFAULT_MODEL = "gpt-4o-mini"
 
 _NO_KEY_HINT = (
     "run %chat key to enter it (it is not echoed and not saved in the notebook), "
