@@ -237,16 +237,9 @@ class ChatMagics(Magics):
             interval=self.update_interval,
             max_rounds=self.max_tool_rounds,
             tokens=self._token_counter(costing),
+            on_round=lambda done: self._charge(model, done.reply, costing),
         )
         reply = result.reply
-        if self.ledger is None:
-            from ._pricing import UsageLedger
-
-            self.ledger = UsageLedger()
-        if reply.usage or reply.text or reply.reasoning or reply.tool_calls:
-            # A request that failed before the model produced anything is not charged.
-            cost, estimated, prompt_tokens, completion_tokens = costing(reply.usage, _generated_text(reply))
-            self.ledger.add(model, prompt_tokens, completion_tokens, cost, estimated)
         if reply.text or reply.tool_calls or reply.reasoning:
             # A turn that showed text is kept, even if it was cut short; one that failed before any text
             # is not, so the conversation never holds a question without an answer.
@@ -301,6 +294,17 @@ class ChatMagics(Magics):
             except ShenmaError as exc:
                 raise UsageError(str(exc)) from None
         return parts
+
+    def _charge(self, model: str, reply: Reply, costing: Callable[[Any, str], tuple[Any, ...]]) -> None:
+        """Add one round's tokens and cost to the session's usage totals."""
+        if not (reply.usage or reply.text or reply.reasoning or reply.tool_calls):
+            return  # a request that failed before the model produced anything is not charged
+        if self.ledger is None:
+            from ._pricing import UsageLedger
+
+            self.ledger = UsageLedger()
+        cost, estimated, prompt_tokens, completion_tokens = costing(reply.usage, _generated_text(reply))
+        self.ledger.add(model, prompt_tokens, completion_tokens, cost, estimated)
 
     def _costing(self, model: str, messages: list[dict[str, Any]]) -> Callable[[Any, str], tuple[Any, ...]]:
         """(usage, answer text) -> (cost, estimated, prompt tokens, completion tokens) for this request."""

@@ -141,6 +141,7 @@ def run_chat(
     interval: float = 0.075,
     max_rounds: int = 5,
     tokens: TokenInfo = _server_tokens,
+    on_round: Callable[[TurnResult], None] = lambda result: None,
 ) -> tuple[TurnResult, list[dict[str, Any]]]:
     """A user turn: stream a reply; while the model asks for tools, run the allowed ones and stream again.
 
@@ -154,6 +155,7 @@ def run_chat(
         result = run_turn(
             send([*messages, *extra]), make_view(), model=model, interval=interval, tokens=tokens
         )
+        on_round(result)  # every round is billed, not only the last
         reply = result.reply
         if result.interrupted or result.exception is not None or not reply.tool_calls or tools is None:
             return result, extra

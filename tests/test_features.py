@@ -279,3 +279,17 @@ def test_tool_repr_is_short() -> None:
     registered = shenma_magic.tools().add(weather, trusted=True)
     assert repr(registered) == "<tool weather(city, days), trusted>"
     shenma_magic.tools().clear()
+
+
+def test_every_tool_round_is_counted_in_usage(ip: InteractiveShell, relay: Relay, capsys: Any) -> None:
+    shenma_magic.tools().add(weather, trusted=True)
+    first_usage = sse({"choices": [], "usage": {"prompt_tokens": 100, "completion_tokens": 10}})
+    relay.enqueue(
+        Scripted(chunks=[*tool_call_stream("weather", '{"city": "x"}')[:-1], first_usage, sse("[DONE]")]),
+        Scripted(chunks=stream_of(["done"], usage={"prompt_tokens": 200, "completion_tokens": 20})),
+    )
+    ip.run_cell_magic("chat", "", "q")
+    capsys.readouterr()
+    ip.run_line_magic("chat", "usage")
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("gpt-4o-mini"))
+    assert row.split()[1:4] == ["2", "300", "30"]  # two calls: 100 + 200 prompt, 10 + 20 completion tokens
