@@ -22,7 +22,7 @@ from ._models import (
     ToolCallDelta,
     UsageDelta,
 )
-from ._secret import mask_keys
+from ._secret import excerpt
 from ._sse import ServerSentEvent
 
 __all__ = ["ChunkDecoder", "deltas_from_completion"]
@@ -110,16 +110,16 @@ class ChunkDecoder:
             if not stripped:
                 return []  # an empty data: payload, e.g. a relay's keep-alive
             if stripped[:1] != "{":
-                return [NoticeDelta(f"skipped an event that is not JSON: {_excerpt(stripped)}")]
+                return [NoticeDelta(f"skipped an event that is not JSON: {excerpt(stripped)}")]
             data = stripped
         try:
             obj, end = _raw_decode(data)
             if end != len(data):
                 obj = _loads(data)
         except ValueError:
-            return [NoticeDelta(f"skipped a malformed event: {_excerpt(data)}", lossy=True)]
+            return [NoticeDelta(f"skipped a malformed event: {excerpt(data)}", lossy=True)]
         if not isinstance(obj, dict):
-            return [NoticeDelta(f"skipped an event that is not an object: {_excerpt(data)}")]
+            return [NoticeDelta(f"skipped an event that is not an object: {excerpt(data)}")]
         return self.decode_object(obj)
 
     def decode_object(self, obj: dict[str, Any]) -> list[Delta]:
@@ -146,12 +146,6 @@ class ChunkDecoder:
             if isinstance(delta, FinishDelta):
                 self.finish_reason = delta.reason
         return out
-
-
-def _excerpt(text: str, limit: int = 80) -> str:
-    # Mask anything shaped like a key before cutting: a cut through a key would defeat later redaction.
-    text = mask_keys(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def deltas_from_completion(obj: Any) -> list[Delta]:

@@ -14,6 +14,7 @@ import re
 from typing import Any, Optional
 
 from ._errors import ConfigError, ShenmaError
+from ._secret import excerpt
 
 __all__ = ["JSONRecoveryError", "JSONValidationError", "recover_json", "response_format", "validate_against"]
 
@@ -92,11 +93,6 @@ def response_format(schema: Any = None, *, name: Optional[str] = None) -> dict[s
         "type": "json_schema",
         "json_schema": {"name": _clean_name(name or default_name), "schema": body, "strict": False},
     }
-
-
-def _excerpt(text: str, limit: int = 80) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _key(value: Any) -> str:
@@ -250,7 +246,7 @@ def recover_json(text: str) -> Any:
             "allow a longer answer (max_tokens), or ask for less",
         )
     detail = f" ({failure})" if failure else ""
-    raise JSONRecoveryError(f"the reply is not JSON{detail}: {_excerpt(body)}", _HINT)
+    raise JSONRecoveryError(f"the reply is not JSON{detail}: {excerpt(body)}", _HINT)
 
 
 _JSON_TYPES = {

@@ -21,7 +21,7 @@ from ._errors import ConfigError, ShenmaError
 from ._keys import KeyStore
 from ._models import Reply
 from ._prompt import Conversation, fill_variables
-from ._secret import Secret, is_loopback_host, key_tokens, looks_like_key, mask, redact
+from ._secret import Secret, excerpt, is_loopback_host, key_tokens, looks_like_key, mask, redact
 
 __all__ = ["ChatMagics", "register", "unregister"]
 
@@ -537,7 +537,7 @@ class ChatMagics(Magics):
                     + ", ".join(p.get("type", "?") for p in content or [] if isinstance(p, dict))
                     + "]"
                 )
-                print(f"{message['role']:>9}: {_one_line(text)}")
+                print(f"{message['role']:>9}: {excerpt(text, 100)}")
 
     # -- keys typed where they do not belong -------------------------------------------------------------
 
@@ -654,11 +654,6 @@ def _unquote(value: Optional[str]) -> Optional[str]:
     if value and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
         return value[1:-1]
     return value
-
-
-def _one_line(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _ask_secret(prompt: str) -> str:

@@ -16,6 +16,7 @@ from ._display import View
 from ._errors import ShenmaError
 from ._models import Delta, MetaDelta, ReasoningDelta, Reply, ReplyBuilder, TextDelta, ToolCallDelta
 from ._render import status_text
+from ._secret import excerpt
 from ._tools import ToolError, ToolRegistry, describe_call, parse_arguments, run_tool, tool_messages
 
 __all__ = ["INTERRUPTED", "TokenInfo", "TurnResult", "run_chat", "run_turn"]
@@ -187,10 +188,5 @@ def run_chat(
             except ToolError as exc:
                 output, ok = f"error: {exc.message}", False
             results.append(output)
-            notify(f"{'ran' if ok else 'failed'}: {shown} → {_excerpt(output)}")
+            notify(f"{'ran' if ok else 'failed'}: {shown} → {excerpt(output, 160)}")
         extra.extend(tool_messages(reply.tool_calls, results, content=reply.text or None))
-
-
-def _excerpt(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"

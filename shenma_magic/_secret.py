@@ -7,7 +7,7 @@ import re
 from typing import Optional
 from urllib.parse import urlsplit
 
-__all__ = ["Secret", "is_loopback_host", "looks_like_key", "mask", "redact"]
+__all__ = ["Secret", "excerpt", "is_loopback_host", "looks_like_key", "mask", "redact"]
 
 # What pasted keys look like: OpenAI-style "sk-..." (relays issue these too), or a long opaque token.
 _KEY_SHAPE = re.compile(r"\b(sk|ak|pk|rk)-[A-Za-z0-9_\-]{16,}")
@@ -32,6 +32,15 @@ def redact(text: str, *keys: Optional[str]) -> str:
 def mask_keys(text: str) -> str:
     """Mask every key-shaped token in ``text`` (for excerpts of what a server sent)."""
     return _KEY_SHAPE.sub(lambda m: mask(m.group(0)), text)
+
+
+def excerpt(text: str, limit: int = 80) -> str:
+    """``text`` on one line, cut to ``limit`` with "…", for quoting what a server or a tool sent.
+
+    Key-shaped tokens are masked before cutting: a cut through a key would defeat later redaction.
+    """
+    text = mask_keys(" ".join(text.split()))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def key_tokens(text: str) -> set[str]:

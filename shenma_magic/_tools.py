@@ -25,6 +25,7 @@ from pathlib import PurePath
 from typing import Annotated, Any, Literal, NamedTuple, Optional, TypeGuard, TypeVar, Union, overload
 
 from ._errors import ConfigError, ShenmaError
+from ._secret import excerpt
 
 __all__ = [
     "RESULT_LIMIT",
@@ -527,11 +528,6 @@ class ToolRegistry:
 # -- calls ------------------------------------------------------------------------------------------------
 
 
-def _excerpt(text: str, limit: int = 200) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
 def parse_arguments(arguments: Union[str, Mapping[str, Any], None]) -> dict[str, Any]:
     """A tool call's ``arguments`` string as a dict; ``""`` (and ``null``) mean no arguments.
 
@@ -552,14 +548,14 @@ def parse_arguments(arguments: Union[str, Mapping[str, Any], None]) -> dict[str,
             value = json.loads(value, strict=False)
     except (ValueError, RecursionError) as exc:
         raise ToolError(
-            f"the tool arguments are not valid JSON ({exc}): {_excerpt(arguments)}",
+            f"the tool arguments are not valid JSON ({exc}): {excerpt(arguments, 200)}",
             "the model sent malformed arguments; ask again, or try another model",
         ) from exc
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ToolError(
-            f"the tool arguments are a JSON {type(value).__name__}, not an object: {_excerpt(arguments)}",
+            f"the tool arguments are a JSON {type(value).__name__}, not an object: {excerpt(arguments, 200)}",
             "the model sent malformed arguments; ask again, or try another model",
         )
     return value
