@@ -25,7 +25,7 @@ from ._models import (
 from ._secret import excerpt
 from ._sse import ServerSentEvent
 
-__all__ = ["ChunkDecoder", "deltas_from_completion"]
+__all__ = ["ChunkDecoder", "deltas_from_completion", "text_of"]
 
 _loads = json.loads
 # Per-event hot path (100k events a reply is possible): raw_decode skips json.loads' whitespace regex, and
@@ -34,7 +34,7 @@ _new_tuple = tuple.__new__
 _raw_decode = json.JSONDecoder().raw_decode
 
 
-def _text_of(content: Any) -> str:
+def text_of(content: Any) -> str:
     """Content is a string, null, or (some providers) a list of parts."""
     if isinstance(content, str):
         return content
@@ -57,7 +57,7 @@ def _choice_deltas(choice: dict[str, Any], out: list[Delta]) -> None:
         if isinstance(reasoning, str) and reasoning:
             out.append(ReasoningDelta(reasoning))
         content = delta.get("content")
-        text = content if type(content) is str else _text_of(content)
+        text = content if type(content) is str else text_of(content)
         if text:
             out.append(_new_tuple(TextDelta, (text,)))
         calls = delta.get("tool_calls")

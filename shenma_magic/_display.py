@@ -23,7 +23,7 @@ from typing import Any, Optional, Protocol, TextIO
 from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
 from ._render import BlockSplitter, escape, render_html, safe_markdown
 
-__all__ = ["MarkdownView", "TextView", "View", "WidgetView", "final_bundle"]
+__all__ = ["Extras", "MarkdownView", "TextView", "View", "WidgetView", "final_bundle"]
 
 _MUTED = "color: var(--jp-ui-font-color2, #777); font-size: 0.85em;"
 _ERROR = "color: var(--jp-error-color1, #c62828);"
@@ -257,3 +257,51 @@ class TextView:
         self._write(lead + self._dim(f"[{status}]") + "\n")
         if reply.error:
             self._write(f"⚠ {reply.error}\n")
+
+
+class Extras:
+    """Small one-off outputs around a reply: image thumbnails, tool-call lines, yes/no questions."""
+
+    def __init__(self, *, rich: bool) -> None:
+        self._rich = rich  # a Jupyter frontend (rich outputs), or a terminal (plain lines)
+
+    def line(self, text: str) -> None:
+        if self._rich:
+            from IPython.display import display
+
+            display(
+                {"text/plain": text, "text/html": f'<div style="{_MUTED}">{escape(text)}</div>'}, raw=True
+            )
+        else:
+            print(f"[{text}]")
+
+    def images(self, images: list[Any]) -> None:
+        if not self._rich:
+            for image in images:
+                print(f"[image: {image.label}]")
+            return
+        from IPython.display import display
+
+        cells = []
+        for image in images:
+            thumb = image.thumbnail or ""
+            # Only our own thumbnail data: URLs are put in src; the label is escaped text.
+            img = (
+                f'<img src="{escape(thumb)}" style="max-height: 96px; max-width: 160px;">'
+                if thumb.startswith("data:image/")
+                else ""
+            )
+            cells.append(
+                f'<figure style="display:inline-block; margin: 4px;">{img}'
+                f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
+            )
+        labels = ", ".join(image.label for image in images)
+        display({"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}, raw=True)
+
+    def ask(self, question: str) -> bool:
+        try:
+            answer = input(question)
+        except Exception as exc:  # no stdin (a headless run), ipykernel's StdinNotImplementedError...
+            self.line(f"cannot ask here ({type(exc).__name__}): register the tool as trusted to let it run")
+            return False
+        return answer.strip().lower() in ("y", "yes", "是", "好")

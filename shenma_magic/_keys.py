@@ -138,11 +138,3 @@ class KeyStore:
             if host == env_home or local:
                 return Secret(value), f"${var}"
         return None, ""
-
-    def env_key_elsewhere(self, base_url: str) -> Optional[str]:
-        """The name of an environment key that exists but belongs to another host (to explain a 401)."""
-        host = host_of(base_url)
-        for var in ("SHENMA_API_KEY", "OPENAI_API_KEY"):
-            if (self._environ.get(var) or "").strip() and self.resolve(base_url)[1] != f"${var}":
-                return var if host else None
-        return None

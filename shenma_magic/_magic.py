@@ -16,12 +16,13 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unicode, validate
 
+from ._chunks import text_of
 from ._defaults import DEFAULT_BASE_URL, DEFAULT_MODEL
 from ._errors import ConfigError, ShenmaError
 from ._keys import KeyStore
 from ._models import Reply
 from ._prompt import Conversation, fill_variables
-from ._secret import Secret, excerpt, is_loopback_host, key_tokens, looks_like_key, mask, redact
+from ._secret import Secret, excerpt, host_of, is_loopback_host, key_tokens, looks_like_key, mask, redact
 
 __all__ = ["ChatMagics", "register", "unregister"]
 
@@ -104,6 +105,11 @@ class ChatMagics(Magics):
         ns: dict[str, Any] = self.shell.user_ns
         return ns
 
+    @property
+    def _in_jupyter(self) -> bool:
+        """A kernel with a frontend (rich outputs), as opposed to terminal IPython."""
+        return getattr(self.shell, "kernel", None) is not None
+
     def __repr__(self) -> str:
         return f"<ChatMagics model={self.resolved_model()!r} base_url={self._base_url_or_default()!r}>"
 
@@ -133,8 +139,8 @@ class ChatMagics(Magics):
         from ._client import ChatClient
 
         key, _ = self.keys.resolve(base_url)
-        if key is None and not is_loopback_host(_host(base_url)):
-            raise UsageError(f"no API key for {_host(base_url)}: {_NO_KEY_HINT}")
+        if key is None and not is_loopback_host(host_of(base_url)):
+            raise UsageError(f"no API key for {host_of(base_url)}: {_NO_KEY_HINT}")
         cache_key = (base_url, key)
         client = self._clients.get(cache_key)
         if client is None:
@@ -213,7 +219,9 @@ class ChatMagics(Magics):
         tools = None if args.no_tools else _tools_or_none()
         if tools is not None:
             extra["tools"] = tools.specs()
-        show = _Shower(self.shell)
+        from ._display import Extras
+
+        show = Extras(rich=self._in_jupyter)
         if images:
             show.images(images)
         options = {
@@ -264,7 +272,7 @@ class ChatMagics(Magics):
         except ShenmaError as exc:
             raise UsageError(str(exc)) from None
 
-    def _parse_json(self, reply: Reply, args: Any, show: _Shower) -> Any:
+    def _parse_json(self, reply: Reply, args: Any, show: Any) -> Any:
         from ._jsonout import recover_json, validate_against
 
         try:
@@ -314,7 +322,7 @@ class ChatMagics(Magics):
             price = price_for(parse_prices(self.prices), model) if self.prices else None
         except ShenmaError as exc:
             raise UsageError(str(exc)) from None
-        prompt_text = "\n".join(_text_of(m.get("content")) for m in messages)
+        prompt_text = "\n".join(text_of(m.get("content")) for m in messages)
         return lambda usage, text: reply_cost(price, usage, prompt_text=prompt_text, answer_text=text)
 
     def _token_counter(self, costing: Callable[[Any, str], tuple[Any, ...]]) -> Any:
@@ -333,7 +341,7 @@ class ChatMagics(Magics):
 
         mode = self.display
         if mode == "auto":
-            mode = "widget" if getattr(self.shell, "kernel", None) is not None else "text"
+            mode = "widget" if self._in_jupyter else "text"
         if mode == "widget":
             try:
                 return WidgetView()
@@ -486,7 +494,7 @@ class ChatMagics(Magics):
 
     def _key_command(self, rest: list[str]) -> None:
         base_url = self.resolved_base_url()
-        host = _host(base_url)
+        host = host_of(base_url)
         save = "--save" in rest
         if "--forget" in rest:
             found = self.keys.forget(base_url)
@@ -576,77 +584,6 @@ def _generated_text(reply: Any) -> str:
     """Everything the model generated (answer, reasoning, tool-call arguments), for token estimates."""
     calls = "".join(str(c.get("function", {}).get("arguments", "")) for c in reply.tool_calls)
     return f"{reply.text}{reply.reasoning}{calls}"
-
-
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(
-            str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
-        )
-    return ""
-
-
-class _Shower:
-    """Small one-off outputs around a reply: image thumbnails, tool-call lines, yes/no questions."""
-
-    def __init__(self, shell: Any) -> None:
-        self._rich = getattr(shell, "kernel", None) is not None
-
-    def line(self, text: str) -> None:
-        if self._rich:
-            from IPython.display import display
-
-            from ._render import escape
-
-            style = "color: var(--jp-ui-font-color2, #777); font-size: 0.85em;"
-            display({"text/plain": text, "text/html": f'<div style="{style}">{escape(text)}</div>'}, raw=True)
-        else:
-            print(f"[{text}]")
-
-    def images(self, images: list[Any]) -> None:
-        if not self._rich:
-            for image in images:
-                print(f"[image: {image.label}]")
-            return
-        from IPython.display import display
-
-        from ._render import escape
-
-        cells = []
-        for image in images:
-            thumb = image.thumbnail or ""
-            # Only our own thumbnail data: URLs are put in src; the label is escaped text.
-            img = (
-                f'<img src="{escape(thumb)}" style="max-height: 96px; max-width: 160px;">'
-                if thumb.startswith("data:image/")
-                else ""
-            )
-            cells.append(
-                f'<figure style="display:inline-block; margin: 4px;">{img}'
-                f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
-            )
-        labels = ", ".join(image.label for image in images)
-        display({"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}, raw=True)
-
-    def ask(self, question: str) -> bool:
-        try:
-            answer = input(question)
-        except (EOFError, OSError, RuntimeError) as exc:
-            # e.g. a headless run with no stdin: nothing can be allowed
-            self.line(f"cannot ask here ({type(exc).__name__}): register the tool as trusted to let it run")
-            return False
-        except Exception as exc:  # ipykernel's StdinNotImplementedError and friends
-            self.line(f"cannot ask here ({type(exc).__name__}): register the tool as trusted to let it run")
-            return False
-        return answer.strip().lower() in ("y", "yes", "是", "好")
-
-
-def _host(base_url: str) -> str:
-    from urllib.parse import urlsplit
-
-    return urlsplit(base_url).hostname or base_url
 
 
 def _unquote(value: Optional[str]) -> Optional[str]:
