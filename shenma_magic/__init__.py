@@ -13,14 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     APIStatusError,
+    APITimeoutError,
     ConfigError,
     ConnectError,
-    ConnectionLost,
+    ConnectionLostError,
     InsecureTransportError,
+    KeyInRequestError,
+    LimitExceededError,
     ProtocolError,
     ShenmaError,
     StreamError,
-    TimeoutError,
 )
 from ._models import (
     Delta,
@@ -45,13 +47,16 @@ __version__ = "0.1.0"
 
 __all__ = [
     "APIStatusError",
+    "APITimeoutError",
     "ChatClient",
     "ConfigError",
     "ConnectError",
-    "ConnectionLost",
+    "ConnectionLostError",
     "Delta",
     "FinishDelta",
     "InsecureTransportError",
+    "KeyInRequestError",
+    "LimitExceededError",
     "LineDecoder",
     "MetaDelta",
     "NoticeDelta",
@@ -64,7 +69,6 @@ __all__ = [
     "ShenmaError",
     "StreamError",
     "TextDelta",
-    "TimeoutError",
     "ToolCallDelta",
     "UsageDelta",
     "__version__",
@@ -98,12 +102,23 @@ def tool(fn: Any = None, *, trusted: bool = False, name: Any = None) -> Any:
     return tools().tool(fn, trusted=trusted, name=name)
 
 
+_DEPRECATED = {"TimeoutError": "APITimeoutError", "ConnectionLost": "ConnectionLostError"}
+
+
 def __getattr__(name: str) -> Any:
     # ChatClient pulls in requests (~0.1 s); only pay for it when a request is actually made.
     if name == "ChatClient":
         from ._client import ChatClient
 
         return ChatClient
+    if name in _DEPRECATED:
+        import warnings
+
+        from . import _errors
+
+        new = _DEPRECATED[name]
+        warnings.warn(f"shenma_magic.{name} is now {new}", DeprecationWarning, stacklevel=2)
+        return getattr(_errors, new)
     raise AttributeError(f"module 'shenma_magic' has no attribute {name!r}")
 
 

@@ -19,13 +19,13 @@ from ._chunks import ChunkDecoder, deltas_from_completion
 from ._defaults import DEFAULT_BASE_URL, DEFAULT_MODEL
 from ._errors import (
     APIStatusError,
+    APITimeoutError,
     ConfigError,
     ConnectError,
-    ConnectionLost,
+    ConnectionLostError,
     InsecureTransportError,
     ProtocolError,
     ShenmaError,
-    TimeoutError,
     error_from_response,
     is_no_channel,
     is_quota,
@@ -41,7 +41,7 @@ __all__ = ["DEFAULT_BASE_URL", "ChatClient", "normalize_base_url"]
 Message = dict[str, Any]
 Timeout = Union[float, tuple[float, float]]
 
-# socket.timeout is the builtin TimeoutError, which this module's own TimeoutError shadows.
+# socket.timeout is the builtin TimeoutError.
 _SocketTimeout = builtins.TimeoutError
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _ERROR_BODY_LIMIT = 64 * 1024
@@ -109,7 +109,9 @@ def _connect_error(exc: BaseException, host: str) -> ShenmaError:
     if "refused" in low:
         return ConnectError(f"connection refused by {host}", "is the server running, and is the port right?")
     if isinstance(exc, (requests.exceptions.ConnectTimeout,)):
-        return TimeoutError(f"connecting to {host} timed out", "check your network or proxy, then try again")
+        return APITimeoutError(
+            f"connecting to {host} timed out", "check your network or proxy, then try again"
+        )
     return ConnectError(f"cannot connect to {host}", "check the base URL and your network")
 
 
@@ -213,7 +215,7 @@ class ChatClient:
             except requests.exceptions.ConnectTimeout as exc:
                 failure = _connect_error(exc, host)
             except requests.exceptions.ReadTimeout:
-                failure = TimeoutError(
+                failure = APITimeoutError(
                     f"{host} sent no reply within {read_timeout:g} s",
                     "the model may be overloaded: try again, or raise the timeout with --timeout",
                 )
@@ -233,7 +235,7 @@ class ChatClient:
                 if failure.status_code not in _RETRY_STATUSES or is_no_channel(text) or is_quota(text):
                     raise self._redact(failure) from None
                 wait = failure.retry_after
-            if isinstance(failure, TimeoutError) and "sent no reply" in failure.message:
+            if isinstance(failure, APITimeoutError) and "sent no reply" in failure.message:
                 raise self._redact(failure) from None  # the server may still be working on it: do not pile on
             if attempt >= self.max_retries:
                 raise self._redact(failure) from None
@@ -350,11 +352,11 @@ class ChatClient:
             # Whatever the layer that noticed it, a read that fails mid-reply is a timeout or a lost
             # connection; stream() masks the key in the message.
             if _is_timeout(exc):
-                raise TimeoutError(
+                raise APITimeoutError(
                     f"{host} went silent for more than {read_timeout:g} s",
                     "the partial answer is kept; try again, or raise the limit with --timeout",
                 ) from None
-            raise ConnectionLost(
+            raise ConnectionLostError(
                 f"the connection to {host} broke mid-reply", "the partial answer is kept; try again"
             ) from None
         if first:

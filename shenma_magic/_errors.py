@@ -11,14 +11,16 @@ from typing import Any, Optional
 
 __all__ = [
     "APIStatusError",
+    "APITimeoutError",
     "ConfigError",
     "ConnectError",
-    "ConnectionLost",
+    "ConnectionLostError",
     "InsecureTransportError",
+    "KeyInRequestError",
+    "LimitExceededError",
     "ProtocolError",
     "ShenmaError",
     "StreamError",
-    "TimeoutError",
     "error_from_payload",
     "error_from_response",
     "hint_for",
@@ -54,16 +56,32 @@ class ConnectError(ShenmaError):
     """The server could not be reached (refused, DNS failure, TLS failure)."""
 
 
-class TimeoutError(ShenmaError):
-    """Connecting took too long, or the server went silent longer than the read timeout."""
+class KeyInRequestError(ConfigError):
+    """A request body would carry an API key the package knows (pasted or filled into a prompt); nothing
+    was sent."""
 
 
-class ConnectionLost(ShenmaError):
+class APITimeoutError(ShenmaError):
+    """Connecting took too long, the server went silent longer than the read timeout, or the whole reply
+    took longer than the overall limit. (Not named ``TimeoutError``: that would shadow the builtin.)"""
+
+
+class ConnectionLostError(ShenmaError):
     """The connection broke after the reply had started."""
 
 
 class ProtocolError(ShenmaError):
     """The server answered something that is not a chat completion (an HTML page, garbage...)."""
+
+
+class LimitExceededError(ProtocolError):
+    """What the server sent passed a size limit (a line, an event, a whole reply); reading stopped there
+    and the text so far is kept."""
+
+
+# The names of release 0.1, kept one release for code that catches them.
+TimeoutError = APITimeoutError  # deprecated alias
+ConnectionLost = ConnectionLostError  # deprecated alias
 
 
 class APIStatusError(ShenmaError):

@@ -84,6 +84,7 @@ class Reply(str):
         tool_calls: the assembled tool calls, as OpenAI-style dicts.
         notices: things that happened on the way without stopping the reply.
         value: the parsed JSON value, for a reply asked for with ``%%chat --json`` (else None).
+        lossy: part of the answer may be missing (malformed events were skipped on the way).
     """
 
     reasoning: str
@@ -95,6 +96,7 @@ class Reply(str):
     tool_calls: list[dict[str, Any]]
     notices: list[str]
     value: Any
+    lossy: bool
 
     def __new__(
         cls,
@@ -109,6 +111,7 @@ class Reply(str):
         tool_calls: Optional[list[dict[str, Any]]] = None,
         notices: Optional[list[str]] = None,
         value: Any = None,
+        lossy: bool = False,
     ) -> Reply:
         self = super().__new__(cls, text)
         self.reasoning = reasoning
@@ -122,6 +125,7 @@ class Reply(str):
         self.tool_calls = tool_calls if tool_calls is not None else []
         self.notices = notices if notices is not None else []
         self.value = value
+        self.lossy = lossy
         return self
 
     def json(self) -> Any:
@@ -229,4 +233,5 @@ class ReplyBuilder:
             model=self.model,
             tool_calls=self.tool_calls,
             notices=list(self.notices),
+            lossy=self.lossy,
         )

@@ -15,8 +15,8 @@ from typing import Any, Optional
 from ._display import View
 from ._errors import ShenmaError
 from ._models import Delta, MetaDelta, ReasoningDelta, Reply, ReplyBuilder, TextDelta, ToolCallDelta
-from ._render import status_text
 from ._secret import excerpt
+from ._status import status_text
 from ._tools import ToolError, ToolRegistry, describe_call, parse_arguments, run_tool, tool_messages
 
 __all__ = ["INTERRUPTED", "TokenInfo", "TurnResult", "run_chat", "run_turn"]
@@ -114,9 +114,10 @@ def run_turn(
     elif reply.tool_calls and reply.finish_reason in ("tool_calls", "function_call"):
         state = ""
     elif not reply.complete:
-        lossy = any("malformed" in n for n in reply.notices)
         state = (
-            "incomplete: malformed events were skipped" if lossy else "incomplete: the answer may be cut off"
+            "incomplete: malformed events were skipped"
+            if reply.lossy
+            else "incomplete: the answer may be cut off"
         )
     else:
         state = ""

@@ -9,16 +9,16 @@ import pytest
 
 from shenma_magic import (
     APIStatusError,
+    APITimeoutError,
     ChatClient,
     ConnectError,
-    ConnectionLost,
+    ConnectionLostError,
     InsecureTransportError,
     NoticeDelta,
     ProtocolError,
     ReplyBuilder,
     StreamError,
     TextDelta,
-    TimeoutError,
 )
 from shenma_magic._client import normalize_base_url
 from tests.relay import Relay, Scripted, chat_chunk, error_body, sse, stream_of
@@ -235,7 +235,7 @@ def test_stream_that_showed_text_is_never_retried(relay: Relay) -> None:
         Scripted(chunks=[sse(chat_chunk("partial "))], drop=True), Scripted(chunks=stream_of(["again"]))
     )
     builder = ReplyBuilder()
-    with pytest.raises(ConnectionLost):
+    with pytest.raises(ConnectionLostError):
         for delta in client_for(relay).stream(MESSAGES):
             builder.add(delta)
     assert builder.text == "partial "
@@ -262,7 +262,7 @@ def test_stall_hits_the_read_timeout_and_keeps_the_partial_answer(relay: Relay) 
     relay.enqueue(Scripted(chunks=[sse(chat_chunk("so far")), 5.0, *stream_of(["late"])]))
     builder = ReplyBuilder()
     start = time.monotonic()
-    with pytest.raises(TimeoutError, match="went silent"):
+    with pytest.raises(APITimeoutError, match="went silent"):
         for delta in client_for(relay).stream(MESSAGES, timeout=0.5):
             builder.add(delta)
     assert builder.text == "so far"

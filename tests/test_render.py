@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from shenma_magic._render import BlockSplitter, render_html, safe_markdown, status_text
+from shenma_magic._render import BlockSplitter, render_html, safe_markdown
+from shenma_magic._status import status_text
 
 HOSTILE = """Here you go.
 
