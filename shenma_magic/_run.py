@@ -17,7 +17,8 @@ from ._errors import ShenmaError
 from ._models import Delta, MetaDelta, ReasoningDelta, Reply, ReplyBuilder, TextDelta, ToolCallDelta
 from ._secret import excerpt
 from ._status import status_text
-from ._tools import ToolError, ToolRegistry, describe_call, parse_arguments, run_tool, tool_messages
+from ._toolreg import ToolRegistry
+from ._toolrun import ToolError, describe_call, parse_arguments, run_tool, tool_messages
 
 __all__ = ["INTERRUPTED", "TokenInfo", "TurnResult", "run_chat", "run_turn"]
 

@@ -333,6 +333,17 @@ def test_unresolvable_string_annotation_means_any() -> None:
     assert p["properties"] == {"x": {}, "y": {"type": "integer"}}
 
 
+@pytest.mark.parametrize("hint", [[int], {"a": 1}, {int}, slice(1)])
+def test_annotations_that_are_not_types_mean_any(hint: Any) -> None:
+    # Legal Python (an annotation is any expression); unhashable ones used to crash the registration.
+    def f(x: int, y: int) -> Any:
+        return y
+
+    f.__annotations__["y"] = hint
+    assert params(f)["properties"] == {"x": {"type": "integer"}, "y": {}}
+    assert run_tool(tool(f), {"x": 1, "y": [2]}) == ("[2]", True)
+
+
 def test_defaults_that_json_cannot_hold_are_left_out() -> None:
     def f(a: Color = Color.BLUE, b: object = object(), c: Optional[int] = None) -> None:
         pass
