@@ -31,6 +31,7 @@ __all__ = [
     "ToolError",
     "ToolOutcome",
     "describe_call",
+    "describe_message",
     "parse_arguments",
     "run_tool",
     "tool_messages",
@@ -292,3 +293,47 @@ def tool_messages(
         for call, result in zip(clean, results, strict=True)
     )
     return out
+
+
+def _content_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        return ""  # None: an assistant message that only calls tools
+    parts: list[str] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            parts.append(part["text"])
+        else:
+            parts.append("[image]" if kind == "image_url" else f"[{kind or '?'}]")
+    return " ".join(parts)
+
+
+def _arguments_text(arguments: object) -> str:
+    # Arguments a relay passed through as an object rather than as JSON text.
+    if arguments is None:
+        return "{}"
+    try:
+        return json.dumps(arguments, ensure_ascii=False, default=str)
+    except (ValueError, RecursionError):  # a circular structure
+        return "…"
+
+
+def describe_message(message: Mapping[str, object]) -> str:
+    """A conversation message as one line for the user: its text, ``[image]`` for a picture, and an
+    assistant's tool calls as ``→ get_weather({"city": "北京"})``. Never raises, whatever the dict holds."""
+    text = _content_text(message.get("content"))
+    calls = message.get("tool_calls")
+    shown: list[str] = []
+    for call in calls if isinstance(calls, list) else []:
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict):
+            continue
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = _arguments_text(arguments)
+        shown.append(f"{function.get('name') or '?'}({arguments.strip() or '{}'})")
+    if shown:
+        text = f"{text} → {', '.join(shown)}" if text.strip() else f"→ {', '.join(shown)}"
+    return " ".join(text.split())
