@@ -13,24 +13,31 @@ from a newer release is left alone.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
-import hashlib
 import json
 import os
-import re
 import sqlite3
 import stat
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from ._errors import ShenmaError
-from ._models import Reply
+from ._exchange import (
+    ConversationRecord,
+    Exchange,
+    ExchangeRecord,
+    Turn,
+    UsageRow,
+    conversation_from,
+    image_refs,
+    last_user_text,
+    request_key,
+    sum_usage,
+)
 from ._secret import mask_keys, redact
 
 __all__ = [
@@ -47,31 +54,10 @@ __all__ = [
     "store_path",
 ]
 
-Turn = list[dict[str, Any]]
-"""One turn of a conversation: the user's message, any tool-call steps, the assistant's answer."""
-
-# Options that change how a request travels, not what the model answers: a cached answer still fits.
-_TRANSPORT_OPTIONS = frozenset(
-    {
-        "timeout",
-        "connect_timeout",
-        "read_timeout",
-        "total_timeout",
-        "max_retries",
-        "stream",
-        "stream_options",
-        "on_delta",
-        "on_retry",
-        "extra_headers",
-        "interval",
-        "update_interval",
-        "cache",
-        "progress",
-    }
-)
-_DATA_URL = re.compile(r"data:([^,;]*)((?:;[^,;]*)*),", re.IGNORECASE)
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _SQL_CHUNK = 500  # host parameters per IN (...) query, well under SQLite's limit
+# What a replay may use. ``request_key != ''`` lets SQLite use the partial index on request keys.
+_ANSWERED = "request_key != '' AND complete = 1 AND error IS NULL"
 
 
 class StoreError(ShenmaError):
@@ -88,148 +74,6 @@ def store_path(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "shenma-magic" / "log.sqlite3"
 
 
-# -- records -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class Exchange:
-    """One request and its reply, as the front door hands it to :meth:`Store.record`.
-
-    ``messages`` are the messages sent (``data:`` image URLs are fine: the store keeps the image once and
-    the message a reference). ``prompt_tokens``/``completion_tokens``/``cost`` are what the front door
-    charged (server counts, or estimates with ``cost_estimated``); ``cost`` None means no price was known.
-    ``conversation`` groups the turns of one chat and ``turn`` is the turn's index in it (a later exchange
-    with the same index replaces an earlier one, as a re-asked turn does); ``branch`` names the model of a
-    comparison ("" otherwise). ``request_key`` (see :func:`request_key`) lets an identical request be
-    answered from the log; ``replayed`` marks an exchange that was.
-    """
-
-    notebook: str
-    host: str
-    model: str
-    messages: Sequence[Mapping[str, Any]]
-    reply: str = ""
-    requested_model: str = ""
-    reasoning: str = ""
-    tool_calls: Sequence[Mapping[str, Any]] = ()
-    finish_reason: Optional[str] = None
-    usage: Optional[Mapping[str, Any]] = None
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: Optional[float] = None
-    cost_estimated: bool = False
-    currency: str = ""
-    error: Optional[str] = None
-    complete: bool = False
-    request_key: str = ""
-    conversation: str = ""
-    branch: str = ""
-    turn: int = 0
-    replayed: bool = False
-    time: Optional[datetime] = None
-
-    @classmethod
-    def from_reply(
-        cls, reply: Reply, *, notebook: str, host: str, messages: Sequence[Mapping[str, Any]], **fields: Any
-    ) -> Exchange:
-        """An exchange from a finished :class:`Reply` (text, reasoning, tool calls, finish, usage, error,
-        complete and the answering model); ``fields`` sets the rest (``requested_model``, ``cost``...)."""
-        fields.setdefault("model", reply.model or fields.get("requested_model", ""))
-        return cls(
-            notebook=notebook,
-            host=host,
-            messages=messages,
-            reply=reply.text,
-            reasoning=reply.reasoning,
-            tool_calls=reply.tool_calls,
-            finish_reason=reply.finish_reason,
-            usage=reply.usage,
-            error=reply.error,
-            complete=reply.complete,
-            **fields,
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class ExchangeRecord:
-    """An exchange as the log holds it (the fields of :class:`Exchange`, scrubbed of keys), with its ``id``,
-    its UTC ``time``, the user's ``prompt`` (the text of the last user message), and the images in
-    ``messages`` as ``{"type": "image_ref", "sha256": ..., "mime": ...}`` (:meth:`Store.image` has them)."""
-
-    id: int
-    time: datetime
-    notebook: str
-    host: str
-    model: str
-    requested_model: str
-    messages: list[dict[str, Any]]
-    prompt: str
-    reply: str
-    reasoning: str
-    tool_calls: list[dict[str, Any]]
-    finish_reason: Optional[str]
-    usage: Optional[dict[str, Any]]
-    prompt_tokens: int
-    completion_tokens: int
-    cost: Optional[float]
-    cost_estimated: bool
-    currency: str
-    error: Optional[str]
-    complete: bool
-    request_key: str
-    conversation: str
-    branch: str
-    turn: int
-    replayed: bool
-
-    def to_reply(self) -> Reply:
-        """The reply as the model sent it, for answering an identical request from the log."""
-        return Reply(
-            self.reply,
-            reasoning=self.reasoning,
-            finish_reason=self.finish_reason,
-            usage=dict(self.usage) if self.usage is not None else None,
-            error=self.error,
-            complete=self.complete,
-            model=self.model,
-            tool_calls=[dict(c) for c in self.tool_calls],
-        )
-
-
-@dataclass(frozen=True)
-class ConversationRecord:
-    """A notebook's last conversation: its id and its turns per branch ("" for a plain chat, a model name
-    for each side of a comparison)."""
-
-    id: str
-    branches: dict[str, list[Turn]]
-
-    @property
-    def turns(self) -> list[Turn]:
-        """The plain conversation's turns ([] when the conversation was only a comparison)."""
-        return self.branches.get("", [])
-
-    def __len__(self) -> int:
-        """The number of turns in the longest branch."""
-        return max((len(t) for t in self.branches.values()), default=0)
-
-
-@dataclass(frozen=True)
-class UsageRow:
-    """Tokens and cost of one model on one local day. ``cost`` is the sum of the known costs (None when no
-    reply had a price); ``unpriced`` counts replies without one; ``estimated`` is True if any count is an
-    estimate (the server sent none)."""
-
-    day: date
-    model: str
-    prompt_tokens: int
-    completion_tokens: int
-    cost: Optional[float]
-    estimated: bool
-    replies: int
-    unpriced: int = 0
-
-
 @dataclass(frozen=True)
 class Forgotten:
     """What :meth:`Store.forget` removed. ``wiped`` is False when another process was reading the log, so
@@ -238,106 +82,6 @@ class Forgotten:
     exchanges: int
     images: int
     wiped: bool
-
-
-# -- pure helpers ----------------------------------------------------------------------------------------
-
-
-def _parse_data_url(url: str) -> Optional[tuple[str, bytes]]:
-    """(mime, bytes) of a base64 ``data:`` URL, else None."""
-    head = _DATA_URL.match(url)
-    if head is None or ";base64" not in head.group(2).lower():
-        return None
-    try:
-        data = base64.b64decode(url[head.end() :], validate=False)
-    except (binascii.Error, ValueError):
-        return None
-    return head.group(1).strip().lower(), data
-
-
-def _refs(
-    messages: Iterable[Mapping[str, Any]], images: Optional[dict[str, tuple[str, bytes]]] = None
-) -> list[dict[str, Any]]:
-    """Messages with each base64 image part replaced by ``{"type": "image_ref", "sha256", "mime"}``;
-    the images found go into ``images`` (by hash)."""
-    out: list[dict[str, Any]] = []
-    for message in messages:
-        message = dict(message)
-        content = message.get("content")
-        if isinstance(content, list):
-            parts: list[Any] = []
-            for part in content:
-                ref = _image_ref(part, images)
-                parts.append(ref if ref is not None else part)
-            message["content"] = parts
-        out.append(message)
-    return out
-
-
-def _image_ref(part: Any, images: Optional[dict[str, tuple[str, bytes]]]) -> Optional[dict[str, Any]]:
-    if not isinstance(part, Mapping) or part.get("type") != "image_url":
-        return None
-    image_url = part.get("image_url")
-    url = image_url.get("url") if isinstance(image_url, Mapping) else image_url
-    if not isinstance(url, str):
-        return None
-    parsed = _parse_data_url(url)
-    if parsed is None:
-        return None
-    mime, data = parsed
-    digest = hashlib.sha256(data).hexdigest()
-    if images is not None:
-        images[digest] = (mime, data)
-    ref: dict[str, Any] = {"type": "image_ref", "sha256": digest, "mime": mime}
-    if isinstance(image_url, Mapping) and image_url.get("detail") is not None:
-        ref["detail"] = image_url["detail"]
-    return ref
-
-
-def _canonical(value: Any) -> Any:
-    """A JSON-ready copy where equal requests look equal: integral floats as ints, tuples as lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
-    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
-        return value
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    return repr(value)
-
-
-def request_key(model: str, messages: Sequence[Mapping[str, Any]], options: Mapping[str, Any]) -> str:
-    """The SHA-256 (hex) of a request's canonical JSON: the model, the messages (images by the hash of
-    their bytes) and the options that change the answer. Options set to None (the server's default) are
-    left out; an ``extra`` mapping is merged in (``response_format``, ``tools``...); transport options
-    (``timeout``, ``max_retries``, ``stream``...) do not count. Pure."""
-    flat: dict[str, Any] = {}
-    for name, value in options.items():
-        if name == "extra" and isinstance(value, Mapping):
-            flat.update(value)
-        else:
-            flat[name] = value
-    chosen = {k: v for k, v in flat.items() if v is not None and k not in _TRANSPORT_OPTIONS and k != "model"}
-    body = {"model": model, "messages": _refs(messages), "options": chosen}
-    text = json.dumps(_canonical(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return "".join(
-                    str(p.get("text") or "")
-                    for p in content
-                    if isinstance(p, Mapping) and p.get("type") == "text"
-                )
-            return ""
-    return ""
 
 
 def _stamp(moment: datetime) -> str:
@@ -624,7 +368,7 @@ class Store:
         """
         keys = self._keys()
         images: dict[str, tuple[str, bytes]] = {}
-        messages = _refs(exchange.messages, images)
+        messages = image_refs(exchange.messages, images)
         clean = self._scrub_text
         row = (
             _stamp(exchange.time or datetime.now(timezone.utc)),
@@ -633,7 +377,7 @@ class Store:
             clean(exchange.model, keys),
             clean(exchange.requested_model or exchange.model, keys),
             self._json(messages, keys),
-            clean(_last_user_text(messages), keys),
+            clean(last_user_text(messages), keys),
             clean(exchange.reply, keys),
             clean(exchange.reasoning, keys),
             self._json(list(exchange.tool_calls), keys),
@@ -698,65 +442,21 @@ class Store:
 
     def _select(self, sql: str, params: Sequence[Any] = ()) -> list[ExchangeRecord]:
         with self._lock, self._errors("cannot be read"):
-            rows = self._conn().execute(sql, params).fetchall()
+            cursor = self._conn().execute(sql, params)
+            cursor.row_factory = sqlite3.Row
+            rows = cursor.fetchall()
         return [self._record(r) for r in rows]
 
     @staticmethod
-    def _record(row: Sequence[Any]) -> ExchangeRecord:
-        (
-            id_,
-            time_,
-            notebook,
-            host,
-            model,
-            requested,
-            messages,
-            prompt,
-            reply,
-            reasoning,
-            tool_calls,
-            finish,
-            usage,
-            prompt_tokens,
-            completion_tokens,
-            cost,
-            estimated,
-            currency,
-            error,
-            complete,
-            key,
-            conversation,
-            branch,
-            turn,
-            replayed,
-        ) = row
-        return ExchangeRecord(
-            id=id_,
-            time=_unstamp(time_),
-            notebook=notebook,
-            host=host,
-            model=model,
-            requested_model=requested,
-            messages=json.loads(messages),
-            prompt=prompt,
-            reply=reply,
-            reasoning=reasoning,
-            tool_calls=json.loads(tool_calls),
-            finish_reason=finish,
-            usage=json.loads(usage) if usage is not None else None,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            cost=cost,
-            cost_estimated=bool(estimated),
-            currency=currency,
-            error=error,
-            complete=bool(complete),
-            request_key=key,
-            conversation=conversation,
-            branch=branch,
-            turn=turn,
-            replayed=bool(replayed),
-        )
+    def _record(row: sqlite3.Row) -> ExchangeRecord:
+        fields = dict(zip(row.keys(), row, strict=True))
+        for name in ("messages", "tool_calls", "usage"):
+            if fields[name] is not None:
+                fields[name] = json.loads(fields[name])
+        for name in ("cost_estimated", "complete", "replayed"):
+            fields[name] = bool(fields[name])
+        fields["time"] = _unstamp(fields["time"])
+        return ExchangeRecord(**fields)
 
     def recent(
         self, notebook: Optional[str], limit: int = 20, search: Optional[str] = None
@@ -785,7 +485,7 @@ class Store:
         if not request_key:
             return None
         found = self._select(
-            f"SELECT {_COLUMNS} FROM exchanges WHERE request_key = ? AND complete = 1 AND error IS NULL "
+            f"SELECT {_COLUMNS} FROM exchanges WHERE request_key = ? AND {_ANSWERED} "
             "ORDER BY id DESC LIMIT 1",
             (request_key,),
         )
@@ -798,7 +498,7 @@ class Store:
         for start in range(0, len(wanted), _SQL_CHUNK):
             chunk = wanted[start : start + _SQL_CHUNK]
             for record in self._select(
-                f"SELECT {_COLUMNS} FROM exchanges WHERE complete = 1 AND error IS NULL "
+                f"SELECT {_COLUMNS} FROM exchanges WHERE {_ANSWERED} "
                 f"AND request_key IN ({', '.join('?' * len(chunk))}) ORDER BY id",
                 chunk,
             ):
@@ -813,37 +513,9 @@ class Store:
             return None
         return str(row[0]), bytes(row[1])
 
-    def _restore(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Image references back into ``image_url`` parts with ``data:`` URLs, ready to send again."""
-        out = []
-        for message in messages:
-            content = message.get("content")
-            if isinstance(content, list):
-                parts: list[Any] = []
-                for part in content:
-                    if isinstance(part, dict) and part.get("type") == "image_ref":
-                        stored = self.image(str(part.get("sha256", "")))
-                        if stored is None:
-                            parts.append({"type": "text", "text": "[an image that the log does not hold]"})
-                            continue
-                        mime, data = stored
-                        url: dict[str, Any] = {
-                            "url": f"data:{mime or 'application/octet-stream'};base64,"
-                            + base64.b64encode(data).decode("ascii")
-                        }
-                        if part.get("detail") is not None:
-                            url["detail"] = part["detail"]
-                        parts.append({"type": "image_url", "image_url": url})
-                    else:
-                        parts.append(part)
-                message = {**message, "content": parts}
-            out.append(message)
-        return out
-
     def conversation(self, notebook: str) -> Optional[ConversationRecord]:
-        """This notebook's last conversation, turn by turn per branch, with images restored; None if the
-        log holds none. A turn is kept when its last exchange produced something (text, reasoning or a tool
-        call), the rule by which a live conversation keeps it."""
+        """This notebook's last conversation, turn by turn per branch, with images restored (see
+        :func:`conversation_from`); None if the log holds none."""
         with self._lock, self._errors("cannot be read"):
             latest = (
                 self._conn()
@@ -856,28 +528,11 @@ class Store:
             )
         if latest is None:
             return None
-        conversation_id = str(latest[0])
         records = self._select(
             f"SELECT {_COLUMNS} FROM exchanges WHERE notebook = ? AND conversation = ? ORDER BY id",
-            (notebook, conversation_id),
+            (notebook, latest[0]),
         )
-        last: dict[str, dict[int, ExchangeRecord]] = {}
-        for record in records:
-            last.setdefault(record.branch, {})[record.turn] = record  # ascending ids: the latest wins
-        branches: dict[str, list[Turn]] = {}
-        for branch, by_turn in last.items():
-            turns: list[Turn] = []
-            for index in sorted(by_turn):
-                record = by_turn[index]
-                if not (record.reply or record.reasoning or record.tool_calls):
-                    continue
-                messages = self._restore(record.messages)
-                start = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=None)
-                if start is None:
-                    continue
-                turns.append([*messages[start:], {"role": "assistant", "content": record.reply}])
-            branches[branch] = turns
-        return ConversationRecord(conversation_id, branches)
+        return conversation_from(str(latest[0]), records, self.image)
 
     def usage(self, since: datetime, notebook: Optional[str] = None) -> list[UsageRow]:
         """Tokens and cost by local day and model since ``since`` (a naive time is local), oldest day
@@ -893,19 +548,4 @@ class Store:
             params.append(notebook)
         with self._lock, self._errors("cannot be read"):
             rows = self._conn().execute(sql, params).fetchall()
-        sums: dict[tuple[date, str], list[Any]] = {}
-        for time_, model, prompt, completion, cost, estimated in rows:
-            day = _unstamp(time_).astimezone().date()
-            acc = sums.setdefault((day, model), [0, 0, None, False, 0, 0])
-            acc[0] += prompt
-            acc[1] += completion
-            if cost is None:
-                acc[5] += 1
-            else:
-                acc[2] = (acc[2] or 0.0) + cost
-            acc[3] = acc[3] or bool(estimated)
-            acc[4] += 1
-        return [
-            UsageRow(day, model, p, c, cost, est, n, unpriced)
-            for (day, model), (p, c, cost, est, n, unpriced) in sorted(sums.items())
-        ]
+        return sum_usage((_unstamp(t), m, p, c, cost, bool(e)) for t, m, p, c, cost, e in rows)
