@@ -36,12 +36,14 @@ from ._models import (
     ToolCallDelta,
     UsageDelta,
 )
+from ._session import ChatInterrupted, Session
 from ._sse import LineDecoder, ServerSentEvent, SSEDecoder
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ._client import ChatClient
+    from ._tools import ToolRegistry
 
 __version__ = "0.1.0"
 
@@ -49,6 +51,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "ChatClient",
+    "ChatInterrupted",
     "ConfigError",
     "ConnectError",
     "ConnectionLostError",
@@ -66,6 +69,7 @@ __all__ = [
     "ReplyBuilder",
     "SSEDecoder",
     "ServerSentEvent",
+    "Session",
     "ShenmaError",
     "StreamError",
     "TextDelta",
@@ -80,17 +84,12 @@ __all__ = [
 ]
 
 
-_registry: Any = None
+def tools() -> ToolRegistry:
+    """The default tool registry: what ``%%chat`` (and every Session made without ``tools=``) offers the
+    model (``add``, ``remove``...)."""
+    from ._session import default_tools
 
-
-def tools() -> Any:
-    """The tool registry ``%%chat`` offers to the model (a ``ToolRegistry``: ``add``, ``remove``...)."""
-    global _registry
-    if _registry is None:
-        from ._tools import ToolRegistry
-
-        _registry = ToolRegistry()
-    return _registry
+    return default_tools()
 
 
 def tool(fn: Any = None, *, trusted: bool = False, name: Any = None) -> Any:
@@ -124,11 +123,10 @@ def __getattr__(name: str) -> Any:
 
 def last_reply() -> Reply | None:
     """The last ``%%chat`` reply in this IPython session (also bound by ``%%chat -o NAME``), or None."""
-    from IPython import get_ipython
+    from ._session import current_session
 
-    ip = get_ipython()
-    magics = ip.magics_manager.registry.get("ChatMagics") if ip is not None else None
-    return getattr(magics, "last", None)
+    session = current_session()
+    return session.last if session is not None else None
 
 
 def load_ipython_extension(ip: InteractiveShell) -> None:
