@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Optional
 
-from ._models import Reply
+from ._models import (
+    Delta,
+    FinishDelta,
+    MetaDelta,
+    ReasoningDelta,
+    Reply,
+    TextDelta,
+    ToolCallDelta,
+    UsageDelta,
+)
 
 __all__ = [
     "ConversationRecord",
@@ -26,6 +35,7 @@ __all__ = [
     "conversation_from",
     "image_refs",
     "last_user_text",
+    "replay_deltas",
     "request_key",
     "restore_images",
     "sum_usage",
@@ -70,8 +80,11 @@ class Exchange:
     charged (server counts, or estimates with ``cost_estimated``); ``cost`` None means no price was known.
     ``conversation`` groups the turns of one chat and ``turn`` is the turn's index in it (a later exchange
     with the same index replaces an earlier one, as a re-asked turn does); ``branch`` names the model of a
-    comparison ("" otherwise). ``request_key`` (see :func:`request_key`) lets an identical request be
-    answered from the log; ``replayed`` marks an exchange that was.
+    comparison ("" otherwise). ``answer`` is the assistant message the conversation kept for the turn, on
+    the turn's last exchange (None when the conversation did not keep the turn, and on the earlier rounds
+    of a turn with tool calls): it is what :func:`conversation_from` brings back. ``request_key`` (see
+    :func:`request_key`) lets an identical request be answered from the log; ``replayed`` marks an
+    exchange that was.
     """
 
     notebook: str
@@ -95,6 +108,7 @@ class Exchange:
     conversation: str = ""
     branch: str = ""
     turn: int = 0
+    answer: Optional[str] = None
     replayed: bool = False
     time: Optional[datetime] = None
 
@@ -150,6 +164,7 @@ class ExchangeRecord:
     conversation: str
     branch: str
     turn: int
+    answer: Optional[str]
     replayed: bool
 
     def to_reply(self) -> Reply:
@@ -338,8 +353,8 @@ def conversation_from(
 
     The last exchange of each turn index stands for the turn (a re-asked turn replaces the earlier try; in
     a turn with tool calls, the last round's messages hold the calls and their results). A turn is kept
-    when that exchange produced something (text, reasoning or a tool call), the rule by which a live
-    conversation keeps it; its messages are the last user message onwards, then the answer.
+    when the conversation kept it (``answer`` is set); its messages are the last user message onwards,
+    then the answer, exactly as the conversation held them.
     """
     last: dict[str, dict[int, ExchangeRecord]] = {}
     for record in records:
@@ -349,15 +364,37 @@ def conversation_from(
         turns: list[Turn] = []
         for index in sorted(by_turn):
             record = by_turn[index]
-            if not (record.reply or record.reasoning or record.tool_calls):
-                continue
             starts = [i for i, m in enumerate(record.messages) if m.get("role") == "user"]
-            if not starts:
+            if record.answer is None or not starts:
                 continue
             messages = restore_images(record.messages[starts[-1] :], lookup)
-            turns.append([*messages, {"role": "assistant", "content": record.reply}])
+            turns.append([*messages, {"role": "assistant", "content": record.answer}])
         branches[branch] = turns
     return ConversationRecord(conversation_id, branches)
+
+
+def replay_deltas(record: ExchangeRecord) -> list[Delta]:
+    """The deltas that rebuild ``record``'s reply, for answering an identical request from the log."""
+    deltas: list[Delta] = [MetaDelta(record.model, "")]
+    if record.reasoning:
+        deltas.append(ReasoningDelta(record.reasoning))
+    if record.reply:
+        deltas.append(TextDelta(record.reply))
+    for index, call in enumerate(record.tool_calls):
+        function = call.get("function") or {}
+        deltas.append(
+            ToolCallDelta(
+                index,
+                call.get("id"),
+                str(function.get("name") or "") or None,
+                str(function.get("arguments") or ""),
+            )
+        )
+    if record.usage is not None:
+        deltas.append(UsageDelta(dict(record.usage)))
+    if record.finish_reason is not None:
+        deltas.append(FinishDelta(record.finish_reason))
+    return deltas
 
 
 def sum_usage(

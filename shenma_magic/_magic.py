@@ -62,6 +62,12 @@ class ChatMagics(Magics):
         _DEFAULTS.update_interval, help="Seconds between live updates (about 13 per second)."
     ).tag(config=True)
     fill_vars = Bool(True, help="Fill {name} in prompts from the user namespace.").tag(config=True)
+    log = Bool(
+        True, help="Keep every exchange in the local log (~/.local/share/shenma-magic/log.sqlite3)."
+    ).tag(config=True)
+    cache = Bool(
+        False, help="Answer a request identical to one in the log from the log, without sending it."
+    ).tag(config=True)
     prices = Dict(
         help='Prices per model: {"gpt-4o-mini": {"input": 1.05, "output": 4.2}} per million tokens, '
         'or {"per_call": 0.1}; glob patterns such as "deepseek-*" work.'

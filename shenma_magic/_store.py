@@ -135,6 +135,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             conversation TEXT NOT NULL,
             branch TEXT NOT NULL,
             turn INTEGER NOT NULL,
+            answer TEXT,
             replayed INTEGER NOT NULL
         )""",
         "CREATE INDEX exchanges_by_notebook ON exchanges (notebook, id)",
@@ -154,7 +155,10 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 _COLUMNS = (
     "id, time, notebook, host, model, requested_model, messages, prompt, reply, reasoning, tool_calls, "
     "finish_reason, usage, prompt_tokens, completion_tokens, cost, cost_estimated, currency, error, "
-    "complete, request_key, conversation, branch, turn, replayed"
+    "complete, request_key, conversation, branch, turn, answer, replayed"
+)
+_INSERT = (
+    f"INSERT INTO exchanges ({_COLUMNS.split(', ', 1)[1]}) VALUES ({', '.join('?' * (_COLUMNS.count(',')))})"
 )
 
 
@@ -366,10 +370,41 @@ class Store:
         Raises:
             StoreError: the file could not be written (one line); nothing was logged.
         """
+        return self.record_many([exchange])[0]
+
+    def record_many(self, exchanges: Sequence[Exchange]) -> list[int]:
+        """Log several exchanges in one transaction (all or none, e.g. the rounds of one turn); their ids.
+
+        Raises:
+            StoreError: the file could not be written (one line); nothing was logged.
+        """
         keys = self._keys()
+        prepared = [self._row(exchange, keys) for exchange in exchanges]
+        ids: list[int] = []
+        with self._lock, self._errors("cannot be written"), self._transaction() as cur:
+            for row, blobs in prepared:
+                cur.execute(_INSERT, row)
+                rowid = cur.lastrowid
+                assert rowid is not None
+                ids.append(rowid)
+                cur.executemany("INSERT OR IGNORE INTO images (sha256, mime, data) VALUES (?, ?, ?)", blobs)
+                cur.executemany(
+                    "INSERT OR IGNORE INTO exchange_images (exchange_id, sha256) VALUES (?, ?)",
+                    [(rowid, blob[0]) for blob in blobs],
+                )
+        return ids
+
+    def _row(
+        self, exchange: Exchange, keys: tuple[str, ...]
+    ) -> tuple[tuple[Any, ...], list[tuple[str, str, Optional[bytes]]]]:
+        """The exchange as a row of scrubbed values, and its images as (sha256, mime, bytes or None)."""
         images: dict[str, tuple[str, bytes]] = {}
         messages = image_refs(exchange.messages, images)
         clean = self._scrub_text
+
+        def maybe(text: Optional[str]) -> Optional[str]:
+            return clean(text, keys) if text is not None else None
+
         row = (
             _stamp(exchange.time or datetime.now(timezone.utc)),
             clean(exchange.notebook, keys),
@@ -381,19 +416,20 @@ class Store:
             clean(exchange.reply, keys),
             clean(exchange.reasoning, keys),
             self._json(list(exchange.tool_calls), keys),
-            clean(exchange.finish_reason, keys) if exchange.finish_reason is not None else None,
+            maybe(exchange.finish_reason),
             self._json(exchange.usage, keys) if exchange.usage is not None else None,
             max(0, int(exchange.prompt_tokens)),
             max(0, int(exchange.completion_tokens)),
             float(exchange.cost) if exchange.cost is not None else None,
             int(bool(exchange.cost_estimated)),
             clean(exchange.currency, keys),
-            clean(exchange.error, keys) if exchange.error is not None else None,
+            maybe(exchange.error),
             int(bool(exchange.complete)),
             exchange.request_key,
             clean(exchange.conversation, keys),
             clean(exchange.branch, keys),
             int(exchange.turn),
+            maybe(exchange.answer),
             int(bool(exchange.replayed)),
         )
         blobs: list[tuple[str, str, Optional[bytes]]] = []
@@ -401,19 +437,7 @@ class Store:
             # Image bytes cannot be masked without breaking the image: one carrying a key is not kept.
             leaks = any(k.encode("utf-8", "surrogatepass") in data for k in keys if len(k) >= 6)
             blobs.append((digest, clean(mime, keys), None if leaks else data))
-        with self._lock, self._errors("cannot be written"), self._transaction() as cur:
-            cur.execute(
-                f"INSERT INTO exchanges ({_COLUMNS.split(', ', 1)[1]}) VALUES ({', '.join('?' * len(row))})",
-                row,
-            )
-            rowid = cur.lastrowid
-            assert rowid is not None
-            cur.executemany("INSERT OR IGNORE INTO images (sha256, mime, data) VALUES (?, ?, ?)", blobs)
-            cur.executemany(
-                "INSERT OR IGNORE INTO exchange_images (exchange_id, sha256) VALUES (?, ?)",
-                [(rowid, digest) for digest in images],
-            )
-        return rowid
+        return row, blobs
 
     def forget(self, notebook: Optional[str]) -> Forgotten:
         """Delete this notebook's exchanges (None: everything) and the images no exchange uses any more,

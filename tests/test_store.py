@@ -22,8 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from shenma_magic._exchange import replay_deltas
 from shenma_magic._keys import KeyStore
-from shenma_magic._models import Reply
+from shenma_magic._models import Reply, ReplyBuilder
 from shenma_magic._store import (
     SCHEMA_VERSION,
     Exchange,
@@ -560,7 +561,7 @@ def test_image_refs_keep_detail_and_come_back_as_the_same_data_url(store: Store)
             {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
         ],
     }
-    store.record(ex(messages=[message], conversation="c"))
+    store.record(ex(messages=[message], conversation="c", answer="hi"))
     (record,) = store.recent(None)
     parts = record.messages[0]["content"]
     assert [p["type"] for p in parts] == ["text", "image_ref", "image_ref", "image_url"]
@@ -575,6 +576,8 @@ def test_image_refs_keep_detail_and_come_back_as_the_same_data_url(store: Store)
 
 
 def turn_exchange(notebook: str, conv: str, turn: int, history: list[dict[str, Any]], **kw: Any) -> Exchange:
+    """An exchange of a chat turn; the conversation keeps its answer unless ``answer=None`` is given."""
+    kw.setdefault("answer", kw.get("reply", "hi"))
     return ex(notebook, messages=history, conversation=conv, turn=turn, **kw)
 
 
@@ -588,18 +591,26 @@ def test_conversation_is_the_last_one_of_this_notebook(store: Store) -> None:
     a0 = {"role": "assistant", "content": "a0"}
     # turn 1 failed before any text, then was asked again and answered through a tool call
     store.record(
-        turn_exchange(nb, "new", 1, [system, q0, a0, q1], reply="", error="HTTP 502", complete=False)
+        turn_exchange(
+            nb, "new", 1, [system, q0, a0, q1], reply="", error="HTTP 502", complete=False, answer=None
+        )
     )
     call = {"role": "assistant", "content": None, "tool_calls": [{"id": "c", "function": {"name": "f"}}]}
     result = {"role": "tool", "tool_call_id": "c", "content": "42"}
-    store.record(turn_exchange(nb, "new", 1, [system, q0, a0, q1], reply="", tool_calls=[{"id": "c"}]))
+    store.record(
+        turn_exchange(nb, "new", 1, [system, q0, a0, q1], reply="", tool_calls=[{"id": "c"}], answer=None)
+    )
     store.record(turn_exchange(nb, "new", 1, [system, q0, a0, q1, call, result], reply="a1"))
     # turn 2 failed and was never retried: not part of the conversation
     a1 = {"role": "assistant", "content": "a1"}
     q2 = {"role": "user", "content": "q2"}
-    store.record(turn_exchange(nb, "new", 2, [system, q0, a0, q1, call, result, a1, q2], reply="", error="x"))
+    store.record(
+        turn_exchange(
+            nb, "new", 2, [system, q0, a0, q1, call, result, a1, q2], reply="", error="x", answer=None
+        )
+    )
     store.record(turn_exchange("/nb/other.ipynb", "third", 0, [{"role": "user", "content": "elsewhere"}]))
-    store.record(ex(nb, prompt="no conversation (a batch row)"))  # conversation "" is not a chat
+    store.record(ex(nb, prompt="a batch row", answer="x"))  # conversation "" is not a chat
 
     conversation = store.conversation(nb)
     assert conversation is not None and conversation.id == "new" and len(conversation) == 2
@@ -645,6 +656,34 @@ def test_find_returns_only_complete_answers_the_latest_first(store: Store) -> No
     assert found is not None and found.reply == "new"
     assert store.find("J") is None and store.find("") is None and store.find("nope") is None
     assert {k: r.reply for k, r in store.find_many(["K", "J", "nope", ""]).items()} == {"K": "new"}
+
+
+def test_replay_deltas_rebuild_the_reply(store: Store) -> None:
+    calls = [
+        {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}},
+        {"id": "call_2", "type": "function", "function": {"name": "mul", "arguments": "{}"}},
+    ]
+    store.record_many(
+        [
+            ex(reply="text", reasoning="why", usage={"prompt_tokens": 1}, model="served", request_key="A"),
+            ex(reply="", tool_calls=calls, finish_reason="tool_calls", request_key="B"),
+        ]
+    )
+    for key in ("A", "B"):
+        record = store.find(key)
+        assert record is not None
+        builder = ReplyBuilder()
+        for delta in replay_deltas(record):
+            builder.add(delta)
+        rebuilt, original = builder.build(), record.to_reply()
+        assert (rebuilt.text, rebuilt.reasoning, rebuilt.usage, rebuilt.finish_reason, rebuilt.model) == (
+            original.text,
+            original.reasoning,
+            original.usage,
+            original.finish_reason,
+            original.model,
+        )
+        assert rebuilt.tool_calls == original.tool_calls and rebuilt.complete
 
 
 def test_find_many_handles_more_keys_than_one_query_takes(store: Store) -> None:
