@@ -7,6 +7,7 @@ environment (``SHENMA_BASE_URL``, ``SHENMA_MODEL``; ``OPENAI_BASE_URL`` as a fal
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Any, Optional
 
@@ -17,6 +18,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unico
 
 from ._commands import NO_KEY_HINT, run_command
 from ._errors import ConfigError, ShenmaError
+from ._identity import notebook_identity
 from ._prompt import fill_variables
 from ._secret import key_tokens, looks_like_key, mask, redact
 from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Session, set_current_session
@@ -101,6 +103,9 @@ class ChatMagics(Magics):
             self.session.settings = Settings().with_changes(**{n: getattr(self, n) for n in Settings.names()})
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        # The log files this kernel's exchanges under its notebook (the environment can say so only here,
+        # where the user namespace is: VS Code puts the notebook's path there).
+        self.session.notebook = notebook_identity(os.environ, self.user_ns, os.getcwd())
         return self.session
 
     @property
@@ -154,6 +159,15 @@ class ChatMagics(Magics):
         "bytes, a PIL image or a matplotlib figure.",
     )
     @argument("--no-tools", action="store_true", help="Do not offer the registered tools for this cell.")
+    @argument(
+        "--cache",
+        action="store_true",
+        default=None,
+        help="Answer from the log if it holds this exact request (sends nothing, needs no key).",
+    )
+    @argument(
+        "--no-cache", dest="cache", action="store_false", help="Send the request even if %%chat cache is on."
+    )
     @cell_magic("chat")  # type: ignore[arg-type]  # IPython types the decorator too narrowly
     def chat(self, line: str, cell: str) -> None:
         """Send the cell to the model as the user message and stream the reply.
@@ -229,6 +243,7 @@ class ChatMagics(Magics):
             images=images,
             new=bool(args.new),
             tools=not args.no_tools,
+            cache=args.cache,
         )
 
     def _lookup(self, name: str, option: str) -> Any:
