@@ -370,10 +370,12 @@ class Session:
         timeout: Optional[float] = None,
         max_time: Optional[float] = None,
         new: bool = False,
+        cache: Optional[bool] = None,
     ) -> Reply:
         """Send ``prompt`` as the next user message, stream the reply (each delta to ``on_delta``), record
         the turn, and return the :class:`Reply`. ``json``/``schema`` ask for JSON (the parsed value is
-        ``reply.value``); ``images`` are paths, URLs, bytes, PIL images or matplotlib figures.
+        ``reply.value``); ``images`` are paths, URLs, bytes, PIL images or matplotlib figures; ``cache``
+        overrides the ``cache`` setting for this call (an answer from the log says so in ``reply.notices``).
 
         Raises the :class:`~shenma_magic.ShenmaError` subclass on failure, with ``.reply`` holding the
         partial reply (also kept in the conversation when it has text), and :class:`ChatInterrupted` on
@@ -391,6 +393,7 @@ class Session:
             schema=schema,
             images=tuple(images),
             new=new,
+            cache=cache,
         )
         notices: list[str] = []
         outcome = self.run(request, _QuietFrontend(on_delta, notices))

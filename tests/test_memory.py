@@ -438,3 +438,66 @@ def test_bad_log_commands_are_one_line(chat_shell: Callable[..., InteractiveShel
         with pytest.raises(UsageError) as caught:
             ip.run_line_magic("chat", line)
         assert "\n" not in str(caught.value)
+
+
+def test_ask_can_use_the_cache_for_one_call(relay: Relay, tmp_path: Path) -> None:
+    make(relay, tmp_path).ask("once")
+    sent = len(relay.chat_requests)
+    chat = make(relay, tmp_path)
+    assert "replayed from the log" in chat.ask("once", cache=True).notices
+    assert len(relay.chat_requests) == sent
+    chat.reset()
+    chat.ask("once")  # the setting is off: sent
+    assert len(relay.chat_requests) == sent + 1
+
+
+@pytest.mark.slow
+def test_nbconvert_execute_reproduces_a_notebook_from_the_log(relay: Relay, tmp_path: Path) -> None:
+    """Run All in a real Jupyter kernel, twice: the second run, with the cache on, no key and the default
+    relay, shows the same answers and sends nothing."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    sources = ["%load_ext shenma_magic\n%chat cache on", "%%chat\n周树人是谁？", "%%chat -t 0\n他的弟弟呢？"]
+
+    def run(**env: str) -> Any:
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+        old = dict(os.environ)
+        os.environ.update({"XDG_CONFIG_HOME": str(tmp_path / "config"), "IPYTHONDIR": str(tmp_path / "ip")})
+        for name in (
+            "SHENMA_API_KEY",
+            "SHENMA_BASE_URL",
+            "OPENAI_API_KEY",
+            "OPENAI_BASE_URL",
+            "SHENMA_MODEL",
+        ):
+            os.environ.pop(name, None)
+        os.environ.update(env)
+        try:
+            NotebookClient(
+                nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+            ).execute()
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        return nb
+
+    def answers(nb: Any) -> list[str]:
+        return [
+            o["data"]["text/plain"]
+            for c in nb.cells[1:]
+            for o in c.outputs
+            if o.output_type in ("display_data", "execute_result")
+        ]
+
+    first = run(SHENMA_BASE_URL=relay.url, SHENMA_API_KEY=KEY)
+    sent = len(relay.chat_requests)
+    assert sent == 2
+    second = run(SHENMA_BASE_URL="https://api.whatai.cc/v1")
+    assert len(relay.chat_requests) == sent
+    assert answers(second) == answers(first) and len(answers(first)) == 2
+    shown = json.dumps([c.outputs for c in second.cells], ensure_ascii=False)
+    assert shown.count("replayed from the log") >= 2 and "error" not in [
+        o.output_type for c in second.cells for o in c.outputs
+    ]
