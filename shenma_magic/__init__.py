@@ -3,8 +3,10 @@ server into the notebook.
 
     %load_ext shenma_magic
 
-The public Python API (usable outside IPython) is re-exported here. Heavy modules (``requests``, the
-display) are imported on first use, so ``%load_ext`` stays light.
+The public Python API (usable outside IPython) is re-exported here: :class:`Session` (the chat engine),
+:class:`ChatClient` (one request), :class:`Reply`, the deltas a stream yields, and the error family. The
+decoders stay importable from their modules (``shenma_magic._sse``...). Heavy modules (``requests``, the
+display, the tools) are imported on first use, so ``%load_ext`` stays light.
 """
 
 from __future__ import annotations
@@ -31,13 +33,11 @@ from ._models import (
     NoticeDelta,
     ReasoningDelta,
     Reply,
-    ReplyBuilder,
     TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
 from ._session import ChatInterrupted, Session
-from ._sse import LineDecoder, ServerSentEvent, SSEDecoder
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -58,22 +58,22 @@ __all__ = [
     "Delta",
     "FinishDelta",
     "InsecureTransportError",
+    "JSONRecoveryError",
+    "JSONValidationError",
     "KeyInRequestError",
     "LimitExceededError",
-    "LineDecoder",
     "MetaDelta",
     "NoticeDelta",
     "ProtocolError",
     "ReasoningDelta",
     "Reply",
-    "ReplyBuilder",
-    "SSEDecoder",
-    "ServerSentEvent",
     "Session",
     "ShenmaError",
     "StreamError",
     "TextDelta",
     "ToolCallDelta",
+    "ToolError",
+    "ToolRegistry",
     "UsageDelta",
     "__version__",
     "last_reply",
@@ -101,6 +101,13 @@ def tool(fn: Any = None, *, trusted: bool = False, name: Any = None) -> Any:
     return tools().tool(fn, trusted=trusted, name=name)
 
 
+# Public names whose modules are only imported when used (``%load_ext`` stays light).
+_LAZY = {
+    "JSONRecoveryError": "._jsonout",
+    "JSONValidationError": "._jsonout",
+    "ToolError": "._tools",
+    "ToolRegistry": "._tools",
+}
 _DEPRECATED = {"TimeoutError": "APITimeoutError", "ConnectionLost": "ConnectionLostError"}
 
 
@@ -110,6 +117,10 @@ def __getattr__(name: str) -> Any:
         from ._client import ChatClient
 
         return ChatClient
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     if name in _DEPRECATED:
         import warnings
 

@@ -20,7 +20,8 @@ from ._commands import NO_KEY_HINT, run_command
 from ._errors import ConfigError, ShenmaError
 from ._identity import notebook_identity
 from ._prompt import fill_variables
-from ._secret import key_tokens, looks_like_key, mask, redact
+from ._scrub import scrub_key_from_history
+from ._secret import looks_like_key
 from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Session, set_current_session
 from ._settings import DISPLAY_MODES, Settings, check_setting
 
@@ -90,7 +91,7 @@ class ChatMagics(Magics):
         value = proposal["value"]
         if name in ("model", "base_url", "system") and looks_like_key(value or ""):
             # %config ChatMagics.model = "sk-..." already sits in the history: take it out before refusing.
-            _scrub_key_from_history(self.shell, value)
+            scrub_key_from_history(self.shell, value)
             raise TraitError("that looks like an API key; use %chat key to enter keys")
         try:
             return check_setting(name, value)
@@ -268,7 +269,7 @@ class ChatMagics(Magics):
     def _refuse_keys(self, text: str) -> None:
         if not looks_like_key(text):
             return
-        _scrub_key_from_history(self.shell, text)
+        scrub_key_from_history(self.shell, text)
         raise UsageError(
             "that looks like an API key: a key typed into a cell is saved in the notebook and the history. "
             f"It was not used. {NO_KEY_HINT[0].upper()}{NO_KEY_HINT[1:]}."
@@ -286,55 +287,6 @@ def _ask_secret(prompt: str) -> str:
     import getpass
 
     return getpass.getpass(prompt)
-
-
-def _scrub_key_from_history(shell: Any, text: str) -> None:
-    """Take a pasted key out of In/_i*, the history database and (in Jupyter) the cell itself."""
-    secrets = key_tokens(text)
-    if not secrets:
-        return
-
-    def clean(value: str) -> str:
-        return redact(value, *secrets)
-
-    hm = getattr(shell, "history_manager", None)
-    if hm is not None:
-        for hist in (getattr(hm, "input_hist_parsed", None), getattr(hm, "input_hist_raw", None)):
-            if isinstance(hist, list):
-                hist[:] = [clean(h) if isinstance(h, str) else h for h in hist]
-        cache = getattr(hm, "db_input_cache", None)
-        if isinstance(cache, list):
-            lock = getattr(hm, "db_input_cache_lock", None)
-            if lock is not None:
-                with lock:
-                    cache[:] = [(n, clean(s), clean(r)) for (n, s, r) in cache]
-        db = getattr(hm, "db", None)
-        if db is not None and getattr(hm, "enabled", True):
-            try:
-                with db:
-                    for secret in secrets:
-                        db.execute(
-                            "UPDATE history SET source = replace(source, ?, ?), "
-                            "source_raw = replace(source_raw, ?, ?)",
-                            (secret, mask(secret), secret, mask(secret)),
-                        )
-            except Exception:  # a history DB we cannot write (e.g. :memory: closed) is not worth a crash
-                pass
-    ns = getattr(shell, "user_ns", {})
-    for name, value in list(ns.items()):
-        if (name in ("_i", "_ii", "_iii") or (name.startswith("_i") and name[2:].isdigit())) and isinstance(
-            value, str
-        ):
-            ns[name] = clean(value)
-    if getattr(shell, "kernel", None) is not None:
-        # Replace the cell's text in the frontend so the key is not saved with the notebook either.
-        current = ns.get("_i") or ""
-        try:
-            cell_text = hm.input_hist_raw[-1] if hm is not None and hm.input_hist_raw else current
-        except Exception:
-            cell_text = current
-        if cell_text:
-            shell.set_next_input(clean(cell_text), replace=True)
 
 
 def register(ip: Any) -> None:
