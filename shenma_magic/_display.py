@@ -12,6 +12,11 @@ interval, ``finish`` once):
 When a reply ends (also on error or interrupt) the live view is replaced in place by a normal
 ``text/html`` + ``text/markdown`` + ``text/plain`` output, so a saved notebook, nbconvert, GitHub and
 any frontend show the answer without a kernel or widget state.
+
+A view fed from another thread (``%%chat --bg``) is given an :class:`Outlet`: then every display message
+goes through it (with its cell's parent header) and the widget view appends finished blocks as child
+widgets (comm messages, which frontends route by comm id) instead of capturing them into an ``Output``
+widget, whose capture follows the kernel's idea of the current cell.
 """
 
 from __future__ import annotations
@@ -23,7 +28,16 @@ from typing import Any, Optional, Protocol, TextIO
 from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
 from ._render import BlockSplitter, escape, render_html, safe_markdown
 
-__all__ = ["Extras", "MarkdownView", "TextView", "View", "WidgetView", "final_bundle"]
+__all__ = [
+    "Extras",
+    "MarkdownView",
+    "Outlet",
+    "TextView",
+    "View",
+    "WidgetView",
+    "final_bundle",
+    "line_bundle",
+]
 
 _MUTED = "color: var(--jp-ui-font-color2, #777); font-size: 0.85em;"
 _ERROR = "color: var(--jp-error-color1, #c62828);"
@@ -37,6 +51,23 @@ class View(Protocol):
     def refresh(self, status: str) -> None: ...
 
     def finish(self, reply: Reply, status: str) -> None: ...
+
+
+class Outlet(Protocol):
+    """Where a view's display messages go when it is not fed from its cell's own thread."""
+
+    def display(self, bundle: dict[str, Any]) -> str:
+        """Show a new output in the cell; returns its display id."""
+        ...
+
+    def update(self, display_id: str, bundle: dict[str, Any]) -> None:
+        """Replace the output shown with ``display_id``."""
+        ...
+
+
+def line_bundle(text: str) -> dict[str, str]:
+    """A small muted line (tool calls, notes) as a display bundle."""
+    return {"text/plain": text, "text/html": f'<div style="{_MUTED}">{escape(text)}</div>'}
 
 
 def final_bundle(reply: Reply, status: str) -> dict[str, str]:
@@ -91,12 +122,18 @@ class WidgetView:
     """
 
     def __init__(
-        self, *, waiting: str = "waiting for the first token…", block_interval: float = 0.25
+        self,
+        *,
+        waiting: str = "waiting for the first token…",
+        block_interval: float = 0.25,
+        outlet: Optional[Outlet] = None,
     ) -> None:
         import ipywidgets as widgets
         from IPython.display import display
 
+        self._widgets = widgets
         self._display = display
+        self._outlet = outlet
         self._splitter = BlockSplitter()
         self._reasoning: list[str] = []
         self._reasoning_len = 0
@@ -108,10 +145,17 @@ class WidgetView:
         self._last_append = float("-inf")
         self._capturing = False
         self._reason = widgets.HTML(layout=widgets.Layout(display="none"))
-        self._blocks = widgets.Output()
+        # From another thread, blocks become child widgets: an Output widget's capture would follow
+        # whichever cell the kernel runs now.
+        self._blocks: Any = widgets.Output() if outlet is None else widgets.VBox()
         self._live = widgets.HTML(value=f'<div style="{_MUTED}">{escape(waiting)}</div>')
         self._box = widgets.VBox([self._reason, self._blocks, self._live])
-        self._handle: Any = display(self._box, display_id=True)
+        self._handle: Any = None
+        self._display_id = ""
+        if outlet is None:
+            self._handle = display(self._box, display_id=True)
+        else:
+            self._display_id = outlet.display(self._box._repr_mimebundle_())
 
     def on_delta(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
@@ -127,7 +171,14 @@ class WidgetView:
         if self._reasoning_len != self._reasoning_shown:
             self._show_reasoning()
         now = time.monotonic()
-        if self._pending_html and now - self._last_append >= self._block_interval:
+        if self._pending_html and now - self._last_append >= self._block_interval and self._outlet:
+            block = (
+                f'<div class="jp-RenderedHTMLCommon" style="{_CONTENT}">{"".join(self._pending_html)}</div>'
+            )
+            self._blocks.children = (*self._blocks.children, self._widgets.HTML(value=block))
+            self._pending_html = []
+            self._last_append = now
+        elif self._pending_html and now - self._last_append >= self._block_interval:
             if not self._capturing:
                 # Capture stays on for the rest of the reply: switching it per append costs two messages.
                 self._blocks.__enter__()
@@ -167,15 +218,24 @@ class WidgetView:
         if self._capturing:
             self._capturing = False
             self._blocks.__exit__(None, None, None)
-        self._handle.update(final_bundle(reply, status), raw=True)
+        if self._outlet is not None:
+            self._outlet.update(self._display_id, final_bundle(reply, status))
+        else:
+            self._handle.update(final_bundle(reply, status), raw=True)
         # Empty the widgets before closing them: a frontend or nbclient that saves widget state would
         # otherwise keep a second copy of the answer in the notebook's metadata. The kernel's copy of
         # ``outputs`` is always empty (the frontend fills its own), so the state is sent explicitly.
-        self._blocks.outputs = ()
-        self._blocks.send_state("outputs")
+        children: tuple[Any, ...] = ()
+        if self._outlet is None:
+            self._blocks.outputs = ()
+            self._blocks.send_state("outputs")
+        else:
+            children = tuple(self._blocks.children)
+            for child in children:
+                child.value = ""
         self._live.value = ""
         self._reason.value = ""
-        for widget in (self._reason, self._blocks, self._live, self._box):
+        for widget in (*children, self._reason, self._blocks, self._live, self._box):
             # Each widget owns a layout (and maybe a style) widget with a comm of its own.
             for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
                 if part is not None:
@@ -186,15 +246,26 @@ class WidgetView:
 class MarkdownView:
     """A live view for frontends without ipywidgets: the rendered answer re-sent at a slower rate."""
 
-    def __init__(self, *, waiting: str = "waiting for the first token…") -> None:
-        from IPython.display import display
-
+    def __init__(
+        self, *, waiting: str = "waiting for the first token…", outlet: Optional[Outlet] = None
+    ) -> None:
         self._text: list[str] = []
-        self._handle: Any = display(
-            {"text/html": f'<div style="{_MUTED}">{escape(waiting)}</div>', "text/plain": waiting},
-            raw=True,
-            display_id=True,
-        )
+        first = {"text/html": f'<div style="{_MUTED}">{escape(waiting)}</div>', "text/plain": waiting}
+        self._outlet = outlet
+        self._display_id = ""
+        self._handle: Any = None
+        if outlet is not None:
+            self._display_id = outlet.display(first)
+        else:
+            from IPython.display import display
+
+            self._handle = display(first, raw=True, display_id=True)
+
+    def _update(self, bundle: dict[str, str]) -> None:
+        if self._outlet is not None:
+            self._outlet.update(self._display_id, bundle)
+        else:
+            self._handle.update(bundle, raw=True)
 
     def on_delta(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
@@ -203,16 +274,15 @@ class MarkdownView:
     def refresh(self, status: str) -> None:
         text = "".join(self._text)
         self._text = [text]
-        self._handle.update(
+        self._update(
             {
                 "text/html": render_html(text) + f'<div style="{_MUTED}">{escape(status)}</div>',
                 "text/plain": text,
-            },
-            raw=True,
+            }
         )
 
     def finish(self, reply: Reply, status: str) -> None:
-        self._handle.update(final_bundle(reply, status), raw=True)
+        self._update(final_bundle(reply, status))
 
 
 class TextView:
@@ -269,9 +339,7 @@ class Extras:
         if self._rich:
             from IPython.display import display
 
-            display(
-                {"text/plain": text, "text/html": f'<div style="{_MUTED}">{escape(text)}</div>'}, raw=True
-            )
+            display(line_bundle(text), raw=True)
         else:
             print(f"[{text}]")
 
