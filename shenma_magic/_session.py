@@ -1,0 +1,473 @@
+"""The chat engine: a conversation with a model, usable from plain Python.
+
+A :class:`Session` owns everything a chat needs (the settings, the conversation, a client per host and key,
+the key store, the tools, the usage ledger, the last reply) and runs one turn at a time through
+:meth:`Session.run`. Front doors only wire it: the ``%%chat`` magic parses a cell into a
+:class:`ChatRequest` and supplies views, ``Session.ask`` supplies a callback. Nothing here imports IPython
+or ipywidgets, and ``requests`` only when the first request is made.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
+
+from ._errors import ConfigError, ShenmaError
+from ._keys import KeyStore
+from ._models import Delta, Reply
+from ._prompt import Conversation
+from ._secret import Secret, host_of, is_loopback_host
+from ._settings import Settings
+
+if TYPE_CHECKING:
+    from ._client import ChatClient
+    from ._display import View
+    from ._pricing import UsageLedger
+    from ._tools import ToolRegistry
+
+__all__ = [
+    "ChatInterrupted",
+    "ChatRequest",
+    "Frontend",
+    "MissingKeyError",
+    "Outcome",
+    "Session",
+    "current_session",
+    "default_tools",
+    "set_current_session",
+]
+
+Message = dict[str, Any]
+
+
+class MissingKeyError(ConfigError):
+    """No key is known for the host a request would go to; nothing was sent."""
+
+
+class ChatInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a reply. The partial reply is kept (in the conversation and as ``.reply``)."""
+
+    def __init__(self, message: str, reply: Optional[Reply] = None) -> None:
+        super().__init__(message)
+        self.reply = reply
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback: one line, and "Run All" still stops here.
+        return [f"⚠ {self}"]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One user turn, as a front door parsed it. ``None`` means "the session's setting"."""
+
+    prompt: str
+    model: Optional[str] = None
+    system: Optional[str] = None
+    temperature: Optional[float] = None
+    max_tokens: Optional[int] = None
+    timeout: Optional[float] = None
+    max_time: Optional[float] = None
+    json: bool = False
+    schema: Any = None
+    images: Sequence[Any] = ()
+    new: bool = False
+    tools: bool = True
+
+
+@dataclass
+class Outcome:
+    """How a turn ended: the reply (partial on failure), and what stopped it, if anything."""
+
+    reply: Reply
+    interrupted: bool = False
+    error: Optional[ShenmaError] = None
+    value: Any = None  # the parsed JSON value for a JSON request (see has_value: JSON null is a value)
+    has_value: bool = False
+    json_error: Optional[ShenmaError] = None  # why the JSON did not parse or validate
+
+
+class Frontend(Protocol):
+    """What a front door supplies to a turn: where the reply is shown, and how the user is asked."""
+
+    def make_view(self) -> View: ...
+
+    def ask(self, question: str) -> bool: ...
+
+    def notify(self, line: str) -> None: ...
+
+    def show_images(self, images: list[Any]) -> None: ...
+
+
+class _CallbackView:
+    """The view of the Python API: each delta goes to the caller's callback, nothing is displayed."""
+
+    def __init__(self, on_delta: Optional[Callable[[Delta], None]]) -> None:
+        self._on_delta = on_delta
+
+    def on_delta(self, delta: Delta) -> None:
+        if self._on_delta is not None:
+            self._on_delta(delta)
+
+    def refresh(self, status: str) -> None:
+        pass
+
+    def finish(self, reply: Reply, status: str) -> None:
+        pass
+
+
+class _QuietFrontend:
+    """Python API: deltas to a callback; a tool that is not trusted is not run (there is nobody to ask)."""
+
+    def __init__(self, on_delta: Optional[Callable[[Delta], None]], notices: list[str]) -> None:
+        self._on_delta = on_delta
+        self._notices = notices
+
+    def make_view(self) -> View:
+        return _CallbackView(self._on_delta)
+
+    def ask(self, question: str) -> bool:
+        return False
+
+    def notify(self, line: str) -> None:
+        self._notices.append(line)
+
+    def show_images(self, images: list[Any]) -> None:
+        pass
+
+
+_default_registry: Optional[ToolRegistry] = None
+_current: Optional[Session] = None
+
+
+def current_session() -> Optional[Session]:
+    """The session the notebook's ``%%chat`` cells use (set when the extension loads), or None."""
+    return _current
+
+
+def set_current_session(session: Optional[Session]) -> None:
+    global _current
+    _current = session
+
+
+def default_tools() -> ToolRegistry:
+    """The registry ``@shenma_magic.tool`` adds to; sessions made without ``tools=`` share it."""
+    global _default_registry
+    if _default_registry is None:
+        from ._tools import ToolRegistry
+
+        _default_registry = ToolRegistry()
+    return _default_registry
+
+
+# Why a kept partial answer is partial, in the words the next request shows the model (issue: a cut
+# answer must not be taken as whole by the model).
+def _cut_note(reply: Reply, interrupted: bool) -> str:
+    if reply.complete:
+        return ""
+    if interrupted:
+        why = "the user interrupted it"
+    elif reply.finish_reason == "length":
+        why = "it reached the token limit"
+    elif reply.error:
+        why = "the connection or the server failed"
+    elif reply.lossy:
+        why = "parts of it were lost in transit"
+    else:
+        why = "the stream ended early"
+    return f"\n\n[this answer is incomplete: {why}]"
+
+
+class Session:
+    """A chat with any OpenAI-compatible server (神马中转API by default), from plain Python.
+
+    >>> chat = Session(model="gpt-4o-mini")            # key: %chat key / key file / $SHENMA_API_KEY
+    >>> reply = chat.ask("周树人和鲁迅是兄弟吗？", on_delta=lambda d: print(getattr(d, "text", ""), end=""))
+    >>> chat.ask("那他的弟弟呢？")                       # carries the conversation on
+    >>> chat.history                                   # OpenAI-shaped message dicts
+
+    Settings (``temperature``, ``max_tokens``, ``timeout``, ``max_time``, ``max_history``, ``max_retries``,
+    ``prices``, ``currency``, ``max_tool_rounds``) are checked when given. ``api_key=None`` resolves the
+    key exactly as ``%%chat`` does, and a key only ever goes to the host it belongs to.
+    """
+
+    def __init__(
+        self,
+        base_url: Optional[str] = None,
+        api_key: Union[str, Secret, None] = None,
+        model: Optional[str] = None,
+        system: Optional[str] = None,
+        *,
+        tools: Optional[ToolRegistry] = None,
+        keys: Optional[KeyStore] = None,
+        **settings: Any,
+    ) -> None:
+        given = {k: v for k, v in (("base_url", base_url), ("model", model), ("system", system)) if v}
+        self.settings = Settings().with_changes(**given, **settings)
+        self.keys = keys if keys is not None else KeyStore()
+        self._api_key = (
+            Secret(api_key.reveal() if isinstance(api_key, Secret) else api_key.strip())
+            if (api_key)
+            else None
+        )
+        self.conversation = Conversation()
+        self.last: Optional[Reply] = None
+        self._tools = tools
+        self._ledger: Optional[UsageLedger] = None
+        self._clients: dict[tuple[str, Optional[Secret]], ChatClient] = {}
+        self._turn_lock = threading.Lock()
+        self._turn_owner: Optional[int] = None
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(model={self.settings.resolved_model()!r}, base_url={self.base_url!r}, "
+            f"turns={len(self.conversation)})"
+        )
+
+    # -- what the session owns ---------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.resolved_base_url()
+
+    @property
+    def model(self) -> str:
+        return self.settings.resolved_model()
+
+    @property
+    def tools(self) -> ToolRegistry:
+        return self._tools if self._tools is not None else default_tools()
+
+    @property
+    def usage(self) -> UsageLedger:
+        """Tokens and cost of this session's replies, by model."""
+        if self._ledger is None:
+            from ._pricing import UsageLedger
+
+            self._ledger = UsageLedger()
+        return self._ledger
+
+    @property
+    def history(self) -> list[Message]:
+        """The conversation as the OpenAI-shaped messages the next request will carry (copies)."""
+        return [dict(m) for turn in self.conversation.turns for m in turn]
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings (checked; ConfigError names a bad one). ``None`` for model/base_url/system
+        restores the default."""
+        fixed = {
+            k: ("" if v is None and k in ("model", "base_url", "system") else v) for k, v in changes.items()
+        }
+        self.settings = self.settings.with_changes(**fixed)
+
+    def reset(self) -> None:
+        """Forget the conversation (the settings, tools and usage stay)."""
+        self.conversation.reset()
+
+    def key_for(self, base_url: str) -> tuple[Optional[Secret], str]:
+        """The key that would be sent to ``base_url`` and where it comes from."""
+        if self._api_key is not None and host_of(base_url) == host_of(self.base_url):
+            return self._api_key, "api_key="
+        return self.keys.resolve(base_url)
+
+    def client(self, base_url: Optional[str] = None) -> ChatClient:
+        """The client for a base URL and its key; kept, so the connection is reused across turns."""
+        from ._client import ChatClient
+
+        url = base_url or self.base_url
+        key, _ = self.key_for(url)
+        if key is None and not is_loopback_host(host_of(url)):
+            raise MissingKeyError(f"no API key for {host_of(url)}")
+        client = self._clients.get((url, key))
+        if client is None:
+            client = ChatClient(
+                url, key, max_retries=self.settings.max_retries, timeout=self.settings.timeout
+            )
+            self._clients[(url, key)] = client
+        client.max_retries = self.settings.max_retries
+        return client
+
+    def forget_clients(self) -> None:
+        """Close kept connections (after a key changed)."""
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+    # -- one turn ----------------------------------------------------------------------------------------
+
+    def ask(
+        self,
+        prompt: str,
+        *,
+        model: Optional[str] = None,
+        system: Optional[str] = None,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        json: bool = False,
+        schema: Any = None,
+        images: Sequence[Any] = (),
+        on_delta: Optional[Callable[[Delta], None]] = None,
+        timeout: Optional[float] = None,
+        max_time: Optional[float] = None,
+        new: bool = False,
+    ) -> Reply:
+        """Send ``prompt`` as the next user message, stream the reply (each delta to ``on_delta``), record
+        the turn, and return the :class:`Reply`. ``json``/``schema`` ask for JSON (the parsed value is
+        ``reply.value``); ``images`` are paths, URLs, bytes, PIL images or matplotlib figures.
+
+        Raises the :class:`~shenma_magic.ShenmaError` subclass on failure, with ``.reply`` holding the
+        partial reply (also kept in the conversation when it has text), and :class:`ChatInterrupted` on
+        Ctrl-C. Tools that are not trusted are not run (the model is told so).
+        """
+        request = ChatRequest(
+            prompt=prompt,
+            model=model,
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            max_time=max_time,
+            json=json,
+            schema=schema,
+            images=tuple(images),
+            new=new,
+        )
+        notices: list[str] = []
+        outcome = self.run(request, _QuietFrontend(on_delta, notices))
+        reply = outcome.reply
+        reply.notices.extend(n for n in notices if n not in reply.notices)
+        if outcome.interrupted:
+            raise ChatInterrupted("interrupted: the partial answer is kept in .reply", reply)
+        if outcome.error is not None:
+            outcome.error.reply = reply  # type: ignore[attr-defined]
+            raise outcome.error
+        return reply
+
+    def run(self, request: ChatRequest, frontend: Frontend) -> Outcome:
+        """Run one user turn through ``frontend``'s views: stream, run allowed tools, record, charge.
+
+        Raises ConfigError (one line) for what is wrong before anything is sent: a bad option, no key, an
+        unreadable image, a turn started while another is running in the same thread (a tool that chats).
+        Server and transport failures do not raise: they are in ``Outcome.error``, the partial reply kept.
+        """
+        with self._one_turn():
+            return self._run(request, frontend)
+
+    @contextmanager
+    def _one_turn(self) -> Iterator[None]:
+        me = threading.get_ident()
+        if self._turn_owner == me:
+            raise ConfigError(
+                "a chat turn is already running here (a tool cannot start another chat in the same "
+                "conversation)",
+                "nothing was sent; use another Session inside the tool",
+            )
+        # A turn started from another thread (a background reply) waits for the running one, so the
+        # conversation is never interleaved.
+        with self._turn_lock:
+            self._turn_owner = me
+            try:
+                yield
+            finally:
+                self._turn_owner = None
+
+    def _run(self, request: ChatRequest, frontend: Frontend) -> Outcome:
+        settings = self.settings
+        checked = Settings().with_changes(
+            **{
+                name: value
+                for name, value in (
+                    ("temperature", request.temperature),
+                    ("max_tokens", request.max_tokens),
+                    ("timeout", request.timeout),
+                    ("max_time", request.max_time),
+                )
+                if value is not None
+            }
+        )
+        if not request.prompt.strip() and not request.images:
+            raise ConfigError("the message is empty", "write the question")
+        model = (
+            Settings().with_changes(model=request.model).model if request.model else settings.resolved_model()
+        )
+        base_url = settings.resolved_base_url()
+        client = self.client(base_url)
+        extra: dict[str, Any] = {}
+        if request.json or request.schema is not None:
+            from ._jsonout import response_format
+
+            extra["response_format"] = response_format(request.schema)
+        images = self._images(request.images)
+        content: Any = (
+            request.prompt
+            if not images
+            else [{"type": "text", "text": request.prompt}, *(image.part for image in images)]
+        )
+        if request.new:
+            self.conversation.reset()
+        system = request.system if request.system is not None else settings.system
+        if extra.get("response_format") and "json" not in f"{system} {request.prompt}".lower():
+            # OpenAI (and relays in front of it) answer 400 to JSON mode unless a message mentions JSON.
+            system = f"{system}\nReply with JSON only." if system else "Reply with JSON only."
+        messages = self.conversation.messages(content, system=system or None, max_turns=settings.max_history)
+        tools = self.tools if request.tools and len(self.tools) else None
+        if tools is not None:
+            extra["tools"] = tools.specs()
+        options: dict[str, Any] = {
+            "model": model,
+            "temperature": request.temperature if request.temperature is not None else settings.temperature,
+            "max_tokens": request.max_tokens if request.max_tokens is not None else settings.max_tokens,
+            "timeout": checked.timeout if request.timeout is not None else settings.timeout,
+            "extra": extra or None,
+        }
+        if images:
+            frontend.show_images(images)
+        from ._costing import Costing
+        from ._run import run_chat
+
+        costing = Costing.for_request(
+            settings.prices, settings.currency, model, messages, options["max_tokens"]
+        )
+        result, steps = run_chat(
+            lambda msgs: client.stream(msgs, **options),
+            messages,
+            make_view=frontend.make_view,
+            model=model,
+            tools=tools,
+            ask=frontend.ask,
+            notify=frontend.notify,
+            interval=settings.update_interval,
+            max_rounds=settings.max_tool_rounds,
+            tokens=costing.tokens,
+            on_round=lambda done: costing.charge(self.usage, model, done.reply),
+        )
+        reply = result.reply
+        if reply.text or steps:
+            # A turn that showed text is kept, even if it was cut short (marked so, for the model's sake);
+            # one that produced no answer text is not: the conversation never holds an empty answer.
+            self.conversation.record(content, reply.text + _cut_note(reply, result.interrupted), steps)
+        self.last = reply
+        outcome = Outcome(reply, interrupted=result.interrupted, error=result.exception)
+        if (request.json or request.schema is not None) and reply.text and reply.error is None:
+            from ._jsonout import recover_json, validate_against
+
+            try:
+                value = recover_json(reply.text)
+                if request.schema is not None:
+                    value = validate_against(value, request.schema)
+            except ShenmaError as exc:
+                outcome.json_error = exc
+            else:
+                reply.value = value
+                outcome.value = value
+                outcome.has_value = True
+        return outcome
+
+    def _images(self, sources: Sequence[Any]) -> list[Any]:
+        if not sources:
+            return []
+        from ._images import image_part
+
+        return [image_part(source) for source in sources]
