@@ -36,6 +36,7 @@ __all__ = [
     "View",
     "WidgetView",
     "final_bundle",
+    "images_bundle",
     "line_bundle",
 ]
 
@@ -68,6 +69,25 @@ class Outlet(Protocol):
 def line_bundle(text: str) -> dict[str, str]:
     """A small muted line (tool calls, notes) as a display bundle."""
     return {"text/plain": text, "text/html": f'<div style="{_MUTED}">{escape(text)}</div>'}
+
+
+def images_bundle(images: list[Any]) -> dict[str, str]:
+    """Thumbnails of the images sent with a question, with their labels."""
+    cells = []
+    for image in images:
+        thumb = image.thumbnail or ""
+        # Only our own thumbnail data: URLs are put in src; the label is escaped text.
+        img = (
+            f'<img src="{escape(thumb)}" style="max-height: 96px; max-width: 160px;">'
+            if thumb.startswith("data:image/")
+            else ""
+        )
+        cells.append(
+            f'<figure style="display:inline-block; margin: 4px;">{img}'
+            f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
+        )
+    labels = ", ".join(image.label for image in images)
+    return {"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}
 
 
 def final_bundle(reply: Reply, status: str) -> dict[str, str]:
@@ -350,21 +370,7 @@ class Extras:
             return
         from IPython.display import display
 
-        cells = []
-        for image in images:
-            thumb = image.thumbnail or ""
-            # Only our own thumbnail data: URLs are put in src; the label is escaped text.
-            img = (
-                f'<img src="{escape(thumb)}" style="max-height: 96px; max-width: 160px;">'
-                if thumb.startswith("data:image/")
-                else ""
-            )
-            cells.append(
-                f'<figure style="display:inline-block; margin: 4px;">{img}'
-                f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
-            )
-        labels = ", ".join(image.label for image in images)
-        display({"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}, raw=True)
+        display(images_bundle(images), raw=True)
 
     def ask(self, question: str) -> bool:
         try:

@@ -27,8 +27,6 @@ pytestmark = pytest.mark.slow
 KEY = "sk-BACKGROUNDKEY0123456789abcdef55"
 SETUP = """\
 %load_ext shenma_magic
-from shenma_magic._bgproto import submit, jobs_of
-m = get_ipython().magics_manager.registry["ChatMagics"]
 import ipywidgets, shenma_magic._client, shenma_magic._display  # loaded by any earlier %%chat
 """
 
@@ -88,7 +86,7 @@ def paragraphs(n: int) -> list[str]:
 def test_bg_reply_streams_into_its_own_cell_while_other_cells_run(kernel: Kernel, relay: Relay) -> None:
     k = kernel
     relay.enqueue(Scripted(chunks=stream_of(paragraphs(30), delay=0.1)))
-    a = k.run('job = submit(m, "write thirty paragraphs", out="r", new=True)')
+    a = k.run("%%chat --bg -o r --new\nwrite thirty paragraphs")
     _, started = k.reply(a)
     print(f"--bg cell returned in {started:.3f} s")
     assert started < 1.0, f"the --bg cell took {started:.2f} s to return"
@@ -102,13 +100,13 @@ def test_bg_reply_streams_into_its_own_cell_while_other_cells_run(kernel: Kernel
     k.reply(c)
     live = k.text(a)
     assert "Paragraph 1 " in live and "Paragraph 30 " not in live, live  # A showed it as it streamed
-    d = k.run("jobs_of(m).wait(); print(r.complete, r.count('Paragraph'))")
+    d = k.run("%chat wait\nprint(r.complete, r.count('Paragraph'))")
     k.reply(d, timeout=30)
     for cell in (b, c, d):
         k.settle(cell)
     assert k.text(b) == "cell B output\n"
     assert k.text(c) == "cell C output\n"
-    assert k.text(d) == "True 30\n"
+    assert k.text(d) == "1 background reply ended\nTrue 30\n"
     data = final_data(k, a)
     assert WIDGET_MIME not in data
     assert data["text/plain"] == "".join(paragraphs(30))
@@ -140,18 +138,18 @@ def test_turns_of_one_conversation_wait_for_each_other_and_new_ones_do_not(
 ) -> None:
     k = kernel
     before = len(relay.chat_requests)
-    first = k.run('j1 = submit(m, "/slow 10 1", new=True)')
-    second = k.run('j2 = submit(m, "what did you say?", out="r2")')
+    first = k.run("%%chat --bg --new\n/slow 10 1")
+    second = k.run("%%chat --bg -o r2\nwhat did you say?")
     k.reply(second)
     assert wait_for(lambda: "waiting for background reply" in k.text(second), 3), k.text(second)
     # A --new turn starts at once, while the first still streams.
-    other = k.run('j3 = submit(m, "/slow 4 0.4", new=True)')
+    other = k.run("%%chat --bg --new\n/slow 4 0.4")
     k.reply(other)
     assert wait_for(lambda: len(relay.chat_requests) >= before + 2, 3)
     requests = relay.chat_requests[before:]
     assert requests[1].json["messages"][-1]["content"] == "/slow 4 0.4"
     assert len(requests[1].json["messages"]) == 1
-    k.execute("jobs_of(m).wait()")
+    k.execute("%chat wait")
     requests = relay.chat_requests[before:]
     assert len(requests) == 3
     asked_second = requests[2].json["messages"]
@@ -166,15 +164,17 @@ def test_turns_of_one_conversation_wait_for_each_other_and_new_ones_do_not(
 
 def test_ctrl_c_on_wait_stops_replies_and_keeps_partial_answers(kernel: Kernel, relay: Relay) -> None:
     k = kernel
-    a = k.run('j = submit(m, "/slow 200 40", out="cut", new=True)')
+    a = k.run("%%chat --bg -o cut --new\n/slow 200 40")
     k.reply(a)
     assert wait_for(lambda: "word3 " in k.text(a), 10), k.text(a)
     request = relay.chat_requests[-1]
-    w = k.run("jobs_of(m).wait()")
+    w = k.run("%chat wait")
     time.sleep(0.3)
     k.km.interrupt_kernel()
     reply, _ = k.reply(w)
-    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "KeyboardInterrupt"
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ChatInterrupted"
+    k.settle(w)
+    assert "stopped 1 background reply: the partial answers are kept" in k.text(w)
     assert relay.wait(lambda: request.outcome == "client_closed", 5), request.outcome
     check = k.execute("print(cut.complete, 3 <= len(cut.split()) < 200, cut.error)")
     assert k.text(check).startswith("False True interrupted"), k.text(check)
@@ -187,7 +187,7 @@ def test_shutdown_with_a_reply_in_flight_closes_its_connection(relay: Relay, tmp
     k = Kernel(kernel_python("7"), kernel_env(relay, tmp_path))
     try:
         k.execute(SETUP)
-        a = k.run('j = submit(m, "/slow 300 60")')
+        a = k.run("%%chat --bg\n/slow 300 60")
         k.reply(a)
         assert wait_for(lambda: "word2 " in k.text(a), 10)
         request = relay.chat_requests[-1]
@@ -204,7 +204,7 @@ def test_headless_run_keeps_the_whole_answer_in_the_bg_cell(relay: Relay, tmp_pa
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(SETUP),
-        nbformat.v4.new_code_cell('submit(m, "/slow 12 0.6", out="r")'),
+        nbformat.v4.new_code_cell("%%chat --bg -o r\n/slow 12 0.6"),
         nbformat.v4.new_code_cell("print(r.complete, len(r.split()))"),
     ]
     old = dict(os.environ)
@@ -221,3 +221,42 @@ def test_headless_run_keeps_the_whole_answer_in_the_bg_cell(relay: Relay, tmp_pa
     assert WIDGET_MIME not in data and data["text/plain"] == words(12)
     assert re.search(r"ran in the foreground", data["text/markdown"])
     assert nb.cells[2].outputs[0]["text"] == "True 12\n"
+
+
+def test_a_foreground_turn_waits_for_the_background_one_and_says_so(kernel: Kernel, relay: Relay) -> None:
+    k = kernel
+    bg = k.run("%%chat --bg --new\n/slow 8 0.8")
+    k.reply(bg)
+    fg = k.execute("%%chat -o after\nand then?")
+    assert "waiting for background reply" in k.text(fg)
+    asked = relay.chat_requests[-1].json["messages"]
+    assert [msg["role"] for msg in asked] == ["user", "assistant", "user"] and asked[1]["content"] == words(8)
+    assert final_data(k, bg)["text/plain"] == words(8)
+    assert "echo: and then?" in k.text(fg)
+
+
+def test_an_untrusted_tool_is_not_run_from_the_background_and_the_cell_says_why(kernel: Kernel) -> None:
+    k = kernel
+    k.execute("import shenma_magic\n@shenma_magic.tool\ndef add(a: int, b: int) -> int:\n    return a + b")
+    try:
+        bg = k.run('%%chat --bg --new\n/tool add {"a": 1, "b": 2}')
+        k.reply(bg)
+        other = k.run("time.sleep(1.0)")  # the tool round happens while this cell runs
+        k.reply(other)
+        k.execute("%chat wait")
+        shown = k.text(bg)
+        assert "a background reply cannot ask" in shown and "not run: add(a=1, b=2)" in shown
+        assert "echo: tool said error: the user did not allow this call" in shown
+        assert k.text(other) == ""
+    finally:
+        k.execute("shenma_magic.tools().clear()")
+
+
+def test_jobs_lists_what_is_in_flight(kernel: Kernel) -> None:
+    k = kernel
+    bg = k.run("%%chat --bg --new\n/slow 6 1.5")
+    k.reply(bg)
+    listed = k.execute("%chat jobs")
+    assert re.search(r"#\d+\s+running\s+[\d.]+ s\s+gpt-4o-mini: /slow 6 1.5", k.text(listed)), k.text(listed)
+    k.execute("%chat wait")
+    assert k.text(k.execute("%chat jobs")) == "no background replies in flight\n"

@@ -61,11 +61,9 @@ def test_a_background_reply_prints_above_the_prompt_and_keeps_the_typed_line(
         wait_screen(session, "In [1]:")
         tmux("send-keys", "-t", session, "%load_ext shenma_magic", "Enter")
         wait_screen(session, "In [2]:")
-        setup = "from shenma_magic._bgproto import submit; m = get_ipython().find_magic('chat').__self__"
-        tmux("send-keys", "-t", session, setup, "Enter")
-        wait_screen(session, "In [3]:")
-        tmux("send-keys", "-t", session, 'j = submit(m, "/slow 8 2", out="r")', "Enter")
-        wait_screen(session, "In [4]:", timeout=1.5)  # the cell returned at once
+        cell = "get_ipython().run_cell_magic('chat', '--bg -o r', '/slow 8 2')"  # %%chat --bg in one line
+        tmux("send-keys", "-t", session, cell, "Enter")
+        wait_screen(session, "In [3]:", timeout=1.5)  # the cell returned at once
         tmux("send-keys", "-t", session, "x = 12345")
         lines = wait_screen(session, "word8")
         shown = [line for line in lines if line]
@@ -73,7 +71,7 @@ def test_a_background_reply_prints_above_the_prompt_and_keeps_the_typed_line(
         assert shown[header + 1] == " ".join(f"word{i}" for i in range(1, 9))
         assert shown[header + 2].startswith("[gpt-4o-mini") and shown[header + 2].endswith("]")
         # The prompt comes back under the reply with the half-typed line intact.
-        assert shown[-1] == "In [4]: x = 12345", shown
+        assert shown[-1] == "In [3]: x = 12345", shown
         assert sum("word1 " in line for line in shown) == 1  # printed once, not streamed over the prompt
         tmux("send-keys", "-t", session, "Enter", "print(r.complete, x)", "Enter")
         wait_screen(session, "True 12345")
