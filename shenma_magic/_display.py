@@ -44,6 +44,7 @@ _MUTED = "color: var(--jp-ui-font-color2, #777); font-size: 0.85em;"
 _ERROR = "color: var(--jp-error-color1, #c62828);"
 _CONTENT = "line-height: var(--jp-content-line-height, 1.6); font-size: var(--jp-content-font-size1, 14px);"
 _REASONING_PREVIEW = 600
+_CHILD_INTERVAL = 0.02  # seconds of wait per child already shown, for views fed from another thread
 
 
 class View(Protocol):
@@ -191,7 +192,12 @@ class WidgetView:
         if self._reasoning_len != self._reasoning_shown:
             self._show_reasoning()
         now = time.monotonic()
-        if self._pending_html and now - self._last_append >= self._block_interval and self._outlet:
+        # Each child widget added re-sends the list of children: the wait between appends grows with it, so
+        # a long reply costs about sqrt(duration) children rather than one per interval.
+        child_interval = max(
+            self._block_interval, _CHILD_INTERVAL * len(getattr(self._blocks, "children", ()))
+        )
+        if self._pending_html and now - self._last_append >= child_interval and self._outlet:
             block = (
                 f'<div class="jp-RenderedHTMLCommon" style="{_CONTENT}">{"".join(self._pending_html)}</div>'
             )
