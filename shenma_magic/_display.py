@@ -192,18 +192,18 @@ class WidgetView:
         if self._reasoning_len != self._reasoning_shown:
             self._show_reasoning()
         now = time.monotonic()
-        # Each child widget added re-sends the list of children: the wait between appends grows with it, so
-        # a long reply costs about sqrt(duration) children rather than one per interval.
-        child_interval = max(
-            self._block_interval, _CHILD_INTERVAL * len(getattr(self._blocks, "children", ()))
-        )
-        if self._pending_html and now - self._last_append >= child_interval and self._outlet:
-            block = (
-                f'<div class="jp-RenderedHTMLCommon" style="{_CONTENT}">{"".join(self._pending_html)}</div>'
-            )
-            self._blocks.children = (*self._blocks.children, self._widgets.HTML(value=block))
-            self._pending_html = []
-            self._last_append = now
+        if self._outlet is not None:
+            # Each child widget added re-sends the list of children: the wait between appends grows with
+            # their number, so a long reply costs about sqrt(duration) children, not one per interval.
+            wait = max(self._block_interval, _CHILD_INTERVAL * len(self._blocks.children))
+            if self._pending_html and now - self._last_append >= wait:
+                block = "".join(self._pending_html)
+                child = self._widgets.HTML(
+                    value=f'<div class="jp-RenderedHTMLCommon" style="{_CONTENT}">{block}</div>'
+                )
+                self._blocks.children = (*self._blocks.children, child)
+                self._pending_html = []
+                self._last_append = now
         elif self._pending_html and now - self._last_append >= self._block_interval:
             if not self._capturing:
                 # Capture stays on for the rest of the reply: switching it per append costs two messages.

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-from jupyter_client import KernelManager
 from jupyter_client.kernelspec import KernelSpecManager
+from jupyter_client.manager import KernelManager
 
 from tests.frontend import Frontend
 

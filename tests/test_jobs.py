@@ -283,3 +283,40 @@ def test_describe_jobs() -> None:
     assert text.startswith("  #1") and "2.5 s" in text and "gpt-4o-mini: hello" in text
     gate.set()
     registry.wait(5)
+
+
+class RecordingOutlet:
+    def __init__(self) -> None:
+        self.shown: list[tuple[str, dict[str, Any]]] = []
+        self.updates: list[tuple[str, dict[str, Any]]] = []
+
+    def display(self, bundle: dict[str, Any]) -> str:
+        self.shown.append((f"id{len(self.shown)}", bundle))
+        return self.shown[-1][0]
+
+    def update(self, display_id: str, bundle: dict[str, Any]) -> None:
+        self.updates.append((display_id, bundle))
+
+
+def test_a_view_fed_from_another_thread_grows_few_children_and_ends_through_its_outlet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shenma_magic._display as display
+
+    clock = [0.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
+    outlet = RecordingOutlet()
+    view = display.WidgetView(outlet=outlet)
+    assert len(outlet.shown) == 1 and "application/vnd.jupyter.widget-view+json" in outlet.shown[0][1]
+    paragraphs = [f"Paragraph {i}.\n\n" for i in range(600)]
+    for piece in paragraphs:  # ten paragraphs a second for a minute, refreshed at each
+        clock[0] += 0.1
+        view.on_delta(TextDelta(piece))
+        view.refresh("streaming")
+    children = list(view._blocks.children)
+    # One child per interval would be 240; the growing wait keeps it near sqrt(2 * 60 s / 0.02 s).
+    assert 20 <= len(children) <= 90, len(children)
+    assert all("Paragraph" in child.value for child in children)
+    view.finish(Reply("".join(paragraphs), complete=True), "done")
+    assert outlet.updates[0][0] == "id0" and "Paragraph 599." in outlet.updates[0][1]["text/markdown"]
+    assert all(child.comm is None and child.value == "" for child in children)  # emptied and closed
