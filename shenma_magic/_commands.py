@@ -186,38 +186,14 @@ def list_models(magic: ChatMagics, rest: list[str]) -> None:
     print("\n".join(f"  {m}" for m in models))
 
 
-def describe_message(message: dict[str, Any]) -> str:
-    """One line for ``%chat history``: text, image parts, or the tool calls an assistant message made."""
-    content = message.get("content")
-    calls = message.get("tool_calls") or []
-    if isinstance(content, str) and content:
-        text = content
-    elif isinstance(content, list):
-        text = " ".join(
-            str(p.get("text", "")) if p.get("type") == "text" else f"[{p.get('type', '?')}]"
-            for p in content
-            if isinstance(p, dict)
-        )
-    else:
-        text = ""
-    if calls:
-        shown = ", ".join(
-            f"{(c.get('function') or {}).get('name', '?')}({(c.get('function') or {}).get('arguments', '')})"
-            for c in calls
-            if isinstance(c, dict)
-        )
-        text = f"{text} → {shown}" if text else f"→ {shown}"
-    if message.get("role") == "tool":
-        text = f"[result] {text}"
-    return text
-
-
 @command("history", "%chat history", "show the conversation")
 def show_history(magic: ChatMagics, rest: list[str]) -> None:
     turns = magic.session.conversation.turns
     if not turns:
         print("the conversation is empty")
         return
+    from ._toolrun import describe_message
+
     for turn in turns:
         for message in turn:
             print(f"{message['role']:>9}: {excerpt(describe_message(message), 100)}")

@@ -569,7 +569,8 @@ class Session:
                 notify=frontend.notify,
                 interval=settings.update_interval,
                 max_rounds=settings.max_tool_rounds,
-                tokens=costing.tokens,
+                measure=costing.measure,
+                money=costing.money,
                 on_round=lambda done: costing.charge(self.usage, model, done.reply),
             )
         finally:
