@@ -26,7 +26,7 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, Optional, TypeVar
 
-from ._display import Outlet, TextView, View, line_bundle
+from ._display import TextView, View
 from ._jobs import Cancelled, CancelToken, Job, JobRegistry
 from ._models import Delta, Reply, ReplyBuilder
 from ._outlet import KernelOutlet, kernel_of
@@ -148,15 +148,6 @@ def _write_stdout(text: str) -> None:
     out.flush()
 
 
-def outlet_line(outlet: Outlet) -> Callable[[str], None]:
-    """A ``notify`` for run_chat that shows muted lines in the background cell."""
-
-    def notify(text: str) -> None:
-        outlet.display(line_bundle(text))
-
-    return notify
-
-
 def describe_jobs(jobs: list[Job[Any]], now: Optional[float] = None) -> str:
     """``%chat jobs``: one line per job in flight."""
     if not jobs:
@@ -184,13 +175,6 @@ def _shutdown_all() -> None:
     # nothing waits for a reply to end.
     for registry in list(_registries):
         registry.shutdown()
-
-
-def cancel_on_abort(token: CancelToken, client: Any) -> None:
-    """Stopping the job closes the client's connections (a dedicated client: only this reply's)."""
-    abort = getattr(client, "abort", None)
-    if abort is not None:
-        token.on_cancel(abort)
 
 
 def start_turn(
