@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
+from ._branches import Branches
 from ._errors import ConfigError, ShenmaError
 from ._keys import KeyStore
 from ._models import Delta, Reply
@@ -24,6 +25,8 @@ from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._client import ChatClient
+    from ._columns import ColumnsFrontend
+    from ._comparison import ComparisonOutcome
     from ._display import View
     from ._pricing import UsageLedger
     from ._tools import ToolRegistry
@@ -75,6 +78,19 @@ class ChatRequest:
     images: Sequence[Any] = ()
     new: bool = False
     tools: bool = True
+    models: Sequence[str] = ()  # several: a comparison (Session.run_compare); model is then unused
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A turn's parts that do not depend on the model (see Session._prepare)."""
+
+    client: ChatClient
+    content: Any  # the user's message: text, or text and image parts
+    system: Optional[str]
+    extra: dict[str, Any]  # response_format for JSON
+    options: dict[str, Any]  # temperature, max_tokens, timeout
+    images: list[Any]
 
 
 @dataclass
@@ -213,7 +229,10 @@ class Session:
             else None
         )
         self.conversation = Conversation()
+        # After a comparison, each model's own continuation of the conversation (see _branches).
+        self.branches = Branches()
         self.last: Optional[Reply] = None
+        self.last_comparison: Optional[dict[str, Reply]] = None  # set by a comparison, cleared by a turn
         self._tools = tools
         self._ledger: Optional[UsageLedger] = None
         self._clients: dict[tuple[str, Optional[Secret]], ChatClient] = {}
@@ -263,8 +282,9 @@ class Session:
         self.settings = self.settings.with_changes(**fixed)
 
     def reset(self) -> None:
-        """Forget the conversation (the settings, tools and usage stay)."""
+        """Forget the conversation, its branches included (the settings, tools and usage stay)."""
         self.conversation.reset()
+        self.branches.clear()
 
     def key_for(self, base_url: str) -> tuple[Optional[Secret], str]:
         """The key that would be sent to ``base_url`` and where it comes from."""
@@ -373,7 +393,9 @@ class Session:
             finally:
                 self._turn_owner = None
 
-    def _run(self, request: ChatRequest, frontend: Frontend) -> Outcome:
+    def _prepare(self, request: ChatRequest) -> _Prepared:
+        """What every model of a turn gets: the checked options, the user's message, the system prompt.
+        Raises ConfigError before anything is sent. ``request.new`` forgets the conversation here."""
         settings = self.settings
         checked = Settings().with_changes(
             **{
@@ -389,9 +411,6 @@ class Session:
         )
         if not request.prompt.strip() and not request.images:
             raise ConfigError("the message is empty", "write the question")
-        model = (
-            Settings().with_changes(model=request.model).model if request.model else settings.resolved_model()
-        )
         base_url = settings.resolved_base_url()
         client = self.client(base_url)
         extra: dict[str, Any] = {}
@@ -406,22 +425,40 @@ class Session:
             else [{"type": "text", "text": request.prompt}, *(image.part for image in images)]
         )
         if request.new:
-            self.conversation.reset()
+            self.reset()
         system = request.system if request.system is not None else settings.system
         if extra.get("response_format") and "json" not in f"{system} {request.prompt}".lower():
             # OpenAI (and relays in front of it) answer 400 to JSON mode unless a message mentions JSON.
             system = f"{system}\nReply with JSON only." if system else "Reply with JSON only."
-        messages = self.conversation.messages(content, system=system or None, max_turns=settings.max_history)
-        tools = self.tools if request.tools and len(self.tools) else None
-        if tools is not None:
-            extra["tools"] = tools.specs()
         options: dict[str, Any] = {
-            "model": model,
             "temperature": request.temperature if request.temperature is not None else settings.temperature,
             "max_tokens": request.max_tokens if request.max_tokens is not None else settings.max_tokens,
             "timeout": checked.timeout if request.timeout is not None else settings.timeout,
-            "extra": extra or None,
         }
+        return _Prepared(client, content, system or None, extra, options, images)
+
+    def _run(self, request: ChatRequest, frontend: Frontend) -> Outcome:
+        settings = self.settings
+        model = (
+            Settings().with_changes(model=request.model).model if request.model else settings.resolved_model()
+        )
+        prepared = self._prepare(request)
+        client, content, system, extra, images = (
+            prepared.client,
+            prepared.content,
+            prepared.system,
+            dict(prepared.extra),
+            prepared.images,
+        )
+        if self.branches:
+            # One model after a comparison: it continues its own branch, which becomes the conversation.
+            self.branches.check([model])
+            self.branches.adopt(model, self.conversation)
+        messages = self.conversation.messages(content, system=system, max_turns=settings.max_history)
+        tools = self.tools if request.tools and len(self.tools) else None
+        if tools is not None:
+            extra["tools"] = tools.specs()
+        options: dict[str, Any] = {"model": model, **prepared.options, "extra": extra or None}
         if images:
             frontend.show_images(images)
         from ._costing import Costing
@@ -449,6 +486,7 @@ class Session:
             # one that produced no answer text is not: the conversation never holds an empty answer.
             self.conversation.record(content, reply.text + _cut_note(reply, result.interrupted), steps)
         self.last = reply
+        self.last_comparison = None
         outcome = Outcome(reply, interrupted=result.interrupted, error=result.exception)
         if (request.json or request.schema is not None) and reply.text and reply.error is None:
             from ._jsonout import recover_json, validate_against
@@ -464,6 +502,67 @@ class Session:
                 outcome.value = value
                 outcome.has_value = True
         return outcome
+
+    # -- several models at once -------------------------------------------------------------------------
+
+    def compare(
+        self,
+        prompt: str,
+        models: Optional[Sequence[str]] = None,
+        *,
+        system: Optional[str] = None,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        json: bool = False,
+        schema: Any = None,
+        images: Sequence[Any] = (),
+        on_delta: Optional[Callable[[str, Delta], None]] = None,
+        timeout: Optional[float] = None,
+        max_time: Optional[float] = None,
+        new: bool = False,
+    ) -> dict[str, Reply]:
+        """Send ``prompt`` to each of ``models`` at once and stream the answers concurrently; return
+        model → :class:`Reply` in the order given (``on_delta(model, delta)`` sees each piece).
+
+        Each model continues its own branch of the conversation: after a comparison, ``compare()`` again
+        (``models=None``: the same models) goes on with every branch, ``ask(model=m)`` picks ``m``'s.
+        One model's failure is in its reply's ``.error`` and leaves the others alone. Raises ConfigError
+        for what is wrong before anything is sent, and :class:`ChatInterrupted` on Ctrl-C, with every
+        partial reply in ``.replies`` (also kept in the branches). Tools are not offered.
+        """
+        from ._columns import QuietColumns
+
+        request = ChatRequest(
+            prompt=prompt,
+            models=tuple(models or ()),
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            max_time=max_time,
+            json=json,
+            schema=schema,
+            images=tuple(images),
+            new=new,
+            tools=False,
+        )
+        notices: list[str] = []
+        outcome = self.run_compare(request, QuietColumns(on_delta, notices))
+        for reply in outcome.replies.values():
+            reply.notices.extend(n for n in notices if n not in reply.notices)
+        if outcome.interrupted:
+            stop = ChatInterrupted("interrupted: the partial answers are kept in .replies")
+            stop.replies = outcome.replies  # type: ignore[attr-defined]
+            raise stop
+        return outcome.replies
+
+    def run_compare(self, request: ChatRequest, frontend: ColumnsFrontend) -> ComparisonOutcome:
+        """Run one user turn on several models at once (``request.models``; none: the models of the
+        conversation's branches) through ``frontend``'s columns. Raises like :meth:`run`."""
+        from ._comparison import run_comparison
+
+        with self._one_turn():
+            return run_comparison(self, request, frontend)
 
     def _images(self, sources: Sequence[Any]) -> list[Any]:
         if not sources:
