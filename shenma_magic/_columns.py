@@ -18,6 +18,7 @@ nbconvert and GitHub show the whole comparison without a kernel or widget state.
 from __future__ import annotations
 
 import math
+import re
 import shutil
 import sys
 import time
@@ -319,9 +320,18 @@ def _fit(text: str, width: int) -> str:
     return "".join(out) + "…"
 
 
+# Whole escape sequences (CSI, OSC/DCS/APC strings, two-character ones), so no "[2J" is left behind.
+_ESCAPES = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"
+)
+
+
 def printable(text: str) -> str:
-    """Model text made safe for a terminal: control characters (escape sequences, carriage returns,
-    backspaces) are dropped, newlines and tabs kept."""
+    """Model text made safe for a terminal: escape sequences and other control characters (carriage
+    returns, backspaces) are dropped, newlines and tabs kept."""
+    text = _ESCAPES.sub("", text)
     return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
 
 
