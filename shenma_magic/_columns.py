@@ -228,13 +228,14 @@ class ColumnsWidgetView:
             sent += 1
         return sent
 
-    def finish(self, index: int, reply: Reply, status: str) -> None:
+    def finish(self, index: int, reply: Reply, status: str) -> int:
         column = self._columns[index]
         column.done = True
         # The column in its final form, rendered whole, once; its streamed blocks go.
         self._blocks[index].outputs = ()
         self._blocks[index].send_state("outputs")
         self._live[index].value = _column_html(reply, status)
+        return 2
 
     def close(self, results: Sequence[LaneResult]) -> None:
         self._handle.update(_bundle_of(results), raw=True)
@@ -290,10 +291,11 @@ class ColumnsMarkdownView:
         self._handle.update(self._bundle(), raw=True)
         return 1
 
-    def finish(self, index: int, reply: Reply, status: str) -> None:
+    def finish(self, index: int, reply: Reply, status: str) -> int:
         self._status[index] = status
         self._final[index] = _column_html(reply, status)
         self._handle.update(self._bundle(), raw=True)
+        return 1
 
     def close(self, results: Sequence[LaneResult]) -> None:
         self._handle.update(_bundle_of(results), raw=True)
@@ -397,7 +399,7 @@ class ColumnsTextView:
             return 1
         return 0
 
-    def finish(self, index: int, reply: Reply, status: str) -> None:
+    def finish(self, index: int, reply: Reply, status: str) -> int:
         if index in self._open:
             self._open.remove(index)
         parts = [f"── {printable(self._models[index])} ──\n"]
@@ -416,6 +418,7 @@ class ColumnsTextView:
             self._last = self._clock()
         else:
             self._write(block)
+        return 1
 
     def close(self, results: Sequence[LaneResult]) -> None:
         if self._tty and self._drawn:
@@ -440,8 +443,8 @@ class CallbackColumns:
     def refresh(self, index: int, status: str) -> int:
         return 0
 
-    def finish(self, index: int, reply: Reply, status: str) -> None:
-        pass
+    def finish(self, index: int, reply: Reply, status: str) -> int:
+        return 0
 
     def close(self, results: Sequence[LaneResult]) -> None:
         pass

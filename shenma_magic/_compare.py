@@ -33,6 +33,9 @@ __all__ = ["ColumnsView", "Lane", "LaneResult", "Pacer", "run_lanes"]
 _AFTER_HANGUP = 0.5
 # How long the main thread waits, after Ctrl-C, for the workers to report their partial replies.
 _GRACE = 1.5
+# Frontend messages a second for all columns together: under the ~20 a single answer may use, with room
+# for the finished columns' final forms, which are never held back.
+RATE = 18.0
 # How many queued items the main thread takes in one go before it looks at the clock again.
 _DRAIN = 2000
 
@@ -72,8 +75,8 @@ class ColumnsView(Protocol):
         """Show column ``index`` as it is now; return how many messages went to the frontend."""
         ...
 
-    def finish(self, index: int, reply: Reply, status: str) -> None:
-        """Column ``index`` is done: show its final form, once."""
+    def finish(self, index: int, reply: Reply, status: str) -> int:
+        """Column ``index`` is done: show its final form, once; return how many messages that took."""
         ...
 
     def close(self, results: Sequence[LaneResult]) -> None:
@@ -110,7 +113,11 @@ class Pacer:
 
     def sent(self, index: int, now: float, messages: int) -> None:
         self._last[index] = now
-        self._next = now + messages * self._gap
+        self.spend(now, messages)
+
+    def spend(self, now: float, messages: int) -> None:
+        """Messages sent outside a refresh (a column's final form): the next refresh waits for them."""
+        self._next = max(self._next, now) + messages * self._gap
 
     def wait(self, now: float) -> float:
         """Seconds until a refresh may be due (a short poll when nothing is pending)."""
@@ -223,7 +230,8 @@ class _Board:
     def end(self, index: int, result: LaneResult) -> None:
         self.results[index] = result
         self.pacer.drop(index)
-        self.view.finish(index, result.reply, result.status)
+        # Never held back (a finished answer is shown at once), but the refreshes after it wait their turn.
+        self.pacer.spend(self.clock(), self.view.finish(index, result.reply, result.status))
 
     def status(self, index: int, state: str) -> str:
         return status_text(
@@ -268,7 +276,7 @@ def run_lanes(
     view: ColumnsView,
     *,
     interval: float = 0.075,
-    rate: float = 20.0,
+    rate: float = RATE,
     clock: Callable[[], float] = time.monotonic,
     grace: float = _GRACE,
 ) -> tuple[list[LaneResult], bool]:

@@ -364,8 +364,9 @@ class RecordingView:
         self.calls.append((time.monotonic(), "refresh", index))
         return 1
 
-    def finish(self, index: int, reply: Reply, status: str) -> None:
+    def finish(self, index: int, reply: Reply, status: str) -> int:
         self.calls.append((time.monotonic(), "finish", index))
+        return 1
 
     def close(self, results: Sequence[LaneResult]) -> None:
         self.closed = list(results)
@@ -387,12 +388,12 @@ def test_lanes_refresh_at_most_twenty_times_a_second_in_total() -> None:
     results, interrupted = run_lanes(lanes, view, interval=0.02)
     assert not interrupted and [r.model for r in results] == ["m0", "m1", "m2", "m3"]
     assert all(r.reply.complete and r.reply == "".join(f"{i} " for i in range(400)) for r in results)
-    refreshes = [t for t, kind, _ in view.calls if kind == "refresh"]
+    refreshes = [t for t, _, _ in view.calls]
     start = refreshes[0]
     per_second = [
         sum(1 for t in refreshes if k <= t - start < k + 1) for k in range(int(refreshes[-1] - start) + 1)
     ]
-    assert max(per_second) <= 21, per_second
+    assert max(per_second) <= 20, per_second  # refreshes and finishes together
     assert len({i for _, kind, i in view.calls if kind == "refresh"}) == 4  # every column got its turn
     assert sorted(i for _, kind, i in view.calls if kind == "finish") == [0, 1, 2, 3]  # once each
     assert view.closed == results
