@@ -201,7 +201,12 @@ class ColumnsWidgetView:
             for h, b, live in zip(self._headers, self._blocks, self._live, strict=True)
         ]
         self._grid = widgets.GridBox(
-            self._boxes, layout=widgets.Layout(grid_template_columns=grid_template(len(models)), width="100%")
+            self._boxes,
+            # The final output sits in JupyterLab's rendered-HTML box, 20 px narrower on the right: the
+            # same here, so the columns keep their places and widths when the live view is replaced.
+            layout=widgets.Layout(
+                grid_template_columns=grid_template(len(models)), width="100%", padding="0 20px 0 0"
+            ),
         )
         self._handle: Any = display(self._grid, display_id=True)  # type: ignore[no-untyped-call]
 

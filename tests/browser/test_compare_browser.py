@@ -91,7 +91,8 @@ def side_by_side(columns: list[dict[str, Any]]) -> None:
     lefts = [c["left"] for c in columns]
     widths = [c["width"] for c in columns]
     assert max(tops) - min(tops) <= 2, columns  # one row
-    assert lefts == sorted(lefts) and all(b - a >= min(widths) - 2 for a, b in itertools.pairwise(lefts)), columns
+    assert lefts == sorted(lefts), columns
+    assert all(b - a >= min(widths) - 2 for a, b in itertools.pairwise(lefts)), columns
     assert max(widths) - min(widths) <= 3 and min(widths) > 150, columns  # equal shares of the width
 
 
