@@ -141,6 +141,7 @@ class _Column:
         self.sent_live: Optional[str] = None
         self.last_append = float("-inf")
         self.done = False
+        self.cleared = False  # the Output of finished blocks has been emptied
 
     def take(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
@@ -237,17 +238,26 @@ class ColumnsWidgetView:
         column = self._columns[index]
         column.done = True
         # The column in its final form, rendered whole, once; its streamed blocks go.
-        self._blocks[index].outputs = ()
-        self._blocks[index].send_state("outputs")
+        sent = self._clear_blocks(index)
         self._live[index].value = _column_html(reply, status)
-        return 2
+        return sent + 1
+
+    def _clear_blocks(self, index: int) -> int:
+        column = self._columns[index]
+        if column.cleared:
+            return 0
+        column.cleared = True
+        # A clear_output routed to the Output, not outputs=() from the kernel: a frontend that mirrors the
+        # Output's outputs back to the kernel (nbclient does) would otherwise have its echo land after ours
+        # and leave a second copy of the answer in the saved widget state.
+        self._blocks[index].clear_output()
+        return 3  # msg_id on, clear_output, msg_id off
 
     def close(self, results: Sequence[LaneResult]) -> None:
         self._handle.update(_bundle_of(results), raw=True)
         # Emptied before closing, so a frontend that saves widget state keeps no second copy of the answers.
-        for blocks in self._blocks:
-            blocks.outputs = ()
-            blocks.send_state("outputs")
+        for index in range(len(self._blocks)):
+            self._clear_blocks(index)
         for widget in [*self._live, *self._headers]:
             widget.value = ""
         for widget in [*self._headers, *self._blocks, *self._live, *self._boxes, self._grid]:
