@@ -16,7 +16,7 @@ the trunk's are.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from ._errors import ConfigError
 from ._prompt import Conversation
@@ -28,38 +28,21 @@ class BranchError(ConfigError):
     """A turn names a model that has no branch in a conversation that has branches; nothing was sent."""
 
 
-class Branches:
-    """The branches of one conversation, by model, in the order the comparison named them."""
-
-    def __init__(self) -> None:
-        self._by_model: dict[str, Conversation] = {}
-
-    def __bool__(self) -> bool:
-        return bool(self._by_model)
-
-    def __len__(self) -> int:
-        return len(self._by_model)
-
-    def __contains__(self, model: object) -> bool:
-        return model in self._by_model
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._by_model))
+class Branches(dict[str, Conversation]):
+    """The branches of one conversation: model → its own turns after the trunk, in the order the comparison
+    named them. A dict, so the log can restore one (``resume``) by assigning ``branches[model] = ...``."""
 
     @property
     def models(self) -> list[str]:
-        return list(self._by_model)
-
-    def clear(self) -> None:
-        self._by_model = {}
+        return list(self)
 
     def check(self, models: Sequence[str]) -> None:
         """Refuse a turn for models that have no branch, while there are branches."""
-        if not self._by_model:
+        if not self:
             return
-        missing = [m for m in models if m not in self._by_model]
+        missing = [m for m in models if m not in self]
         if missing:
-            names = ", ".join(self._by_model)
+            names = ", ".join(self)
             raise BranchError(
                 f"{', '.join(missing)} took no part in the comparison: the conversation has branches for "
                 f"{names}",
@@ -69,20 +52,22 @@ class Branches:
     def conversation(self, model: str, trunk: Conversation) -> Conversation:
         """What ``model`` has seen: the trunk, then its own branch (a new object; the turns are shared)."""
         view = Conversation()
-        branch = self._by_model.get(model)
+        branch = self.get(model)
         view.turns = [*trunk.turns, *(branch.turns if branch is not None else [])]
         return view
 
     def keep(self, models: Sequence[str]) -> None:
         """The models of a comparison about to run: their branches (new ones empty), in that order."""
-        self._by_model = {m: self._by_model.get(m) or Conversation() for m in models}
+        kept = {m: self.get(m) or Conversation() for m in models}
+        self.clear()
+        self.update(kept)
 
     def branch(self, model: str) -> Conversation:
-        return self._by_model[model]
+        return self[model]
 
     def adopt(self, model: str, trunk: Conversation) -> None:
         """``model``'s branch becomes the rest of the trunk; the other branches are dropped."""
-        branch = self._by_model.get(model)
+        branch = self.get(model)
         if branch is not None:
             trunk.turns.extend(branch.turns)
         self.clear()
