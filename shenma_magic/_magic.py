@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unicode, validate
 
+from ._branches import BranchError
 from ._commands import NO_KEY_HINT, run_command
 from ._errors import ConfigError, ShenmaError
 from ._identity import notebook_identity
@@ -132,6 +133,11 @@ class ChatMagics(Magics):
         """The error as the magic shows it: what happened, and what to do in this notebook."""
         if isinstance(exc, MissingKeyError):
             return f"{exc.message}: {NO_KEY_HINT}"
+        if isinstance(exc, BranchError):
+            return (
+                f"{exc.message}: continue one with -m NAME, all of them with a plain %%chat, "
+                "or start over with --new"
+            )
         return str(exc)
 
     def ask_secret(self, prompt: str) -> str:
@@ -140,7 +146,12 @@ class ChatMagics(Magics):
     # -- %%chat ------------------------------------------------------------------------------------------
 
     @magic_arguments()
-    @argument("-m", "--model", help="Model for this cell (e.g. gpt-4o-mini, deepseek-r1).")
+    @argument(
+        "-m",
+        "--model",
+        help="Model for this cell (e.g. gpt-4o-mini), or several separated by commas to compare their "
+        "answers side by side (e.g. gpt-4o-mini,deepseek-r1).",
+    )
     @argument("-s", "--system", help="System prompt for this cell (quote it).")
     @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
     @argument("--max-tokens", type=int, help="Upper bound on the answer's tokens.")
@@ -180,7 +191,9 @@ class ChatMagics(Magics):
     def chat(self, line: str, cell: str) -> None:
         """Send the cell to the model as the user message and stream the reply.
 
-        The next %%chat cell continues the conversation (--new starts over). {name}, {name.attr} and
+        The next %%chat cell continues the conversation (--new starts over). With -m a,b,c every model
+        answers at once, side by side; the next plain %%chat continues each model's own side of the
+        conversation, -m b continues b's alone (and from then on only b's). {name}, {name.attr} and
         {name[key]} are filled from your variables; other braces stay as written; {{ and }} are literal.
         Settings: %chat (show), %chat model NAME, %chat key, %chat models, %chat history, %chat reset.
         """
@@ -193,6 +206,9 @@ class ChatMagics(Magics):
         session = self.synced_session()
         from ._frontend import NotebookFrontend, NotedFrontend
 
+        if request.models or (request.model is None and session.branches and not request.new):
+            self._compare(session, request, args.out, background=bool(args.bg))
+            return
         frontend: Any = NotebookFrontend(rich=self.in_jupyter, display=session.settings.display)
         if args.bg:
             from ._background import FOREGROUND_NOTE, placement
@@ -258,10 +274,44 @@ class ChatMagics(Magics):
     def _describe(self, exc: BaseException) -> str:
         return self.one_line(exc) if isinstance(exc, ShenmaError) else f"{type(exc).__name__}: {exc}"
 
+    def _compare(
+        self, session: Session, request: ChatRequest, out: Optional[str], *, background: bool
+    ) -> None:
+        """A comparison cell: the models' answers side by side; -o gets model → Reply."""
+        from ._columns import NotebookColumns
+
+        frontend = NotebookColumns(rich=self.in_jupyter, display=session.settings.display)
+        if background:
+            frontend.notify("--bg does not apply to a comparison yet: it streams here, in the foreground")
+        try:
+            outcome = session.run_compare(request, frontend)
+        except ShenmaError as exc:
+            raise UsageError(self.one_line(exc)) from None
+        for model, error in outcome.json_errors.items():
+            frontend.notify(f"⚠ {model}: {error} (the text is kept in its Reply)")
+        if out:
+            self.user_ns[out] = outcome.replies
+        if outcome.interrupted:
+            kept = (
+                "the partial answers are kept" if any(outcome.replies.values()) else "no answer had arrived"
+            )
+            stop = ChatInterrupted(f"interrupted (Ctrl-C): {kept}")
+            stop.replies = outcome.replies  # type: ignore[attr-defined]
+            raise stop from None
+
     def _request(self, args: Any, cell: str) -> ChatRequest:
         """The cell's options as one checked request (one UsageError line for anything wrong)."""
         for name in ("model", "system", "out", "schema"):
             setattr(args, name, _unquote(getattr(args, name)))
+        models: tuple[str, ...] = ()
+        if args.model and "," in args.model:
+            from ._comparison import compare_models
+
+            try:
+                models = tuple(compare_models(args.model.split(","), self.session))
+            except ConfigError as exc:
+                raise UsageError(f"-m: {exc}") from None
+            args.model = None
         options = {
             "temperature": ("--temperature", args.temperature),
             "max_tokens": ("--max-tokens", args.max_tokens),
@@ -301,6 +351,7 @@ class ChatMagics(Magics):
             new=bool(args.new),
             tools=not args.no_tools,
             cache=args.cache,
+            models=models,
         )
 
     def _lookup(self, name: str, option: str) -> Any:

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
+from ._branches import Branches
 from ._errors import ConfigError, ShenmaError
 from ._jobs import CancelToken, Job, JobRegistry, cancellable
 from ._journal import Journal, Round
@@ -35,6 +36,8 @@ from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._client import ChatClient
+    from ._columns import ColumnsFrontend
+    from ._comparison import ComparisonOutcome
     from ._costing import Costing
     from ._display import View
     from ._exchange import ConversationRecord
@@ -90,6 +93,21 @@ class ChatRequest:
     new: bool = False
     tools: bool = True
     cache: Optional[bool] = None  # answer from the log if it holds this exact request (None: the setting)
+    models: Sequence[str] = ()  # several: a comparison (Session.run_compare); model is then unused
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A turn's parts that do not depend on the model (see Session._prepare_shared)."""
+
+    client: Optional[ChatClient]  # None when the cache may answer (a key is then needed only to send)
+    base_url: str
+    content: Any  # the user's message: text, or text and image parts
+    system: Optional[str]
+    extra: dict[str, Any]  # response_format for JSON
+    options: dict[str, Any]  # temperature, max_tokens, timeout
+    images: list[Any]
+    use_cache: bool
 
 
 REPLAYED = "replayed from the log"
@@ -252,7 +270,8 @@ class Session:
         self.notebook: Optional[str] = None
         self.conversation_id = uuid.uuid4().hex
         # The other sides of a resumed comparison, by model (the plain conversation is ``conversation``).
-        self.branches: dict[str, Conversation] = {}
+        self.branches = Branches()
+        self.last_comparison: Optional[dict[str, Reply]] = None  # set by a comparison, cleared by a turn
 
     def __repr__(self) -> str:
         return (
@@ -302,7 +321,7 @@ class Session:
         A new conversation object: a background turn still in flight records into the one it was asked in.
         """
         self.conversation = Conversation()
-        self.branches = {}
+        self.branches = Branches()
         self.conversation_id = uuid.uuid4().hex
 
     @property
@@ -331,7 +350,7 @@ class Session:
             return None
         self.conversation = Conversation()
         self.conversation.turns = [[dict(m) for m in turn] for turn in record.turns]
-        self.branches = {}
+        self.branches = Branches()
         for name, turns in record.branches.items():
             if name:
                 side = Conversation()
@@ -457,7 +476,7 @@ class Session:
         ``frontend.notify``; Ctrl-C then raises ChatInterrupted and nothing is sent).
         """
         turn = self._prepare(request)
-        conversation = self._conversation_for(request)
+        conversation = self._conversation_for(request, turn.model)
         conversation_id = self.conversation_id
         self._wait_for_background(conversation, frontend)
         with self._one_turn(conversation):
@@ -483,7 +502,7 @@ class Session:
         from ._background import start_turn
 
         turn = self._prepare(request)
-        conversation = self._conversation_for(request)
+        conversation = self._conversation_for(request, turn.model)
         conversation_id = self.conversation_id
         if turn.images:
             frontend.show_images(turn.images)
@@ -507,12 +526,18 @@ class Session:
             on_end=on_end,
         )
 
-    def _conversation_for(self, request: ChatRequest) -> Conversation:
+    def _conversation_for(self, request: ChatRequest, model: str) -> Conversation:
         if request.new:
             self.reset()
+        if self.branches:
+            # One model after a comparison: it continues its own branch, which becomes the conversation.
+            self.branches.check([model])
+            self.branches.adopt(model, self.conversation)
         return self.conversation
 
-    def _wait_for_background(self, conversation: Conversation, frontend: Frontend) -> None:
+    def _wait_for_background(
+        self, conversation: Conversation, frontend: Union[Frontend, ColumnsFrontend]
+    ) -> None:
         if self._jobs is None:
             return
         busy = self._jobs.busy(conversation)
@@ -545,8 +570,9 @@ class Session:
             finally:
                 self._turn_owners.pop(conversation, None)
 
-    def _prepare(self, request: ChatRequest) -> _Turn:
-        """Everything about a turn that can be checked before it waits for its turn: raises ConfigError."""
+    def _prepare_shared(self, request: ChatRequest) -> _Prepared:
+        """What every model of a turn gets: the checked options, the user's message, the system prompt.
+        Raises ConfigError before anything is sent."""
         settings = self.settings
         checked = Settings().with_changes(
             **{
@@ -562,15 +588,11 @@ class Session:
         )
         if not request.prompt.strip() and not request.images:
             raise ConfigError("the message is empty", "write the question")
-        model = (
-            Settings().with_changes(model=request.model).model if request.model else settings.resolved_model()
-        )
         base_url = settings.resolved_base_url()
-        use_cache = request.cache if request.cache is not None else settings.cache
+        use_cache = bool(request.cache if request.cache is not None else settings.cache)
         # With the cache on, a key is needed only if a request is really sent (a notebook re-run from the
         # log needs none); otherwise a missing key is said before anything happens.
-        if not use_cache:
-            self.client(base_url)
+        client = None if use_cache else self.client(base_url)
         extra: dict[str, Any] = {}
         if request.json or request.schema is not None:
             from ._jsonout import response_format
@@ -586,18 +608,36 @@ class Session:
         if extra.get("response_format") and "json" not in f"{system} {request.prompt}".lower():
             # OpenAI (and relays in front of it) answer 400 to JSON mode unless a message mentions JSON.
             system = f"{system}\nReply with JSON only." if system else "Reply with JSON only."
-        tools = self.tools if request.tools and len(self.tools) else None
-        if tools is not None:
-            extra["tools"] = tools.specs()
         options: dict[str, Any] = {
-            "model": model,
             "temperature": request.temperature if request.temperature is not None else settings.temperature,
             "max_tokens": request.max_tokens if request.max_tokens is not None else settings.max_tokens,
             "timeout": checked.timeout if request.timeout is not None else settings.timeout,
-            "extra": extra or None,
         }
+        return _Prepared(client, base_url, content, system or None, extra, options, images, use_cache)
+
+    def _prepare(self, request: ChatRequest) -> _Turn:
+        """Everything about a turn that can be checked before it waits for its turn: raises ConfigError."""
+        settings = self.settings
+        model = (
+            Settings().with_changes(model=request.model).model if request.model else settings.resolved_model()
+        )
+        shared = self._prepare_shared(request)
+        extra = dict(shared.extra)
+        tools = self.tools if request.tools and len(self.tools) else None
+        if tools is not None:
+            extra["tools"] = tools.specs()
+        options: dict[str, Any] = {"model": model, **shared.options, "extra": extra or None}
         return _Turn(
-            request, settings, model, base_url, content, system or None, tools, options, images, use_cache
+            request,
+            settings,
+            model,
+            shared.base_url,
+            shared.content,
+            shared.system,
+            tools,
+            options,
+            shared.images,
+            shared.use_cache,
         )
 
     def _send(
@@ -693,6 +733,7 @@ class Session:
                 rounds, costing, turn.base_url, model, conversation_id, turn_index, answer, frontend.notify
             )
         self.last = reply
+        self.last_comparison = None
         outcome = Outcome(reply, interrupted=result.interrupted, error=result.exception)
         if (request.json or request.schema is not None) and reply.text and reply.error is None:
             from ._jsonout import recover_json, validate_against
@@ -708,6 +749,72 @@ class Session:
                 outcome.value = value
                 outcome.has_value = True
         return outcome
+
+    # -- several models at once -------------------------------------------------------------------------
+
+    def compare(
+        self,
+        prompt: str,
+        models: Optional[Sequence[str]] = None,
+        *,
+        system: Optional[str] = None,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        json: bool = False,
+        schema: Any = None,
+        images: Sequence[Any] = (),
+        on_delta: Optional[Callable[[str, Delta], None]] = None,
+        timeout: Optional[float] = None,
+        max_time: Optional[float] = None,
+        new: bool = False,
+    ) -> dict[str, Reply]:
+        """Send ``prompt`` to each of ``models`` at once and stream the answers concurrently; return
+        model → :class:`Reply` in the order given (``on_delta(model, delta)`` sees each piece).
+
+        Each model continues its own branch of the conversation: after a comparison, ``compare()`` again
+        (``models=None``: the same models) goes on with every branch, ``ask(model=m)`` picks ``m``'s.
+        One model's failure is in its reply's ``.error`` and leaves the others alone. Raises ConfigError
+        for what is wrong before anything is sent, and :class:`ChatInterrupted` on Ctrl-C, with every
+        partial reply in ``.replies`` (also kept in the branches). Tools are not offered.
+        """
+        from ._columns import QuietColumns
+
+        request = ChatRequest(
+            prompt=prompt,
+            models=tuple(models or ()),
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            max_time=max_time,
+            json=json,
+            schema=schema,
+            images=tuple(images),
+            new=new,
+            tools=False,
+            cache=False,
+        )
+        notices: list[str] = []
+        outcome = self.run_compare(request, QuietColumns(on_delta, notices))
+        for reply in outcome.replies.values():
+            reply.notices.extend(n for n in notices if n not in reply.notices)
+        if outcome.interrupted:
+            stop = ChatInterrupted("interrupted: the partial answers are kept in .replies")
+            stop.replies = outcome.replies  # type: ignore[attr-defined]
+            raise stop
+        return outcome.replies
+
+    def run_compare(self, request: ChatRequest, frontend: ColumnsFrontend) -> ComparisonOutcome:
+        """Run one user turn on several models at once (``request.models``; none: the models of the
+        conversation's branches) through ``frontend``'s columns. Raises like :meth:`run`."""
+        from ._comparison import run_comparison
+
+        if request.new:
+            self.reset()
+        conversation = self.conversation
+        self._wait_for_background(conversation, frontend)
+        with self._one_turn(conversation):
+            return run_comparison(self, request, frontend)
 
     def _log_turn(
         self,
