@@ -292,53 +292,123 @@ def _socket_of(response: requests.Response) -> Optional[socket.socket]:
 
 
 class _Watchdog:
-    """Shuts the connection's socket when the deadline passes, so even a read that a hostile server keeps
-    alive byte by byte (inside one chunk-size line, say) ends on time."""
+    """Shuts the connection's socket when the deadline passes, so a reply ends on time even when a hostile
+    server keeps each read alive byte by byte: response headers that never end, or a chunk-size line that
+    never ends, where no socket timeout helps.
 
-    def __init__(self, sock: Optional[socket.socket], deadline: float) -> None:
+    The socket is attached as soon as it is known: by the connection classes of the client's own session
+    when they start reading the response headers (see :class:`_WatchedAdapter`), and from the response
+    when the body is read.
+    """
+
+    def __init__(self, deadline: float) -> None:
         self.fired = False
-        self._sock = sock
-        self._timer: Optional[threading.Timer] = None
-        if sock is not None:
-            self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
-            self._timer.daemon = True
-            self._timer.start()
+        self._sock: Optional[socket.socket] = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: Optional[socket.socket]) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self._sock = sock
+            late = self.fired
+        if late:
+            self._shut(sock)
 
     def _fire(self) -> None:
-        self.fired = True
-        try:
-            if self._sock is not None:
-                self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
+        with self._lock:
+            self.fired = True
+            sock = self._sock
+        if sock is not None:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
     def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._timer.cancel()
+        with self._lock:
+            self._sock = None
+
+    def __enter__(self) -> _Watchdog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.cancel()
+
+
+# The watchdog of the request this thread is sending, for the connection classes below to attach to.
+_inflight = threading.local()
+
+
+class _WatchedConnection:
+    """Mixed into urllib3's connection classes: the socket is handed to this thread's watchdog just before
+    the response headers are read (new and reused connections alike)."""
+
+    sock: Any
+
+    def getresponse(self) -> Any:
+        watchdog = getattr(_inflight, "watchdog", None)
+        if watchdog is not None:
+            watchdog.attach(self.sock)
+        return super().getresponse()  # type: ignore[misc]
+
+
+def _watched_adapter() -> requests.adapters.HTTPAdapter:
+    import urllib3.connection
+    import urllib3.connectionpool
+
+    class HTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+        pass
+
+    class HTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+        pass
+
+    class HTTPPool(urllib3.connectionpool.HTTPConnectionPool):
+        ConnectionCls = HTTPConnection
+
+    class HTTPSPool(urllib3.connectionpool.HTTPSConnectionPool):
+        ConnectionCls = HTTPSConnection
+
+    class _WatchedAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": HTTPPool, "https": HTTPSPool}
+
+    return _WatchedAdapter()
 
 
 class _BodyReader:
     """The decoded body of one response as it arrives, within a byte budget and a deadline."""
 
     def __init__(
-        self, response: requests.Response, *, limit: int, deadline: float, read_timeout: float
+        self,
+        response: requests.Response,
+        *,
+        limit: int,
+        deadline: float,
+        read_timeout: float,
+        watchdog: _Watchdog,
     ) -> None:
         self.response = response
         self.limit = limit
         self.deadline = deadline
         self.read_timeout = read_timeout
         self.total = 0
-        self.watchdog = _Watchdog(_socket_of(response), deadline)
+        self.watchdog = watchdog
+        watchdog.attach(_socket_of(response))
 
     def __iter__(self) -> Iterator[bytes]:
-        try:
-            for data in self._decoded():
-                self.total += len(data)
-                if self.total > self.limit:
-                    raise _ReplyTooLarge
-                yield data
-        finally:
-            self.watchdog.cancel()
+        for data in self._decoded():
+            self.total += len(data)
+            if self.total > self.limit:
+                raise _ReplyTooLarge
+            yield data
 
     def _decoded(self) -> Iterator[bytes]:
         raw = self.response.raw
@@ -671,7 +741,13 @@ class ChatClient:
     @property
     def session(self) -> requests.Session:
         if self._session is None:
-            self._session = requests.Session()
+            session = requests.Session()
+            # Our own connection classes let the max-time watchdog reach the socket while the response
+            # headers are read; a session passed in keeps its adapters (and only the read timeouts).
+            adapter = _watched_adapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self._session = session
         return self._session
 
     def close(self) -> None:
@@ -768,6 +844,7 @@ class ChatClient:
         *,
         deadline: float,
         max_time: float,
+        watchdog: _Watchdog,
         on_retry: Callable[[str], None] = lambda line: None,
     ) -> requests.Response:
         """Send with bounded retries before any byte of the reply; returns the response (status < 400).
@@ -788,6 +865,7 @@ class ChatClient:
             wait_for = min(read_timeout, left)
             failure: ShenmaError
             wait: Optional[float] = None
+            _inflight.watchdog = watchdog
             try:
                 response = self.session.request(
                     method,
@@ -798,23 +876,10 @@ class ChatClient:
                     stream=True,
                     timeout=(min(self.connect_timeout, wait_for), wait_for),
                 )
-            except requests.exceptions.ConnectTimeout as exc:
-                failure = _connect_error(exc, host)
-            except requests.exceptions.ReadTimeout:
-                if time.monotonic() >= deadline - 0.01:
-                    raise self._max_time_error(max_time) from None
-                err = APITimeoutError(
-                    f"{host} sent no reply within {wait_for:g} s",
-                    "the model may be overloaded: try again, or raise the timeout",
-                )
-                err.phase = "first_byte"  # type: ignore[attr-defined]
-                raise err from None  # the server may still be working on it: do not pile on
-            except requests.exceptions.SSLError as exc:
-                raise _connect_error(exc, host) from None
-            except requests.exceptions.ConnectionError as exc:
-                failure = _connect_error(exc, host)
             except requests.exceptions.RequestException as exc:
-                raise ConnectError(f"request to {host} failed: {type(exc).__name__}") from None
+                if watchdog.fired or time.monotonic() >= deadline - 0.01:
+                    raise self._max_time_error(max_time) from None
+                failure = self._request_failure(exc, wait_for)  # raises what is not worth a retry
             else:
                 if response.status_code < 400:
                     return response
@@ -824,6 +889,8 @@ class ChatClient:
                 if failure.status_code not in _RETRY_STATUSES or is_no_channel(text) or is_quota(text):
                     raise failure from None
                 wait = failure.retry_after
+            finally:
+                _inflight.watchdog = None
             if attempt >= self.max_retries:
                 raise failure from None
             if wait is None:
@@ -839,14 +906,37 @@ class ChatClient:
             on_retry(f"{what}: retrying in {wait:.1f} s ({attempt}/{self.max_retries})")
             self._sleep(wait)
 
+    def _request_failure(self, exc: requests.exceptions.RequestException, wait_for: float) -> ShenmaError:
+        """The error for a request that got no response: returned if a retry may help, else raised."""
+        host = self.host
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return _connect_error(exc, host)
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            err = APITimeoutError(
+                f"{host} sent no reply within {wait_for:g} s",
+                "the model may be overloaded: try again, or raise the timeout",
+            )
+            err.phase = "first_byte"  # type: ignore[attr-defined]
+            raise err from None  # the server may still be working on it: do not pile on
+        if isinstance(exc, requests.exceptions.SSLError):
+            raise _connect_error(exc, host) from None
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return _connect_error(exc, host)
+        raise ConnectError(f"request to {host} failed: {type(exc).__name__}") from None
+
     def _status_error(self, response: requests.Response) -> ShenmaError:
         parts: list[bytes] = []
         try:
-            reader = _BodyReader(
-                response, limit=_ERROR_BODY_LIMIT, deadline=time.monotonic() + 10.0, read_timeout=10.0
-            )
-            for data in reader:
-                parts.append(data)
+            with _Watchdog(time.monotonic() + 10.0) as watchdog:
+                reader = _BodyReader(
+                    response,
+                    limit=_ERROR_BODY_LIMIT,
+                    deadline=time.monotonic() + 10.0,
+                    read_timeout=10.0,
+                    watchdog=watchdog,
+                )
+                for data in reader:
+                    parts.append(data)
         except Exception:  # a broken, huge or slow error body still deserves the status line
             pass
         finally:
@@ -924,48 +1014,47 @@ class ChatClient:
             if on_retry is not None:
                 on_retry(line)
 
-        try:
-            response = self._send(
-                "POST",
-                "/chat/completions",
-                body,
-                read_timeout,
-                "text/event-stream",
-                deadline=deadline,
-                max_time=max_time,
-                on_retry=retry,
-            )
-        except ShenmaError as exc:
+        # One watchdog for the whole reply, cancelled when it ends (a late one would cut a reused connection).
+        with _Watchdog(deadline) as watchdog:
+            try:
+                response = self._send(
+                    "POST",
+                    "/chat/completions",
+                    body,
+                    read_timeout,
+                    "text/event-stream",
+                    deadline=deadline,
+                    max_time=max_time,
+                    watchdog=watchdog,
+                    on_retry=retry,
+                )
+            except ShenmaError as exc:
+                for line in notices:
+                    yield NoticeDelta(line)
+                raise self._clean(exc, matcher) from None
             for line in notices:
                 yield NoticeDelta(line)
-            raise self._clean(exc, matcher) from None
-        for line in notices:
-            yield NoticeDelta(line)
-        try:
+            reader = _BodyReader(
+                response,
+                limit=self.max_reply_bytes,
+                deadline=deadline,
+                read_timeout=read_timeout,
+                watchdog=watchdog,
+            )
             try:
-                for delta in self._read_reply(response, body, read_timeout, deadline, max_time):
-                    yield from redactor.feed(delta)
-            except ShenmaError as exc:
+                try:
+                    for delta in self._decode_reply(response, reader, body, read_timeout, deadline, max_time):
+                        yield from redactor.feed(delta)
+                except ShenmaError as exc:
+                    yield from redactor.flush()
+                    raise self._clean(exc, matcher, response.headers) from None
+                except KeyboardInterrupt:
+                    yield from redactor.flush()  # the partial answer stays whole; the interrupt goes on
+                    raise
                 yield from redactor.flush()
-                raise self._clean(exc, matcher, response.headers) from None
-            except KeyboardInterrupt:
-                yield from redactor.flush()  # the partial answer stays whole; the interrupt goes on
-                raise
-            yield from redactor.flush()
-        finally:
-            response.close()
-
-    def _read_reply(
-        self, response: requests.Response, body: _Body, read_timeout: float, deadline: float, max_time: float
-    ) -> Iterator[Delta]:
-        reader = _BodyReader(
-            response, limit=self.max_reply_bytes, deadline=deadline, read_timeout=read_timeout
-        )
-        try:
-            yield from self._decode_reply(response, reader, body, read_timeout, deadline, max_time)
-        finally:
-            # Now, not when the generator is collected: a late watchdog would cut a reused connection.
-            reader.watchdog.cancel()
+            finally:
+                watchdog.cancel()
+                response.close()
 
     def _decode_reply(
         self,
@@ -1013,7 +1102,7 @@ class ChatClient:
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # Whatever the layer that noticed it, a read that fails mid-reply is a timeout or a lost
             # connection; stream() masks the key in the message.
-            if reader.watchdog.fired or time.monotonic() >= deadline:
+            if reader.watchdog.fired or time.monotonic() >= deadline - 0.01:
                 raise self._max_time_error(max_time) from None
             if _is_timeout(exc):
                 err = APITimeoutError(
@@ -1067,6 +1156,7 @@ class ChatClient:
         matcher = self._matcher()
         redactor = _ReplyRedactor(matcher)
         response: Optional[requests.Response] = None
+        watchdog = _Watchdog(deadline)
         try:
             response = self._send(
                 "GET",
@@ -1076,9 +1166,14 @@ class ChatClient:
                 "application/json",
                 deadline=deadline,
                 max_time=self.max_time,
+                watchdog=watchdog,
             )
             reader = _BodyReader(
-                response, limit=self.max_reply_bytes, deadline=deadline, read_timeout=read_timeout
+                response,
+                limit=self.max_reply_bytes,
+                deadline=deadline,
+                read_timeout=read_timeout,
+                watchdog=watchdog,
             )
             try:
                 data = b"".join(reader)
@@ -1104,6 +1199,7 @@ class ChatClient:
         except ShenmaError as exc:
             raise self._clean(exc, matcher, response.headers if response is not None else None) from None
         finally:
+            watchdog.cancel()
             if response is not None:
                 response.close()
 

@@ -205,10 +205,13 @@ def _idna(name: str, shown: str) -> str:
 
 def _path(path: str, shown: str) -> str:
     path = path.rstrip("/")
-    for suffix in _SUFFIXES:
-        if path.endswith(suffix):
-            path = path[: -len(suffix)]
-            break
+    stripped = True
+    while stripped:  # until none is left, so that the canonical form parses to itself
+        stripped = False
+        for suffix in _SUFFIXES:
+            if path.endswith(suffix):
+                path = path[: -len(suffix)].rstrip("/")
+                stripped = True
     if not path:
         return "/v1"
     segments = path.split("/")[1:]
