@@ -113,7 +113,7 @@ class RawServer:
         while not self._stopping.is_set():
             try:
                 conn, _ = self._sock.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
