@@ -530,6 +530,12 @@ def _connect_error(exc: BaseException, host: str) -> ShenmaError:
     return ConnectError(f"cannot connect to {host}", "check the base URL and your network")
 
 
+def _worth_a_retry(failure: APIStatusError) -> bool:
+    # A helper, so that the server's words (which may hold a key) sit in no local of the frame that raises.
+    text = f"{failure.server_message} {failure.code or ''}"
+    return failure.status_code in _RETRY_STATUSES and not is_no_channel(text) and not is_quota(text)
+
+
 def _request_id_from(headers: Any) -> Optional[str]:
     for name in _REQUEST_ID_HEADERS:
         value = headers.get(name) if headers is not None else None
@@ -884,9 +890,7 @@ class ChatClient:
                 if response.status_code < 400:
                     return response
                 failure = self._status_error(response)
-                assert isinstance(failure, APIStatusError)
-                text = f"{failure.server_message} {failure.code or ''}"
-                if failure.status_code not in _RETRY_STATUSES or is_no_channel(text) or is_quota(text):
+                if not _worth_a_retry(failure):
                     raise failure from None
                 wait = failure.retry_after
             finally:
@@ -924,7 +928,7 @@ class ChatClient:
             return _connect_error(exc, host)
         raise ConnectError(f"request to {host} failed: {type(exc).__name__}") from None
 
-    def _status_error(self, response: requests.Response) -> ShenmaError:
+    def _status_error(self, response: requests.Response) -> APIStatusError:
         parts: list[bytes] = []
         try:
             with _Watchdog(time.monotonic() + 10.0) as watchdog:
