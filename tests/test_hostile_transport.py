@@ -597,3 +597,19 @@ def test_connection_refused_is_still_a_connect_error() -> None:
     with pytest.raises(ConnectionLostError), Relay() as relay:
         relay.enqueue(Scripted(chunks=[sse(chat_chunk("half"))], drop=True))
         list(client_for(relay.url).stream(MESSAGES))
+
+
+# ------------------------------------------------------------------------ memory, measured (8.4)
+
+PEAK_RSS_BOUND_MB = 200
+
+
+@pytest.mark.parametrize(
+    "attack", ["no newline", "data: lines, no blank line", "gzip bomb (no newline)", "endless JSON answer"]
+)
+def test_peak_memory_of_an_endless_reply_stays_bounded(attack: str) -> None:
+    from bench.memory_bench import measure
+
+    report = measure(attack)  # a fresh child process at the default 32 MiB limit, under a 1 GiB cap
+    assert report["peak_mb"] < PEAK_RSS_BOUND_MB, report
+    assert report["error"].startswith("LimitExceededError") and "32 MiB" in report["error"], report
