@@ -10,8 +10,8 @@ of eating the machine.
     .venv/bin/python bench/memory_bench.py --limit-mb 8
 
 Attacks: a body with no newline at all; ``data:`` lines without the blank line that ends an event; the
-first one gzip-compressed (a decompression bomb: each 256 MiB member is ~250 KiB on the wire, repeated forever); an endless
-JSON answer (the non-streamed path).
+first one gzip-compressed (a decompression bomb: each 256 MiB member is ~250 KiB on the wire, repeated
+forever); an endless JSON answer (the non-streamed path).
 """
 
 from __future__ import annotations

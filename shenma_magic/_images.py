@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import importlib
 import io
 import os
@@ -421,7 +422,9 @@ def _from_path(path: Path, shown: str, *, max_bytes: int, max_side: int) -> Imag
                 f"no such image file: {shown}",
                 f"check the path (relative paths start from the working directory, {os.getcwd()})",
             ) from None
-        except RuntimeError:  # a symlink loop
+        except (RuntimeError, OSError) as exc:  # RuntimeError: a symlink loop before Python 3.13
+            if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
+                raise
             raise ConfigError(
                 f"{shown} is a loop of symbolic links", "give the path of one image file"
             ) from None
