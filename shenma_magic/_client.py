@@ -100,6 +100,8 @@ DEFAULT_MAX_REPLY_BYTES = 32 * 1024 * 1024
 #: The longest one reply may take in all, from sending to its end, in seconds.
 DEFAULT_MAX_TIME = 600.0
 
+# NamedTuple's Python-level __new__ costs more than the rest of the per-delta path.
+_new_tuple = tuple.__new__
 # socket.timeout is the builtin TimeoutError.
 _SocketTimeout = builtins.TimeoutError
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -553,6 +555,7 @@ class _ReplyRedactor:
 
     def __init__(self, matcher: KeyMatcher) -> None:
         self.matcher = matcher
+        self._active = bool(matcher)
         self.text = StreamRedactor(matcher)
         self.reasoning = StreamRedactor(matcher)
         self.tools: dict[int, tuple[StreamRedactor, StreamRedactor]] = {}
@@ -569,12 +572,16 @@ class _ReplyRedactor:
             return [self._value(v) for v in value]
         return value
 
-    def feed(self, delta: Delta) -> list[Delta]:
-        if not self.matcher and isinstance(delta, (TextDelta, ReasoningDelta, ToolCallDelta)):
-            return [delta]
-        if isinstance(delta, TextDelta):
+    def feed(self, delta: Delta) -> Sequence[Delta]:
+        if type(delta) is TextDelta:  # nearly every delta: the fast path first
+            if not self._active:
+                return (delta,)
             text = self.text.feed(delta.text)
-            return [TextDelta(text)] if text else []
+            if text is delta.text:
+                return (delta,)
+            return (_new_tuple(TextDelta, (text,)),) if text else ()
+        if not self._active and isinstance(delta, (ReasoningDelta, ToolCallDelta)):
+            return (delta,)
         if isinstance(delta, ReasoningDelta):
             text = self.reasoning.feed(delta.text)
             return [ReasoningDelta(text)] if text else []

@@ -112,11 +112,13 @@ class KeyMatcher:
         """``(start, end, key index)`` of every run, merged where runs overlap, in order."""
         if self._pattern is None:
             return []
+        search = self._pattern.search
+        match = search(text)
+        if match is None:
+            return []
         found: list[tuple[int, int, int]] = []
         reach: dict[tuple[int, int], int] = {}  # (key, diagonal) -> end already covered
-        search = self._pattern.search
         n = len(text)
-        match = search(text)
         while match is not None:
             p = match.start()
             for index, offset in self._anchors_at(text, p):
@@ -276,10 +278,17 @@ class StreamRedactor:
 
     def feed(self, text: str) -> str:
         matcher = self._matcher
-        if not matcher:
+        pattern = matcher._pattern
+        if pattern is None or not text:
             return text
+        if not self._held and text[-1] not in matcher._chars and pattern.search(text) is None:
+            return text  # the common case, a few hundred nanoseconds: nothing to mask, nothing to hold
         buf = self._held + text if self._held else text
         runs = matcher.runs(buf)
+        if not runs:
+            hold = matcher.tail_overlap(buf)
+            self._held = buf[len(buf) - hold :] if hold else ""
+            return buf[: len(buf) - hold] if hold else buf
         cut = len(buf) - matcher.tail_overlap(buf)
         for s, e, _ in runs:
             if s < cut < e:
@@ -287,8 +296,6 @@ class StreamRedactor:
                 cut = e if e < len(buf) else s
                 break
         self._held = buf[cut:]
-        if not runs:
-            return buf[:cut]
         return matcher._apply(buf[:cut], [r for r in runs if r[1] <= cut])
 
     def flush(self) -> str:
