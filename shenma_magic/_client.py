@@ -700,7 +700,9 @@ class ChatClient:
         known_keys: returns every key the caller knows (``str``, ``Secret`` or ``(key, source)`` pairs,
             e.g. ``KeyStore.key_sources``); none may appear in a request body, and all are masked in what
             the server sends back. The active key is always included.
-        session: a ``requests.Session`` to use instead of a new one.
+        session: a ``requests.Session`` to use instead of a new one. The client's own session also lets
+            ``max_time`` cut a server that trickles its response headers; with one passed in, that phase
+            is bounded by the (lowered) read timeout only.
     """
 
     def __init__(
