@@ -2,7 +2,7 @@
 
 Each attack runs in a fresh child process (so one peak does not hide another): a hostile server on
 127.0.0.1 (tests/hostile.py, in the parent) streams a body that never ends, the child reads it with
-``ChatClient`` at its default limits, and reports its peak RSS (``ru_maxrss``), the time taken and the
+``ChatClient`` at its default limits, and reports its peak RSS (``VmHWM``), the time taken and the
 error line. The child runs under an address-space cap (``RLIMIT_AS``) so a regression fails fast instead
 of eating the machine.
 
@@ -49,7 +49,20 @@ _CHILD = textwrap.dedent(
     from shenma_magic import ChatClient, ShenmaError
     kw = {} if sys.argv[2] == "0" else {"max_reply_bytes": int(sys.argv[2])}
     client = ChatClient(sys.argv[1], "sk-MEMORYBENCH000000000000000000", max_retries=0, **kw)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    def peak_kb():
+        # VmHWM is this process image's own high-water mark; ru_maxrss would also count the parent's
+        # pages from before exec (Linux keeps it across fork and exec).
+        try:
+            with open("/proc/self/status") as fh:
+                for line in fh:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    base = peak_kb()
     start = time.monotonic()
     error, chars = "", 0
     try:
@@ -57,7 +70,7 @@ _CHILD = textwrap.dedent(
             chars += len(getattr(delta, "text", "") or "")
     except ShenmaError as exc:
         error = f"{type(exc).__name__}: {exc}"
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_kb()
     print(json.dumps({"base_mb": base / 1024, "peak_mb": peak / 1024, "seconds": time.monotonic() - start,
                       "error": error, "partial_chars": chars}))
     """
