@@ -598,15 +598,16 @@ class _ReplyRedactor:
                     args_r.feed(delta.arguments),
                 )
             ]
+        # Values shown on one line (the status line, notices) are also put on one line.
         if isinstance(delta, FinishDelta):
             # Flushing early never shows a run: what was held is masked as it is let go.
-            return [*self.flush(), FinishDelta(self.whole(delta.reason))]
+            return [*self.flush(), FinishDelta(_one_line(self.whole(delta.reason)))]
         if isinstance(delta, MetaDelta):
-            return [MetaDelta(self.whole(delta.model), self.whole(delta.id))]
+            return [MetaDelta(_one_line(self.whole(delta.model)), _one_line(self.whole(delta.id)))]
         if isinstance(delta, UsageDelta):
             return [UsageDelta(self._value(delta.usage))]
         if isinstance(delta, NoticeDelta):
-            return [NoticeDelta(self.whole(delta.message), delta.lossy)]
+            return [NoticeDelta(_one_line(self.whole(delta.message)), delta.lossy)]
         return [delta]  # pragma: no cover - every delta type is handled above
 
     def flush(self) -> list[Delta]:

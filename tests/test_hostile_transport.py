@@ -132,6 +132,26 @@ def test_keys_echoed_in_a_normal_answer_are_masked_everywhere(relay: Relay, size
     assert reply.text.startswith("sk-…KLMN and whole sk-…KLMN and cut sk-…KLMN.")
 
 
+def test_values_shown_on_one_line_arrive_on_one_line(relay: Relay) -> None:
+    relay.enqueue(
+        Scripted(
+            chunks=[
+                sse(chat_chunk("two\nlines", model="gpt\n\n[fake status]", completion_id="id\r\nx")),
+                sse(chat_chunk(finish_reason="stop\nnow")),
+                b"data: not json\n\n",
+                sse("[DONE]"),
+            ]
+        )
+    )
+    builder, seen, error = drain(client_for(relay.url).stream(MESSAGES))
+    assert error is None
+    assert builder.text == "two\nlines"  # the answer keeps its line breaks
+    for delta in seen:
+        if not isinstance(delta, TextDelta):
+            assert all("\n" not in v and "\r" not in v for v in delta if isinstance(v, str)), delta
+    assert builder.model == "gpt [fake status]" and builder.finish_reason == "stop now"
+
+
 def test_keys_in_errors_and_ids_are_masked_whatever_cuts_them(relay: Relay) -> None:
     # _errors cuts plain bodies at 300 characters: put the key across the cut, at every offset near it.
     for offset in range(270, 300, 3):
