@@ -180,9 +180,6 @@ class _MaskedHeader(str):
     def __repr__(self) -> str:
         return repr(self._shown)
 
-    def __reduce__(self) -> Any:
-        raise TypeError("a header holding a key cannot be pickled")
-
 
 class _BearerAuth(requests.auth.AuthBase):
     """Sets ``Authorization: Bearer <key>`` when requests prepares the request, so the header string never
