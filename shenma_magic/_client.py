@@ -245,6 +245,10 @@ class _DeadlinePassed(Exception):
     pass
 
 
+class _Stopped(Exception):
+    pass
+
+
 class _Inflater:
     """gzip / deflate decoding whose every step returns at most ``_READ_SIZE`` bytes, so a few kilobytes
     that inflate to gigabytes are read, counted and stopped a slice at a time."""
@@ -301,7 +305,8 @@ class _Watchdog:
     """
 
     def __init__(self, deadline: float) -> None:
-        self.fired = False
+        self.fired = False  # the deadline passed
+        self.aborted = False  # ChatClient.abort() ended it
         self._sock: Optional[socket.socket] = None
         self._lock = threading.Lock()
         self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
@@ -313,13 +318,21 @@ class _Watchdog:
             return
         with self._lock:
             self._sock = sock
-            late = self.fired
+            late = self.fired or self.aborted
         if late:
             self._shut(sock)
 
     def _fire(self) -> None:
         with self._lock:
             self.fired = True
+            sock = self._sock
+        if sock is not None:
+            self._shut(sock)
+
+    def abort(self) -> None:
+        """End the reply now, from any thread (whatever phase it is in)."""
+        with self._lock:
+            self.aborted = True
             sock = self._sock
         if sock is not None:
             self._shut(sock)
@@ -448,6 +461,8 @@ class _BodyReader:
 
     def _check_time(self) -> float:
         left = self.deadline - time.monotonic()
+        if self.watchdog.aborted:
+            raise _Stopped
         if left <= 0 or self.watchdog.fired:
             raise _DeadlinePassed
         return left
@@ -744,8 +759,12 @@ class ChatClient:
         self.max_reply_bytes = max_reply_bytes
         self.known_keys = known_keys
         self._session = session
-        # Injected by tests to avoid real sleeping; the default honours Ctrl-C like any sleep.
-        self._sleep: Callable[[float], None] = time.sleep
+        self._aborted = threading.Event()
+        self._live: set[_Watchdog] = set()  # one per reply in flight; abort() fires them all
+        self._live_lock = threading.Lock()
+        # Injected by tests to avoid real sleeping; the default honours Ctrl-C like any sleep and ends
+        # early on abort().
+        self._sleep: Callable[[float], object] = self._aborted.wait
 
     def __repr__(self) -> str:
         shown = mask(self._key.reveal()) if self._key else None
@@ -767,6 +786,31 @@ class ChatClient:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+    def abort(self) -> None:
+        """Stop this client for good, from any thread: replies in flight end at once (their connections are
+        shut down, so a read waiting on a silent server returns, also while the response headers are
+        awaited), a retry wait is cut short, and no new request is sent. For a reply streaming on another
+        thread (``%%chat --bg``)."""
+        self._aborted.set()
+        with self._live_lock:
+            live = list(self._live)
+        for watchdog in live:
+            watchdog.abort()
+
+    @contextlib.contextmanager
+    def _guard(self, deadline: float) -> Iterator[_Watchdog]:
+        """The watchdog of one reply, known to abort() while the reply is in flight."""
+        with _Watchdog(deadline) as watchdog:
+            with self._live_lock:
+                self._live.add(watchdog)
+            if self._aborted.is_set():
+                watchdog.abort()
+            try:
+                yield watchdog
+            finally:
+                with self._live_lock:
+                    self._live.discard(watchdog)
 
     def __enter__(self) -> ChatClient:
         return self
@@ -878,6 +922,8 @@ class ChatClient:
             wait_for = min(read_timeout, left)
             failure: ShenmaError
             wait: Optional[float] = None
+            if self._aborted.is_set():
+                raise ConnectError(f"the request to {host} was stopped before it was sent")
             _inflight.watchdog = watchdog
             try:
                 response = self.session.request(
@@ -890,6 +936,10 @@ class ChatClient:
                     timeout=(min(self.connect_timeout, wait_for), wait_for),
                 )
             except requests.exceptions.RequestException as exc:
+                if watchdog.aborted:
+                    raise ConnectError(
+                        f"the request to {host} was stopped before the reply started"
+                    ) from None
                 if watchdog.fired or time.monotonic() >= deadline - 0.01:
                     raise self._max_time_error(max_time) from None
                 failure = self._request_failure(exc, wait_for)  # raises what is not worth a retry
@@ -1026,7 +1076,7 @@ class ChatClient:
                 on_retry(line)
 
         # One watchdog for the whole reply, cancelled when it ends (a late one would cut a reused connection).
-        with _Watchdog(deadline) as watchdog:
+        with self._guard(deadline) as watchdog:
             try:
                 response = self._send(
                     "POST",
@@ -1110,9 +1160,17 @@ class ChatClient:
             ) from None
         except _DeadlinePassed:
             raise self._max_time_error(max_time) from None
+        except _Stopped:
+            raise ConnectionLostError(
+                f"the reply from {host} was stopped", "the partial answer is kept"
+            ) from None
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             # Whatever the layer that noticed it, a read that fails mid-reply is a timeout or a lost
             # connection; stream() masks the key in the message.
+            if reader.watchdog.aborted:
+                raise ConnectionLostError(
+                    f"the reply from {host} was stopped", "the partial answer is kept"
+                ) from None
             if reader.watchdog.fired or time.monotonic() >= deadline - 0.01:
                 raise self._max_time_error(max_time) from None
             if _is_timeout(exc):
@@ -1165,54 +1223,61 @@ class ChatClient:
         read_timeout = 30.0 if timeout is None else _positive_seconds(timeout, "the timeout")
         deadline = time.monotonic() + self.max_time
         matcher = self._matcher()
-        redactor = _ReplyRedactor(matcher)
         response: Optional[requests.Response] = None
-        watchdog = _Watchdog(deadline)
+        with self._guard(deadline) as watchdog:
+            try:
+                response = self._send(
+                    "GET",
+                    "/models",
+                    None,
+                    read_timeout,
+                    "application/json",
+                    deadline=deadline,
+                    max_time=self.max_time,
+                    watchdog=watchdog,
+                )
+                data = self._read_model_list(response, read_timeout, deadline, watchdog)
+                return _model_ids(data, _ReplyRedactor(matcher).whole)
+            except ShenmaError as exc:
+                raise self._clean(exc, matcher, response.headers if response is not None else None) from None
+            finally:
+                if response is not None:
+                    response.close()
+
+    def _read_model_list(
+        self, response: requests.Response, read_timeout: float, deadline: float, watchdog: _Watchdog
+    ) -> bytes:
+        reader = _BodyReader(
+            response,
+            limit=self.max_reply_bytes,
+            deadline=deadline,
+            read_timeout=read_timeout,
+            watchdog=watchdog,
+        )
         try:
-            response = self._send(
-                "GET",
-                "/models",
-                None,
-                read_timeout,
-                "application/json",
-                deadline=deadline,
-                max_time=self.max_time,
-                watchdog=watchdog,
-            )
-            reader = _BodyReader(
-                response,
-                limit=self.max_reply_bytes,
-                deadline=deadline,
-                read_timeout=read_timeout,
-                watchdog=watchdog,
-            )
-            try:
-                data = b"".join(reader)
-            except _ReplyTooLarge:
-                raise LimitExceededError(
-                    f"the model list from {self.host} passed the {_size(self.max_reply_bytes)} limit", ""
-                ) from None
-            except _DeadlinePassed:
-                raise self._max_time_error(self.max_time) from None
-            except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
-                raise ConnectionLostError(
-                    f"the connection to {self.host} broke while listing models", "try again"
-                ) from None
-            try:
-                obj = json.loads(data.decode("utf-8", "replace"))
-            except (ValueError, RecursionError):
-                raise ProtocolError("the model list is not JSON", "check the base URL") from None
-            items = obj.get("data") if isinstance(obj, dict) else obj
-            if not isinstance(items, list):
-                raise ProtocolError("the server did not send a model list", "check the base URL")
-            ids = [str(m.get("id")) if isinstance(m, dict) else str(m) for m in items]
-            return sorted({redactor.whole(_one_line(i)) for i in ids if i and i != "None"})
-        except ShenmaError as exc:
-            raise self._clean(exc, matcher, response.headers if response is not None else None) from None
-        finally:
-            watchdog.cancel()
-            if response is not None:
-                response.close()
+            return b"".join(reader)
+        except _ReplyTooLarge:
+            raise LimitExceededError(
+                f"the model list from {self.host} passed the {_size(self.max_reply_bytes)} limit", ""
+            ) from None
+        except _DeadlinePassed:
+            raise self._max_time_error(self.max_time) from None
+        except (_Stopped, requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError):
+            raise ConnectionLostError(
+                f"the connection to {self.host} broke while listing models", "try again"
+            ) from None
+
+
+def _model_ids(data: bytes, clean: Callable[[str], str]) -> list[str]:
+    try:
+        obj = json.loads(data.decode("utf-8", "replace"))
+    except (ValueError, RecursionError):
+        raise ProtocolError("the model list is not JSON", "check the base URL") from None
+    items = obj.get("data") if isinstance(obj, dict) else obj
+    if not isinstance(items, list):
+        raise ProtocolError("the server did not send a model list", "check the base URL")
+    ids = [str(m.get("id")) if isinstance(m, dict) else str(m) for m in items]
+    return sorted({clean(_one_line(i)) for i in ids if i and i != "None"})
 
 
 def _size(n: int) -> str:

@@ -15,6 +15,7 @@ from ._models import Reply, ReplyBuilder
 
 if TYPE_CHECKING:
     from ._pricing import Price, UsageLedger
+    from ._run import Measure
 
 __all__ = ["Costing", "generated_text", "prompt_text"]
 
@@ -58,19 +59,29 @@ class Costing:
 
         return reply_cost(self.price, usage, prompt_text=self.prompt, answer_text=answer)
 
-    def tokens(self, builder: ReplyBuilder) -> tuple[Optional[tuple[int, int, bool]], str]:
-        """(prompt, completion, estimated) and the cost text, from what the reply has so far."""
-        from ._pricing import format_money
+    def measure(self, builder: ReplyBuilder) -> Measure:
+        """The tokens and cost of what the reply has so far (summed over a turn's rounds by the policy)."""
+        from ._run import Measure, Tokens
 
         cost, estimated, prompt, completion = self._cost(builder.usage, generated_text(builder))
-        return (prompt, completion, estimated), (
-            format_money(cost, self.currency) if cost is not None else ""
-        )
+        return Measure(Tokens(prompt, completion, estimated), cost)
+
+    def money(self, amount: float) -> str:
+        from ._pricing import format_money
+
+        return format_money(amount, self.currency)
+
+    def counted(self, reply: Reply) -> Optional[tuple[Optional[float], bool, int, int]]:
+        """(cost, estimated, prompt tokens, completion tokens) of one round; None for a request that failed
+        before the model produced anything (it is not charged)."""
+        if not (reply.usage or reply.text or reply.reasoning or reply.tool_calls):
+            return None
+        return self._cost(reply.usage, generated_text(reply))
 
     def charge(self, ledger: UsageLedger, model: str, reply: Reply) -> None:
         """Add one round's tokens and cost to ``ledger``; a request that failed before the model produced
         anything is not charged."""
-        if not (reply.usage or reply.text or reply.reasoning or reply.tool_calls):
-            return
-        cost, estimated, prompt, completion = self._cost(reply.usage, generated_text(reply))
-        ledger.add(model, prompt, completion, cost, estimated)
+        figures = self.counted(reply)
+        if figures is not None:
+            cost, estimated, prompt, completion = figures
+            ledger.add(model, prompt, completion, cost, estimated)

@@ -7,6 +7,7 @@ environment (``SHENMA_BASE_URL``, ``SHENMA_MODEL``; ``OPENAI_BASE_URL`` as a fal
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Any, Optional
 
@@ -17,9 +18,12 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unico
 
 from ._commands import NO_KEY_HINT, run_command
 from ._errors import ConfigError, ShenmaError
+from ._identity import notebook_identity
+from ._jobs import Cancelled, Job
 from ._prompt import fill_variables
-from ._secret import key_tokens, looks_like_key, mask, redact
-from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Session, set_current_session
+from ._scrub import scrub_key_from_history
+from ._secret import looks_like_key
+from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session, set_current_session
 from ._settings import DISPLAY_MODES, Settings, check_setting
 
 __all__ = ["ChatMagics", "register", "unregister"]
@@ -62,6 +66,12 @@ class ChatMagics(Magics):
         _DEFAULTS.update_interval, help="Seconds between live updates (about 13 per second)."
     ).tag(config=True)
     fill_vars = Bool(True, help="Fill {name} in prompts from the user namespace.").tag(config=True)
+    log = Bool(
+        True, help="Keep every exchange in the local log (~/.local/share/shenma-magic/log.sqlite3)."
+    ).tag(config=True)
+    cache = Bool(
+        False, help="Answer a request identical to one in the log from the log, without sending it."
+    ).tag(config=True)
     prices = Dict(
         help='Prices per model: {"gpt-4o-mini": {"input": 1.05, "output": 4.2}} per million tokens, '
         'or {"per_call": 0.1}; glob patterns such as "deepseek-*" work.'
@@ -82,7 +92,7 @@ class ChatMagics(Magics):
         value = proposal["value"]
         if name in ("model", "base_url", "system") and looks_like_key(value or ""):
             # %config ChatMagics.model = "sk-..." already sits in the history: take it out before refusing.
-            _scrub_key_from_history(self.shell, value)
+            scrub_key_from_history(self.shell, value)
             raise TraitError("that looks like an API key; use %chat key to enter keys")
         try:
             return check_setting(name, value)
@@ -95,6 +105,9 @@ class ChatMagics(Magics):
             self.session.settings = Settings().with_changes(**{n: getattr(self, n) for n in Settings.names()})
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        # The log files this kernel's exchanges under its notebook (the environment can say so only here,
+        # where the user namespace is: VS Code puts the notebook's path there).
+        self.session.notebook = notebook_identity(os.environ, self.user_ns, os.getcwd())
         return self.session
 
     @property
@@ -148,6 +161,21 @@ class ChatMagics(Magics):
         "bytes, a PIL image or a matplotlib figure.",
     )
     @argument("--no-tools", action="store_true", help="Do not offer the registered tools for this cell.")
+    @argument(
+        "--cache",
+        action="store_true",
+        default=None,
+        help="Answer from the log if it holds this exact request (sends nothing, needs no key).",
+    )
+    @argument(
+        "--no-cache", dest="cache", action="store_false", help="Send the request even if %%chat cache is on."
+    )
+    @argument(
+        "--bg",
+        action="store_true",
+        help="Stream in the background: the cell returns at once and the reply fills it while other cells "
+        "run (%%chat wait, %%chat jobs).",
+    )
     @cell_magic("chat")  # type: ignore[arg-type]  # IPython types the decorator too narrowly
     def chat(self, line: str, cell: str) -> None:
         """Send the cell to the model as the user message and stream the reply.
@@ -163,23 +191,72 @@ class ChatMagics(Magics):
             raise UsageError(f"{exc} (see %%chat? for the options)") from None
         request = self._request(args, cell)
         session = self.synced_session()
-        from ._frontend import NotebookFrontend
+        from ._frontend import NotebookFrontend, NotedFrontend
 
-        frontend = NotebookFrontend(rich=self.in_jupyter, display=session.settings.display)
+        frontend: Any = NotebookFrontend(rich=self.in_jupyter, display=session.settings.display)
+        if args.bg:
+            from ._background import FOREGROUND_NOTE, placement
+
+            where = placement(self.shell)
+            if where.threaded:
+                self._start_in_background(session, request, where, args.out)
+                return
+            # A headless runner keeps only what a cell shows before it returns: run it here, and say so.
+            frontend = NotedFrontend(frontend, FOREGROUND_NOTE)
         try:
             outcome = session.run(request, frontend)
         except ShenmaError as exc:
             raise UsageError(self.one_line(exc)) from None
+        self._bind(outcome, args.out, frontend)
+        if outcome.interrupted:
+            kept = "the partial answer is kept" if outcome.reply.text else "no answer had arrived yet"
+            raise ChatInterrupted(f"interrupted (Ctrl-C): {kept}", outcome.reply) from None
+
+    def _bind(self, outcome: Outcome, out: Optional[str], frontend: Any) -> None:
+        """``-o NAME``: the parsed JSON value when there is one, else the Reply."""
         bound: Any = outcome.reply
         if outcome.json_error is not None:
             frontend.notify(f"⚠ {outcome.json_error} (the text is kept: -o holds the Reply)")
         elif outcome.has_value:
             bound = outcome.value
-        if args.out:
-            self.user_ns[args.out] = bound
-        if outcome.interrupted:
-            kept = "the partial answer is kept" if outcome.reply.text else "no answer had arrived yet"
-            raise ChatInterrupted(f"interrupted (Ctrl-C): {kept}", outcome.reply) from None
+        if out:
+            self.user_ns[out] = bound
+
+    def _start_in_background(
+        self, session: Session, request: ChatRequest, where: Any, out: Optional[str]
+    ) -> None:
+        from ._background import thread_runner
+        from ._frontend import BackgroundFrontend, TerminalBackgroundFrontend
+
+        busy = None if request.new else session.jobs.busy(session.conversation)
+        frontend: Any
+        if where.outlet is not None:
+            waiting = (
+                f"waiting for background reply #{busy.number} in this conversation to end…" if busy else None
+            )
+            frontend = BackgroundFrontend(
+                where.outlet, display=session.settings.display, **({"waiting": waiting} if waiting else {})
+            )
+        else:
+            frontend = TerminalBackgroundFrontend("")
+
+        def ended(job: Job[Outcome]) -> None:
+            # On the job's thread, once the reply has ended: -o is bound now, not when the cell returned.
+            if job.result is not None:
+                self._bind(job.result, out, frontend)
+            elif job.error is not None and not isinstance(job.error, Cancelled):
+                frontend.notify(f"⚠ the background reply failed: {self._describe(job.error)}")
+
+        try:
+            job = session.start(request, frontend, runner=thread_runner(), on_end=ended)
+        except ShenmaError as exc:
+            raise UsageError(self.one_line(exc)) from None
+        if isinstance(frontend, TerminalBackgroundFrontend):
+            frontend.header = f"[#{job.number} {job.label}]"
+            print(f"[#{job.number} in the background: %chat wait, %chat jobs]")
+
+    def _describe(self, exc: BaseException) -> str:
+        return self.one_line(exc) if isinstance(exc, ShenmaError) else f"{type(exc).__name__}: {exc}"
 
     def _request(self, args: Any, cell: str) -> ChatRequest:
         """The cell's options as one checked request (one UsageError line for anything wrong)."""
@@ -223,6 +300,7 @@ class ChatMagics(Magics):
             images=images,
             new=bool(args.new),
             tools=not args.no_tools,
+            cache=args.cache,
         )
 
     def _lookup(self, name: str, option: str) -> Any:
@@ -247,7 +325,7 @@ class ChatMagics(Magics):
     def _refuse_keys(self, text: str) -> None:
         if not looks_like_key(text):
             return
-        _scrub_key_from_history(self.shell, text)
+        scrub_key_from_history(self.shell, text)
         raise UsageError(
             "that looks like an API key: a key typed into a cell is saved in the notebook and the history. "
             f"It was not used. {NO_KEY_HINT[0].upper()}{NO_KEY_HINT[1:]}."
@@ -265,55 +343,6 @@ def _ask_secret(prompt: str) -> str:
     import getpass
 
     return getpass.getpass(prompt)
-
-
-def _scrub_key_from_history(shell: Any, text: str) -> None:
-    """Take a pasted key out of In/_i*, the history database and (in Jupyter) the cell itself."""
-    secrets = key_tokens(text)
-    if not secrets:
-        return
-
-    def clean(value: str) -> str:
-        return redact(value, *secrets)
-
-    hm = getattr(shell, "history_manager", None)
-    if hm is not None:
-        for hist in (getattr(hm, "input_hist_parsed", None), getattr(hm, "input_hist_raw", None)):
-            if isinstance(hist, list):
-                hist[:] = [clean(h) if isinstance(h, str) else h for h in hist]
-        cache = getattr(hm, "db_input_cache", None)
-        if isinstance(cache, list):
-            lock = getattr(hm, "db_input_cache_lock", None)
-            if lock is not None:
-                with lock:
-                    cache[:] = [(n, clean(s), clean(r)) for (n, s, r) in cache]
-        db = getattr(hm, "db", None)
-        if db is not None and getattr(hm, "enabled", True):
-            try:
-                with db:
-                    for secret in secrets:
-                        db.execute(
-                            "UPDATE history SET source = replace(source, ?, ?), "
-                            "source_raw = replace(source_raw, ?, ?)",
-                            (secret, mask(secret), secret, mask(secret)),
-                        )
-            except Exception:  # a history DB we cannot write (e.g. :memory: closed) is not worth a crash
-                pass
-    ns = getattr(shell, "user_ns", {})
-    for name, value in list(ns.items()):
-        if (name in ("_i", "_ii", "_iii") or (name.startswith("_i") and name[2:].isdigit())) and isinstance(
-            value, str
-        ):
-            ns[name] = clean(value)
-    if getattr(shell, "kernel", None) is not None:
-        # Replace the cell's text in the frontend so the key is not saved with the notebook either.
-        current = ns.get("_i") or ""
-        try:
-            cell_text = hm.input_hist_raw[-1] if hm is not None and hm.input_hist_raw else current
-        except Exception:
-            cell_text = current
-        if cell_text:
-            shell.set_next_input(clean(cell_text), replace=True)
 
 
 def register(ip: Any) -> None:
