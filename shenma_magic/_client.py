@@ -791,7 +791,7 @@ class ChatClient:
         """Stop this client for good, from any thread: replies in flight end at once (their connections are
         shut down, so a read waiting on a silent server returns, also while the response headers are
         awaited), a retry wait is cut short, and no new request is sent. For a reply streaming on another
-        thread (``%%chat --bg``)."""
+        thread (a background turn)."""
         self._aborted.set()
         with self._live_lock:
             live = list(self._live)

@@ -452,6 +452,32 @@ def test_timeouts_must_be_positive_finite_seconds(bad: Any) -> None:
             client.stream(MESSAGES, **{kw: bad})
 
 
+@pytest.mark.parametrize(
+    "script", [hostile.never_answer, hostile.header_trickle], ids=["silent", "endless-headers"]
+)
+def test_abort_ends_a_reply_still_waiting_for_its_headers(script: Any) -> None:
+    with hostile.RawServer(script) as server:
+        client = client_for(server.url, timeout=30)
+        failure: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                list(client.stream(MESSAGES))
+            except BaseException as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=read, daemon=True)
+        thread.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        client.abort()
+        thread.join(3)
+        assert not thread.is_alive() and time.monotonic() - started < 1.0
+    (error,) = failure
+    # Headers cut mid-line read as a (bodiless) response to http.client: then the reply is what stops.
+    assert isinstance(error, (ConnectError, ConnectionLostError)) and "stopped" in str(error), error
+
+
 # ------------------------------------------------------------------------------------ reply size (8.4)
 
 
