@@ -36,6 +36,8 @@ __all__ = [
 
 #: The shortest run of a key's characters that counts as showing the key.
 MIN_RUN = 10
+# What breaks a run that masking itself made; in no key.
+_BREAK = "…"
 # Keys shorter than this are not real keys; matching them would mask ordinary words.
 _MIN_KEY = 8
 
@@ -171,11 +173,27 @@ class KeyMatcher:
 
     def mask(self, text: str) -> str:
         """``text`` with every run replaced by its key's mask."""
-        for _ in range(4):  # a mask next to key characters could in theory form a new run: go again
-            runs = self.runs(text)
+        runs = self.runs(text)
+        return self.neutralize(self._apply(text, runs)) if runs else text
+
+    def neutralize(self, text: str, start: int = 0) -> str:
+        """Break every run that reaches past ``start`` by turning its characters from ``start`` on into
+        "…". Such a run is rare and made by masking itself: a mask ends in its key's last 4 characters,
+        which the text next to it may continue (a key like ``sk-1111111111a1``). "…" is in no key, so each
+        pass removes key characters and the loop ends."""
+        for _ in range(8):
+            runs = [run for run in self.runs(text) if run[1] > start]
             if not runs:
-                return text
-            text = self._apply(text, runs)
+                break
+            out: list[str] = []
+            last = 0
+            for s, e, _ in runs:
+                s = max(s, start, last)
+                out.append(text[last:s])
+                out.append(_BREAK)
+                last = e
+            out.append(text[last:])
+            text = "".join(out)
         return text
 
     def _apply(self, text: str, runs: Sequence[tuple[int, int, int]]) -> str:
@@ -270,25 +288,30 @@ class StreamRedactor:
     at most and never more than the longest key. ``flush`` returns the rest when the stream ends.
     """
 
-    __slots__ = ("_held", "_matcher")
+    __slots__ = ("_held", "_masked", "_matcher", "_shown")
 
     def __init__(self, matcher: KeyMatcher) -> None:
         self._matcher = matcher
         self._held = ""
+        self._shown = ""  # the end of what was let go, to check what follows a mask against
+        self._masked = False  # whether that end holds a mask
 
     def feed(self, text: str) -> str:
         matcher = self._matcher
         pattern = matcher._pattern
         if pattern is None or not text:
             return text
-        if not self._held and text[-1] not in matcher._chars and pattern.search(text) is None:
-            return text  # the common case, a few hundred nanoseconds: nothing to mask, nothing to hold
+        if (
+            not self._held
+            and not self._masked
+            and text[-1] not in matcher._chars
+            and pattern.search(text) is None
+        ):
+            # The common case, about a microsecond: nothing to mask, nothing to hold.
+            self._shown = (self._shown + text)[-matcher.longest :]
+            return text
         buf = self._held + text if self._held else text
         runs = matcher.runs(buf)
-        if not runs:
-            hold = matcher.tail_overlap(buf)
-            self._held = buf[len(buf) - hold :] if hold else ""
-            return buf[: len(buf) - hold] if hold else buf
         cut = len(buf) - matcher.tail_overlap(buf)
         for s, e, _ in runs:
             if s < cut < e:
@@ -296,11 +319,27 @@ class StreamRedactor:
                 cut = e if e < len(buf) else s
                 break
         self._held = buf[cut:]
-        return matcher._apply(buf[:cut], [r for r in runs if r[1] <= cut])
+        shown = [r for r in runs if r[1] <= cut]
+        return self._let_go(matcher._apply(buf[:cut], shown) if shown else buf[:cut], bool(shown))
 
     def flush(self) -> str:
         rest, self._held = self._held, ""
-        return self._matcher.mask(rest) if rest else ""
+        if not rest:
+            return ""
+        masked = self._matcher.mask(rest)
+        return self._let_go(masked, masked != rest)
+
+    def _let_go(self, out: str, masked: bool) -> str:
+        longest = self._matcher.longest
+        if masked or self._masked:
+            # A mask's last characters and the text next to it (now or in a later piece) must not make a
+            # run together.
+            context = self._shown
+            out = self._matcher.neutralize(context + out, len(context))[len(context) :]
+        self._shown = (self._shown + out)[-longest:]
+        # Checked until a whole key's length of text has followed the last mask.
+        self._masked = masked or (self._masked and _BREAK in self._shown)
+        return out
 
     @property
     def pending(self) -> bool:
