@@ -245,7 +245,7 @@ RELAY_FAULTS = [
         ),
         "good end",
         None,
-        complete=True,
+        complete=False,  # a skipped malformed event is lossy: part of the answer ("lo") is missing
         notice=r"skipped a malformed event",
     ),
     Fault(
@@ -335,7 +335,8 @@ RELAY_FAULTS = [
         None,
         complete=True,
         settings=["ChatMagics.max_retries = 1"],
-        notice=r"HTTP 429 Too Many Requests: slow down; retrying in 0\.5 s \(1/1\)",
+        # the server's message is not repeated in retry notices, only in a final error
+        notice=r"HTTP 429 from 127\.0\.0\.1: retrying in 0\.5 s \(1/1\)",
         requests=2,
     ),
     Fault(
@@ -448,7 +449,7 @@ LLMOCK_FAULTS = [
         _reply_then("malformed", after_chunks=2),
         "alpha gamma delta",
         None,
-        complete=True,
+        complete=False,  # lossy: "beta" was in the malformed event
         notice="skipped a malformed event",
     ),
     Fault(
@@ -475,7 +476,8 @@ LLMOCK_FAULTS = [
         None,
         complete=True,
         settings=["ChatMagics.max_retries = 1"],
-        notice=r"HTTP 429 .*; retrying in 1\.0 s \(1/1\)",  # Retry-After is rounded up to whole seconds
+        # Retry-After is rounded up to whole seconds
+        notice=r"HTTP 429 from 127\.0\.0\.1: retrying in 1\.0 s \(1/1\)",
         requests=2,
     ),
 ]

@@ -127,9 +127,10 @@ def scripted_paths(relay: Relay) -> list[tuple[str, list[Scripted]]]:
         ("_m = get_ipython().magics_manager.registry['ChatMagics']\n_m", []),
         ("_m.session.keys, _m.session._clients, list(_m.session._clients.values())", []),
         ("_m.session.keys.resolve(_m.session.base_url)", []),
+        # The Authorization header is set at send time; even the prepared request shows only the mask.
         (
-            "_c = list(_m.session._clients.values())[0]\n"
-            "_c, vars(_c), _c._headers('x')['Authorization'] != ''",
+            "import requests as _rq\n_c = list(_m.session._clients.values())[0]\n"
+            "_c, vars(_c), _c._auth, _c._auth(_rq.Request('POST', _c.base_url).prepare()).headers",
             [],
         ),
         ("%chat help", []),
