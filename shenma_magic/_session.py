@@ -385,7 +385,6 @@ class Session:
 
     def client(self, base_url: Optional[str] = None) -> ChatClient:
         """The client for a base URL and its key; kept, so the connection is reused across turns."""
-        from ._client import ChatClient
 
         url = base_url or self.base_url
         key, _ = self.key_for(url)
@@ -393,19 +392,36 @@ class Session:
             raise MissingKeyError(f"no API key for {host_of(url)}")
         client = self._clients.get((url, key))
         if client is None:
-            client = ChatClient(
-                url, key, max_retries=self.settings.max_retries, timeout=self.settings.timeout
-            )
+            client = self._new_client(url, key)
             self._clients[(url, key)] = client
         client.max_retries = self.settings.max_retries
+        client.max_time = self.settings.max_time
         return client
+
+    def _new_client(self, url: str, key: Optional[Secret]) -> ChatClient:
+        from ._client import ChatClient
+
+        return ChatClient(
+            url,
+            key,
+            max_retries=self.settings.max_retries,
+            timeout=self.settings.timeout,
+            max_time=self.settings.max_time,
+            # Every key the package knows: none may leave in a request body, all are masked in replies.
+            known_keys=self._key_sources,
+        )
+
+    def _key_sources(self) -> list[tuple[Secret, str]]:
+        sources = self.keys.key_sources()
+        if self._api_key is not None:
+            sources.append((self._api_key, "api_key="))
+        return sources
 
     def _own_client(self, base_url: str) -> ChatClient:
         """A client for one background turn alone: stopping the turn aborts it without touching others."""
-        from ._client import ChatClient
 
         key, _ = self.key_for(base_url)
-        return ChatClient(base_url, key, max_retries=self.settings.max_retries, timeout=self.settings.timeout)
+        return self._new_client(base_url, key)
 
     def forget_clients(self) -> None:
         """Close kept connections (after a key changed)."""
@@ -612,6 +628,7 @@ class Session:
             "temperature": request.temperature if request.temperature is not None else settings.temperature,
             "max_tokens": request.max_tokens if request.max_tokens is not None else settings.max_tokens,
             "timeout": checked.timeout if request.timeout is not None else settings.timeout,
+            "max_time": checked.max_time if request.max_time is not None else settings.max_time,
         }
         return _Prepared(client, base_url, content, system or None, extra, options, images, use_cache)
 
