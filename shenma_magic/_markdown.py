@@ -26,7 +26,16 @@ from urllib.parse import urlsplit
 
 from ._highlight import highlight_html
 
-__all__ = ["code_block_html", "escape_text", "parse", "render_html", "render_json_html", "safe_url"]
+__all__ = [
+    "code_block_html",
+    "escape_text",
+    "json_display_text",
+    "parse",
+    "render_html",
+    "render_json_html",
+    "safe_url",
+    "tool_call_html",
+]
 
 # Deeper than any real answer; below MAX_DEPTH the rest of a container is shown as plain text.
 _MAX_NESTING = 48
@@ -355,3 +364,10 @@ def json_display_text(text: str) -> str:
 def render_json_html(text: str) -> str:
     """A ``--json`` reply as a highlighted JSON code block of exactly the received text."""
     return code_block_html(json_display_text(text), "json")
+
+
+def tool_call_html(name: str, arguments: str) -> str:
+    """A model's tool call: the name as code, the arguments as a JSON block (as received if not JSON)."""
+    code = html.escape(name or "?", quote=False)
+    head = f'<div style="margin:0 0 0.5em 0">tool call <code>{code}</code></div>\n'
+    return head + (code_block_html(json_display_text(arguments), "json") if arguments else "")
