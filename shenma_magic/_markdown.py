@@ -136,9 +136,10 @@ def _render_link_open(self: Any, tokens: list[Any], idx: int, options: Any, env:
     token = tokens[idx]
     href = str(token.attrGet("href") or "")
     if not safe_url(href):
-        # markdown-it already refuses javascript: and friends; anything else odd shows as text.
+        # markdown-it already refuses javascript: and friends; anything else odd (ftp:, data:, tel:)
+        # is not followed: its text shows, its target only as a tooltip.
         token.meta["dropped"] = True
-        return "<span>"
+        return f'<span title="{html.escape(href)}">'
     title = token.attrGet("title")
     title_attr = f' title="{html.escape(str(title))}"' if title else ""
     return f'<a href="{html.escape(href)}" rel="{_REL}" target="_blank"{title_attr}>'
