@@ -118,6 +118,14 @@ def _render_text(self: Any, tokens: list[Any], idx: int, options: Any, env: Any)
     return escape_text(tokens[idx].content)
 
 
+def _inside_link(tokens: list[Any], idx: int) -> bool:
+    depth = 0
+    for token in tokens[:idx]:
+        depth += token.type == "link_open"
+        depth -= token.type == "link_close"
+    return depth > 0
+
+
 def _render_image(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
     src = str(token.attrGet("src") or "")
@@ -127,8 +135,8 @@ def _render_image(self: Any, tokens: list[Any], idx: int, options: Any, env: Any
     if _DATA_IMAGE.fullmatch(src):
         return f'<img src="{src}" alt="{html.escape(alt)}"{title_attr} style="max-width:100%">'
     label = escape_text(image_label(alt, src))
-    if not src or not safe_url(src):
-        return f"<span>{label}</span>"
+    if not src or not safe_url(src) or _inside_link(tokens, idx):
+        return f"<span>{label}</span>"  # a link inside a link is no HTML: the outer link wins
     return f'<a href="{html.escape(src)}" rel="{_REL}" target="_blank"{title_attr}>{label}</a>'
 
 

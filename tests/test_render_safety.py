@@ -173,3 +173,12 @@ def test_tool_call_html_shows_name_and_arguments_exactly(name: str, arguments: s
     assert root.find_all("div")[0].find_all("code")[0].text == (name or "?")
     if arguments:
         assert root.find_all("pre")[0].text == json_display_text(arguments)
+
+
+def test_an_image_inside_a_link_is_the_links_text() -> None:
+    root = parse_html(render_html("[![badge](http://evil.example/b.svg)](https://ok.example/project)"))
+    links = root.find_all("a")
+    assert [(a.attrs["href"], a.text) for a in links] == [
+        ("https://ok.example/project", "🖼 badge (evil.example)")
+    ]
+    assert all(not a.find_all("a")[1:] for a in links)  # no anchor nested in another
