@@ -118,12 +118,20 @@ def _render_text(self: Any, tokens: list[Any], idx: int, options: Any, env: Any)
     return escape_text(tokens[idx].content)
 
 
-def _inside_link(tokens: list[Any], idx: int) -> bool:
-    depth = 0
-    for token in tokens[:idx]:
-        depth += token.type == "link_open"
-        depth -= token.type == "link_close"
-    return depth > 0
+def _inside_link(tokens: list[Any], idx: int, env: Any) -> bool:
+    # Link depth before each token of this inline run, computed once per run (a paragraph of many
+    # images must not cost a scan per image).
+    cache = env.setdefault("_link_depth", {}) if isinstance(env, dict) else {}
+    key = id(tokens)
+    depths = cache.get(key)
+    if depths is None or depths[0] is not tokens:
+        running = 0
+        levels = []
+        for token in tokens:
+            levels.append(running)
+            running += (token.type == "link_open") - (token.type == "link_close")
+        depths = cache[key] = (tokens, levels)
+    return bool(depths[1][idx] > 0)
 
 
 def _render_image(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
@@ -135,7 +143,7 @@ def _render_image(self: Any, tokens: list[Any], idx: int, options: Any, env: Any
     if _DATA_IMAGE.fullmatch(src):
         return f'<img src="{src}" alt="{html.escape(alt)}"{title_attr} style="max-width:100%">'
     label = escape_text(image_label(alt, src))
-    if not src or not safe_url(src) or _inside_link(tokens, idx):
+    if not src or not safe_url(src) or _inside_link(tokens, idx, env):
         return f"<span>{label}</span>"  # a link inside a link is no HTML: the outer link wins
     return f'<a href="{html.escape(src)}" rel="{_REL}" target="_blank"{title_attr}>{label}</a>'
 
@@ -276,10 +284,7 @@ def _layout(state: Any) -> None:
             if not token.attrGet("style"):
                 token.attrSet("style", "text-align:left")
         elif kind == "blockquote_open":
-            token.attrSet(
-                "style",
-                "margin:0 0 1em 0;padding:0 1em;border-left:4px solid var(--jp-border-color2,#e0e0e0)",
-            )
+            token.attrSet("style", _QUOTE)
 
 
 def _build() -> Any:
