@@ -54,7 +54,7 @@ SHAPES: dict[str, Callable[[int], str]] = {
     "unclosed $$ lines": lambda n: _repeat("$$a\n", n),
     "unclosed envs": lambda n: _repeat("\\begin{align}\n", n),
     "money $": lambda n: _repeat("$5 and $10 ", n),
-    "images in a paragraph": lambda n: _repeat("![a](https://e.x/i.png) [![b](//e.x/b.png)](https://e.x) ", n),
+    "images in a paragraph": lambda n: _repeat("![a](https://e.x/i.png) [![b](//e.x/b)](https://e.x) ", n),
     "brackets [[[": lambda n: "[" * (n // 2) + "]" * (n // 2),
 }
 
