@@ -7,7 +7,7 @@ interval, ``finish`` once):
   widget; only the growing tail and the status line are re-sent, so the traffic to the browser stays
   proportional to the answer, not to the answer times the number of updates.
 * :class:`MarkdownView`: the same without ipywidgets, re-sending the rendered answer at a slower rate.
-* :class:`TextView` (terminal IPython): plain text to stdout as it arrives.
+* :class:`TextView` (terminal IPython, in :mod:`._terminal`): text to stdout as it arrives.
 
 When a reply ends (also on error or interrupt) the live view is replaced in place by a normal
 ``text/html`` + ``text/markdown`` + ``text/plain`` output, so a saved notebook, nbconvert, GitHub and
@@ -21,12 +21,12 @@ widget, whose capture follows the kernel's idea of the current cell.
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import Any, Optional, Protocol, TextIO
+from typing import Any, Optional, Protocol
 
 from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
 from ._render import BlockSplitter, escape, render_html, safe_markdown
+from ._terminal import TextView
 
 __all__ = [
     "Extras",
@@ -309,50 +309,6 @@ class MarkdownView:
 
     def finish(self, reply: Reply, status: str) -> None:
         self._update(final_bundle(reply, status))
-
-
-class TextView:
-    """Terminal IPython: the answer goes to stdout as it arrives, then the status line."""
-
-    def __init__(self, stream: Optional[TextIO] = None) -> None:
-        self._out = stream or sys.stdout
-        self._tty = bool(getattr(self._out, "isatty", lambda: False)())
-        self._in_reasoning = False
-        self._wrote = False
-        self._ends_with_newline = True
-
-    def _dim(self, text: str) -> str:
-        return f"\x1b[2m{text}\x1b[0m" if self._tty else text
-
-    def _write(self, text: str) -> None:
-        if text:
-            self._out.write(text)
-            self._out.flush()
-            self._wrote = True
-            self._ends_with_newline = text.endswith("\n")
-
-    def on_delta(self, delta: Delta) -> None:
-        if isinstance(delta, ReasoningDelta):
-            if not self._in_reasoning:
-                self._in_reasoning = True
-                self._write(self._dim("[reasoning] "))
-            self._write(self._dim(delta.text))
-        elif isinstance(delta, TextDelta):
-            if self._in_reasoning:
-                self._in_reasoning = False
-                self._write("\n\n")
-            self._write(delta.text)
-        elif isinstance(delta, NoticeDelta):
-            self._write(("" if self._ends_with_newline else "\n") + self._dim(f"[{delta.message}]") + "\n")
-
-    def refresh(self, status: str) -> None:
-        pass
-
-    def finish(self, reply: Reply, status: str) -> None:
-        lead = "" if self._ends_with_newline or not self._wrote else "\n"
-        self._write(lead + self._dim(f"[{status}]") + "\n")
-        if reply.error:
-            self._write(f"⚠ {reply.error}\n")
 
 
 class Extras:

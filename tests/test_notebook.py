@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,7 @@ def test_error_and_reasoning_are_saved_too(relay: Relay, tmp_path: Path) -> None
     execute(nb, relay, tmp_path)
     reasoning, failed, works = (c.outputs for c in nb.cells[1:])
     data = reasoning[-1]["data"]
-    assert "<h1>答案</h1>" in data["text/html"] and "<strong>42</strong>" in data["text/html"]
+    assert re.search(r"<h1[^>]*>答案</h1>", data["text/html"]) and "<strong>42</strong>" in data["text/html"]
     assert "让我想想……" in data["text/html"] and "<details" in data["text/html"]
     assert data["text/plain"] == "# 答案\n\n**42**"  # the raw answer, reasoning apart
     fail = failed[-1]["data"]

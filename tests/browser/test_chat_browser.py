@@ -325,7 +325,7 @@ def test_saved_notebook_keeps_the_answer_without_kernel_or_widgets(
         assert set(out["data"]) == FINAL_MIMES
         for mime in FINAL_MIMES:
             assert must_have in joined(out["data"][mime]), (mime, out["data"][mime])
-    assert "<table>" in joined(nb["cells"][2]["outputs"][0]["data"]["text/html"])
+    assert "<table" in joined(nb["cells"][2]["outputs"][0]["data"]["text/html"])
     # No second copy of the answer in saved widget state either.
     assert "word1" not in str(nb["metadata"].get("widgets", ""))
 
