@@ -6,6 +6,7 @@ name. A new command is one function and one :func:`command` line; ``%chat help``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -132,6 +133,8 @@ def show_settings(magic: ChatMagics, rest: list[str]) -> None:
         ("max_history", f"{settings.max_history} turns"),
         ("conversation", _count(len(session.conversation), "turn")),
         ("display", settings.display),
+        ("log", f"on ({_shown_path(magic)})" if settings.log else "off (%chat log on)"),
+        ("cache", "on: answers from the log when it can" if settings.cache else "off"),
     ]
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
@@ -246,20 +249,203 @@ def tools_command(magic: ChatMagics, rest: list[str]) -> None:
     raise UsageError("usage: %chat tools [add NAME [--trusted] | remove NAME]")
 
 
-@command("usage", "%chat usage [reset]", "tokens and cost of this session, by model")
+@command(
+    "usage",
+    "%chat usage [reset | --since WHEN]",
+    "tokens and cost of this session, by model; --since 7d|today|30d|DATE:\n"
+    "from the log, by day and model, of every kernel (--here: this notebook's)",
+)
 def usage_command(magic: ChatMagics, rest: list[str]) -> None:
     session = magic.synced_session()
+    if "--since" in rest or "--here" in rest:
+        return _usage_since(magic, rest)
     ledger = session.usage
     if rest[:1] == ["reset"]:
         ledger.reset()
         print("usage totals cleared")
         return
     if not len(ledger):
-        print("no replies yet")
+        print("no replies yet (%chat usage --since 7d: what the log holds)")
         return
     print(ledger.table(session.settings.currency))
     if not session.settings.prices:
         print("(no prices set: %config ChatMagics.prices = {'gpt-4o-mini': {'input': 1.05, 'output': 4.2}})")
+
+
+def _usage_since(magic: ChatMagics, rest: list[str]) -> None:
+    from ._logview import usage_table
+    from ._since import parse_since
+
+    words = [w for w in rest if w != "--here"]
+    if words[:1] != ["--since"] or len(words) != 2:
+        raise UsageError("usage: %chat usage --since 7d|24h|today|yesterday|30d|2026-11-01 [--here]")
+    try:
+        since = parse_since(words[1])
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    session = magic.session
+    store = _log_store(magic)
+    if store is None:
+        return
+    notebook = session.notebook_id if "--here" in rest else None
+    rows = _or_line(lambda: store.usage(since, notebook))
+    if rows is None:
+        return
+    where = "this notebook" if notebook else "all notebooks"
+    print(f"since {since.strftime('%Y-%m-%d %H:%M')} ({where}):")
+    print(usage_table(rows, session.settings.currency))
+
+
+# -- the log ---------------------------------------------------------------------------------------------
+
+
+def _log_store(magic: ChatMagics) -> Any:
+    """The session's log, or None after printing the one line that says why it cannot be used."""
+    from ._store import StoreError
+
+    try:
+        return magic.session.journal.store()
+    except StoreError as exc:
+        print(f"⚠ {exc}")
+        return None
+
+
+def _or_line(action: Callable[[], Any]) -> Any:
+    from ._store import StoreError
+
+    try:
+        return action()
+    except StoreError as exc:
+        print(f"⚠ {exc}")
+        return None
+
+
+def _shown_path(magic: ChatMagics) -> str:
+    path = str(magic.session.journal.path)
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if home not in ("", "/") and path.startswith(home + os.sep) else path
+
+
+@command(
+    "log",
+    "%chat log [N] [--all] [-o NAME] [WORDS]",
+    "this notebook's last N (20) exchanges from the log, one line each;\n"
+    "--all: every notebook's; WORDS: those containing them; -o: the records\n"
+    "%chat log off / on: stop or resume writing the log",
+)
+def log_command(magic: ChatMagics, rest: list[str]) -> None:
+    if rest in (["on"], ["off"]):
+        magic.log = rest[0] == "on"
+        if magic.log:
+            magic.session.journal.retry()
+            print(f"logging on: exchanges go to {_shown_path(magic)}")
+        else:
+            print("logging off: nothing more is written to the log (%chat log on to resume)")
+        return
+    limit, every, out = 20, False, None
+    words: list[str] = []
+    items = iter(rest)
+    for word in items:
+        if word == "--all":
+            every = True
+        elif word in ("-o", "--out"):
+            out = next(items, None)
+            if out is None or not out.isidentifier():
+                raise UsageError(f"-o needs a Python name, not {out!r}")
+        elif word.isdigit() and not words:
+            limit = int(word)
+        else:
+            words.append(word)
+    session = magic.synced_session()
+    store = _log_store(magic)
+    if store is None:
+        return
+    notebook = None if every else session.notebook_id
+    records = _or_line(lambda: store.recent(notebook, limit, " ".join(words) or None))
+    if records is None:
+        return
+    if out:
+        magic.user_ns[out] = records
+    if not records:
+        what = "" if every else " of this notebook"
+        found = f" containing {' '.join(words)!r}" if words else ""
+        print(f"the log holds no exchanges{what}{found} ({_shown_path(magic)})")
+        return
+    from ._logview import log_line
+
+    currency = session.settings.currency
+    print("\n".join(log_line(r, currency=currency, notebook=every) for r in records))
+    if not session.settings.log:
+        print("(logging is off: %chat log on)")
+
+
+@command(
+    "forget",
+    "%chat forget [--all]",
+    "delete this notebook's exchanges from the log (--all: every notebook's):\nthe text leaves the file",
+)
+def forget_command(magic: ChatMagics, rest: list[str]) -> None:
+    if rest not in ([], ["--all"]):
+        raise UsageError("usage: %chat forget [--all]")
+    session = magic.synced_session()
+    store = _log_store(magic)
+    if store is None:
+        return
+    every = rest == ["--all"]
+    done = _or_line(lambda: store.forget(None if every else session.notebook_id))
+    if done is None:
+        return
+    what = "from every notebook" if every else "of this notebook"
+    print(
+        f"forgot {_count(done.exchanges, 'exchange')} {what}"
+        + ("" if done.exchanges else " (there were none)")
+    )
+    if not done.wiped:
+        print("(another kernel is reading the log: the text leaves the file when it lets go)")
+
+
+@command(
+    "resume",
+    "%chat resume",
+    "bring back this notebook's last conversation from the log (after a restart)",
+)
+def resume_command(magic: ChatMagics, rest: list[str]) -> None:
+    if rest:
+        raise UsageError("usage: %chat resume")
+    session = magic.synced_session()
+    from ._store import StoreError
+
+    try:
+        record = session.resume()
+    except StoreError as exc:
+        print(f"⚠ {exc}")
+        return
+    if record is None:
+        print(f"nothing to resume: the log holds no conversation of this notebook ({session.notebook_id})")
+        return
+    sides = {name: turns for name, turns in record.branches.items() if name}
+    if record.turns or not sides:
+        print(f"resumed {_count(len(record.turns), 'turn')} of this notebook's last conversation")
+    if sides:
+        shown = ", ".join(f"{name} {_count(len(turns), 'turn')}" for name, turns in sides.items())
+        print(f"resumed the comparison: {shown}")
+
+
+@command(
+    "cache",
+    "%chat cache [on | off]",
+    "answer a request the log has answered before from the log, sending\n"
+    "nothing (a re-run needs no money and no key); %%chat --cache: one cell",
+)
+def cache_command(magic: ChatMagics, rest: list[str]) -> None:
+    if rest in (["on"], ["off"]):
+        magic.cache = rest[0] == "on"
+    elif rest:
+        raise UsageError("usage: %chat cache [on | off]")
+    if magic.cache:
+        print("cache on: a request the log has answered before is answered from the log")
+    else:
+        print("cache off: every request is sent (%chat cache on, or %%chat --cache for one cell)")
 
 
 @command("help", "%chat help", "this list")

@@ -71,10 +71,17 @@ class Costing:
 
         return format_money(amount, self.currency)
 
+    def counted(self, reply: Reply) -> Optional[tuple[Optional[float], bool, int, int]]:
+        """(cost, estimated, prompt tokens, completion tokens) of one round; None for a request that failed
+        before the model produced anything (it is not charged)."""
+        if not (reply.usage or reply.text or reply.reasoning or reply.tool_calls):
+            return None
+        return self._cost(reply.usage, generated_text(reply))
+
     def charge(self, ledger: UsageLedger, model: str, reply: Reply) -> None:
         """Add one round's tokens and cost to ``ledger``; a request that failed before the model produced
         anything is not charged."""
-        if not (reply.usage or reply.text or reply.reasoning or reply.tool_calls):
-            return
-        cost, estimated, prompt, completion = self._cost(reply.usage, generated_text(reply))
-        ledger.add(model, prompt, completion, cost, estimated)
+        figures = self.counted(reply)
+        if figures is not None:
+            cost, estimated, prompt, completion = figures
+            ledger.add(model, prompt, completion, cost, estimated)

@@ -7,6 +7,7 @@ environment (``SHENMA_BASE_URL``, ``SHENMA_MODEL``; ``OPENAI_BASE_URL`` as a fal
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import Any, Optional
 
@@ -17,6 +18,7 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unico
 
 from ._commands import NO_KEY_HINT, run_command
 from ._errors import ConfigError, ShenmaError
+from ._identity import notebook_identity
 from ._prompt import fill_variables
 from ._scrub import scrub_key_from_history
 from ._secret import looks_like_key
@@ -63,6 +65,12 @@ class ChatMagics(Magics):
         _DEFAULTS.update_interval, help="Seconds between live updates (about 13 per second)."
     ).tag(config=True)
     fill_vars = Bool(True, help="Fill {name} in prompts from the user namespace.").tag(config=True)
+    log = Bool(
+        True, help="Keep every exchange in the local log (~/.local/share/shenma-magic/log.sqlite3)."
+    ).tag(config=True)
+    cache = Bool(
+        False, help="Answer a request identical to one in the log from the log, without sending it."
+    ).tag(config=True)
     prices = Dict(
         help='Prices per model: {"gpt-4o-mini": {"input": 1.05, "output": 4.2}} per million tokens, '
         'or {"per_call": 0.1}; glob patterns such as "deepseek-*" work.'
@@ -96,6 +104,9 @@ class ChatMagics(Magics):
             self.session.settings = Settings().with_changes(**{n: getattr(self, n) for n in Settings.names()})
         except ConfigError as exc:
             raise UsageError(str(exc)) from None
+        # The log files this kernel's exchanges under its notebook (the environment can say so only here,
+        # where the user namespace is: VS Code puts the notebook's path there).
+        self.session.notebook = notebook_identity(os.environ, self.user_ns, os.getcwd())
         return self.session
 
     @property
@@ -149,6 +160,15 @@ class ChatMagics(Magics):
         "bytes, a PIL image or a matplotlib figure.",
     )
     @argument("--no-tools", action="store_true", help="Do not offer the registered tools for this cell.")
+    @argument(
+        "--cache",
+        action="store_true",
+        default=None,
+        help="Answer from the log if it holds this exact request (sends nothing, needs no key).",
+    )
+    @argument(
+        "--no-cache", dest="cache", action="store_false", help="Send the request even if %%chat cache is on."
+    )
     @cell_magic("chat")  # type: ignore[arg-type]  # IPython types the decorator too narrowly
     def chat(self, line: str, cell: str) -> None:
         """Send the cell to the model as the user message and stream the reply.
@@ -224,6 +244,7 @@ class ChatMagics(Magics):
             images=images,
             new=bool(args.new),
             tools=not args.no_tools,
+            cache=args.cache,
         )
 
     def _lookup(self, name: str, option: str) -> Any:

@@ -9,13 +9,16 @@ or ipywidgets, and ``requests`` only when the first request is made.
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
 from ._errors import ConfigError, ShenmaError
+from ._journal import Journal, Round
 from ._keys import KeyStore
 from ._models import Delta, Reply
 from ._prompt import Conversation
@@ -24,8 +27,11 @@ from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._client import ChatClient
+    from ._costing import Costing
     from ._display import View
+    from ._exchange import ConversationRecord
     from ._pricing import UsageLedger
+    from ._store import Store
     from ._tools import ToolRegistry
 
 __all__ = [
@@ -75,6 +81,10 @@ class ChatRequest:
     images: Sequence[Any] = ()
     new: bool = False
     tools: bool = True
+    cache: Optional[bool] = None  # answer from the log if it holds this exact request (None: the setting)
+
+
+REPLAYED = "replayed from the log"
 
 
 @dataclass
@@ -189,8 +199,13 @@ class Session:
     >>> chat.history                                   # OpenAI-shaped message dicts
 
     Settings (``temperature``, ``max_tokens``, ``timeout``, ``max_time``, ``max_history``, ``max_retries``,
-    ``prices``, ``currency``, ``max_tool_rounds``) are checked when given. ``api_key=None`` resolves the
-    key exactly as ``%%chat`` does, and a key only ever goes to the host it belongs to.
+    ``prices``, ``currency``, ``max_tool_rounds``, ``log``, ``cache``) are checked when given.
+    ``api_key=None`` resolves the key exactly as ``%%chat`` does, and a key only ever goes to the host it
+    belongs to.
+
+    Every exchange goes into the local log (``log=False`` turns that off; ``store=`` names another file or
+    :class:`~shenma_magic._store.Store`), under ``notebook`` (set by the magic; else the working
+    directory). ``cache=True`` answers a request identical to a logged one from the log, sending nothing.
     """
 
     def __init__(
@@ -202,6 +217,7 @@ class Session:
         *,
         tools: Optional[ToolRegistry] = None,
         keys: Optional[KeyStore] = None,
+        store: Union[Store, str, os.PathLike[str], None] = None,
         **settings: Any,
     ) -> None:
         given = {k: v for k, v in (("base_url", base_url), ("model", model), ("system", system)) if v}
@@ -219,6 +235,11 @@ class Session:
         self._clients: dict[tuple[str, Optional[Secret]], ChatClient] = {}
         self._turn_lock = threading.Lock()
         self._turn_owner: Optional[int] = None
+        self.journal = Journal(store, self.known_keys)
+        self.notebook: Optional[str] = None
+        self.conversation_id = uuid.uuid4().hex
+        # The other sides of a resumed comparison, by model (the plain conversation is ``conversation``).
+        self.branches: dict[str, Conversation] = {}
 
     def __repr__(self) -> str:
         return (
@@ -263,8 +284,45 @@ class Session:
         self.settings = self.settings.with_changes(**fixed)
 
     def reset(self) -> None:
-        """Forget the conversation (the settings, tools and usage stay)."""
+        """Forget the conversation (the settings, tools and usage stay; the log keeps what it has)."""
         self.conversation.reset()
+        self.branches = {}
+        self.conversation_id = uuid.uuid4().hex
+
+    @property
+    def notebook_id(self) -> str:
+        """What the log files this session's exchanges under: ``notebook``, else the notebook or folder
+        the environment names (see :func:`~shenma_magic._identity.notebook_identity`)."""
+        if self.notebook:
+            return self.notebook
+        from ._identity import notebook_identity
+
+        return notebook_identity(os.environ, {}, os.getcwd())
+
+    def known_keys(self) -> list[str]:
+        """Every key this session could send (for masking; the log never holds one)."""
+        keys = self.keys.known_keys()
+        if self._api_key is not None:
+            keys.append(self._api_key.reveal())
+        return keys
+
+    def resume(self) -> Optional[ConversationRecord]:
+        """Bring back this notebook's last conversation from the log (and the sides of a comparison, in
+        ``branches``), in place of the current one; None when the log holds none for this notebook. Later
+        turns continue that conversation in the log. Raises StoreError (one line) if the log is unusable."""
+        record = self.journal.store().conversation(self.notebook_id)
+        if record is None:
+            return None
+        self.conversation.reset()
+        self.conversation.turns = [[dict(m) for m in turn] for turn in record.turns]
+        self.branches = {}
+        for name, turns in record.branches.items():
+            if name:
+                side = Conversation()
+                side.turns = [[dict(m) for m in turn] for turn in turns]
+                self.branches[name] = side
+        self.conversation_id = record.id
+        return record
 
     def key_for(self, base_url: str) -> tuple[Optional[Secret], str]:
         """The key that would be sent to ``base_url`` and where it comes from."""
@@ -312,10 +370,12 @@ class Session:
         timeout: Optional[float] = None,
         max_time: Optional[float] = None,
         new: bool = False,
+        cache: Optional[bool] = None,
     ) -> Reply:
         """Send ``prompt`` as the next user message, stream the reply (each delta to ``on_delta``), record
         the turn, and return the :class:`Reply`. ``json``/``schema`` ask for JSON (the parsed value is
-        ``reply.value``); ``images`` are paths, URLs, bytes, PIL images or matplotlib figures.
+        ``reply.value``); ``images`` are paths, URLs, bytes, PIL images or matplotlib figures; ``cache``
+        overrides the ``cache`` setting for this call (an answer from the log says so in ``reply.notices``).
 
         Raises the :class:`~shenma_magic.ShenmaError` subclass on failure, with ``.reply`` holding the
         partial reply (also kept in the conversation when it has text), and :class:`ChatInterrupted` on
@@ -333,6 +393,7 @@ class Session:
             schema=schema,
             images=tuple(images),
             new=new,
+            cache=cache,
         )
         notices: list[str] = []
         outcome = self.run(request, _QuietFrontend(on_delta, notices))
@@ -393,7 +454,10 @@ class Session:
             Settings().with_changes(model=request.model).model if request.model else settings.resolved_model()
         )
         base_url = settings.resolved_base_url()
-        client = self.client(base_url)
+        use_cache = request.cache if request.cache is not None else settings.cache
+        # With the cache on, a key is needed only if a request is really sent (a notebook re-run from the
+        # log needs none); otherwise a missing key is said before anything happens.
+        client = None if use_cache else self.client(base_url)
         extra: dict[str, Any] = {}
         if request.json or request.schema is not None:
             from ._jsonout import response_format
@@ -406,7 +470,8 @@ class Session:
             else [{"type": "text", "text": request.prompt}, *(image.part for image in images)]
         )
         if request.new:
-            self.conversation.reset()
+            self.reset()
+        turn = len(self.conversation)
         system = request.system if request.system is not None else settings.system
         if extra.get("response_format") and "json" not in f"{system} {request.prompt}".lower():
             # OpenAI (and relays in front of it) answer 400 to JSON mode unless a message mentions JSON.
@@ -425,13 +490,39 @@ class Session:
         if images:
             frontend.show_images(images)
         from ._costing import Costing
-        from ._run import run_chat
+        from ._run import Measure, run_chat
 
         costing = Costing.for_request(
             settings.prices, settings.currency, model, messages, options["max_tokens"]
         )
+        rounds: list[Round] = []
+        keyed = settings.log or use_cache
+
+        def send(msgs: list[Message]) -> Iterator[Delta]:
+            from ._exchange import replay_deltas, request_key
+
+            key = request_key(model, msgs, options) if keyed else ""
+            hit = self.journal.lookup(key, frontend.notify) if use_cache else None
+            rounds.append(Round(list(msgs), key, hit is not None))
+            if hit is not None:
+                return iter(replay_deltas(hit))
+            return (client or self.client(base_url)).stream(msgs, **options)
+
+        def measure(builder: Any) -> Measure:
+            used = costing.measure(builder)
+            # A replayed answer cost nothing now (0, priced or not): money() then says where it came from.
+            return Measure(used.tokens, 0.0) if rounds and rounds[-1].replayed else used
+
+        def money(amount: float) -> str:
+            return REPLAYED if rounds and rounds[-1].replayed else costing.money(amount)
+
+        def round_done(done: Any) -> None:
+            rounds[-1].reply = done.reply
+            if not rounds[-1].replayed:
+                costing.charge(self.usage, model, done.reply)
+
         result, steps = run_chat(
-            lambda msgs: client.stream(msgs, **options),
+            send,
             messages,
             make_view=frontend.make_view,
             model=model,
@@ -440,15 +531,21 @@ class Session:
             notify=frontend.notify,
             interval=settings.update_interval,
             max_rounds=settings.max_tool_rounds,
-            measure=costing.measure,
-            money=costing.money,
-            on_round=lambda done: costing.charge(self.usage, model, done.reply),
+            measure=measure,
+            money=money,
+            on_round=round_done,
         )
         reply = result.reply
+        answer: Optional[str] = None
         if reply.text or steps:
             # A turn that showed text is kept, even if it was cut short (marked so, for the model's sake);
             # one that produced no answer text is not: the conversation never holds an empty answer.
-            self.conversation.record(content, reply.text + _cut_note(reply, result.interrupted), steps)
+            answer = reply.text + _cut_note(reply, result.interrupted)
+            self.conversation.record(content, answer, steps)
+        if any(r.replayed for r in rounds):
+            reply.notices.append(REPLAYED)
+        if settings.log:
+            self._log_turn(rounds, costing, base_url, model, turn, answer, frontend.notify)
         self.last = reply
         outcome = Outcome(reply, interrupted=result.interrupted, error=result.exception)
         if (request.json or request.schema is not None) and reply.text and reply.error is None:
@@ -465,6 +562,46 @@ class Session:
                 outcome.value = value
                 outcome.has_value = True
         return outcome
+
+    def _log_turn(
+        self,
+        rounds: list[Round],
+        costing: Costing,
+        base_url: str,
+        model: str,
+        turn: int,
+        answer: Optional[str],
+        notify: Callable[[str], None],
+    ) -> None:
+        """Write the turn's requests to the log; the last one carries the answer the conversation kept."""
+        from ._exchange import Exchange
+
+        done = [r for r in rounds if r.reply is not None]
+        exchanges = []
+        for index, sent in enumerate(done):
+            assert sent.reply is not None
+            figures = costing.counted(sent.reply)
+            cost, estimated, prompt_tokens, completion_tokens = figures or (None, False, 0, 0)
+            exchanges.append(
+                Exchange.from_reply(
+                    sent.reply,
+                    notebook=self.notebook_id,
+                    host=host_of(base_url),
+                    messages=sent.messages,
+                    requested_model=model,
+                    prompt_tokens=prompt_tokens,
+                    completion_tokens=completion_tokens,
+                    cost=cost,
+                    cost_estimated=estimated,
+                    currency=costing.currency,
+                    request_key=sent.key,
+                    conversation=self.conversation_id,
+                    turn=turn,
+                    answer=answer if index == len(done) - 1 else None,
+                    replayed=sent.replayed,
+                )
+            )
+        self.journal.write(exchanges, notify)
 
     def _images(self, sources: Sequence[Any]) -> list[Any]:
         if not sources:

@@ -119,6 +119,8 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "update_interval": _range(0.01, 10, unit=" s"),
     "display": _choice(*DISPLAY_MODES),
     "fill_vars": _flag,
+    "log": _flag,
+    "cache": _flag,
     "prices": _prices,
     "currency": _text,
 }
@@ -152,7 +154,7 @@ def parse_setting(name: str, text: str) -> Any:
             value = float(text)
         except ValueError:
             raise ConfigError(f"{name} must be a number, not {text!r}") from None
-    elif name == "fill_vars":
+    elif name in ("fill_vars", "log", "cache"):
         if low not in ("true", "false", "on", "off", "yes", "no", "1", "0"):
             raise ConfigError(f"{name} must be on or off, not {text!r}")
         value = low in ("true", "on", "yes", "1")
@@ -179,6 +181,8 @@ class Settings:
     update_interval: float = 0.075
     display: str = "auto"
     fill_vars: bool = True
+    log: bool = True  # every exchange into the local log (see _store.py)
+    cache: bool = False  # answer an identical request from the log instead of sending it
     prices: dict[str, Any] = field(default_factory=dict)
     currency: str = "¥"
 
