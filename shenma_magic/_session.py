@@ -603,6 +603,40 @@ class Session:
             )
         self.journal.write(exchanges, notify)
 
+    # -- a table of prompts ------------------------------------------------------------------------------
+
+    def map(
+        self,
+        template: Union[str, Callable[[Any], Any]],
+        data: Any,
+        *,
+        model: Optional[str] = None,
+        concurrency: int = 8,
+        json: bool = False,
+        schema: Any = None,
+        max_cost: Optional[float] = None,
+        cache: bool = True,
+        progress: bool = True,
+        **options: Any,
+    ) -> Any:
+        """The template over every row of ``data``, each row an independent request with this session's
+        settings (not part of the conversation). See :func:`shenma_magic.map`."""
+        from ._batch import run_map
+
+        return run_map(
+            self,
+            template,
+            data,
+            model=model,
+            concurrency=concurrency,
+            json=json,
+            schema=schema,
+            max_cost=max_cost,
+            cache=cache,
+            progress=progress,
+            **options,
+        )
+
     def _images(self, sources: Sequence[Any]) -> list[Any]:
         if not sources:
             return []
