@@ -39,7 +39,17 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
-from ._batchpolicy import DEFAULT_ATTEMPTS, Budget, Limiter, Tally, Verdict, estimate_line, judge, retry_delay
+from ._batchpolicy import (
+    DEFAULT_ATTEMPTS,
+    PUSHBACK_ATTEMPTS_FACTOR,
+    Budget,
+    Limiter,
+    Tally,
+    Verdict,
+    estimate_line,
+    judge,
+    retry_delay,
+)
 from ._costing import Costing, prompt_text
 from ._errors import ConfigError, ProtocolError, ShenmaError
 from ._models import Delta, Reply, ReplyBuilder
@@ -538,7 +548,8 @@ class _Batch:
             verdict = judge(error)
         if verdict.pushback:
             self._limiter.pushback(job.epoch)
-        if verdict.kind == "retry" and job.attempts < request.max_attempts and not self._stopped:
+        allowed = request.max_attempts * (PUSHBACK_ATTEMPTS_FACTOR if verdict.pushback else 1)
+        if verdict.kind == "retry" and job.attempts < allowed and not self._stopped:
             if verdict.wait is not None and verdict.pushback:
                 self._hold_until = max(self._hold_until, now + verdict.wait)
             heapq.heappush(
@@ -549,6 +560,7 @@ class _Batch:
         reason = error.message
         if verdict.kind == "retry" and job.attempts > 1:
             reason = f"{reason} (after {job.attempts} attempts)"
+            reply.error = f"{reply.error or error} (after {job.attempts} attempts)"
         if verdict.kind == "fatal":
             self._stop(f"stopped: {excerpt(error.message, 120)}")
         self._write(job, reply, figures)

@@ -5,7 +5,9 @@ retried and when, how many requests may be in flight, when to stop, and what the
   (400, a refused schema...), or stop the batch (a bad key, no quota left, no channel for the model:
   every other row would fail the same way).
 * :class:`Limiter` is AIMD on the number of requests in flight: halved when the relay pushes back
-  (429/503), once per round of requests that saw it, and +1 per success up to the bound.
+  (429/503), once per round of requests that saw it; raised by 1 per success while ramping up (it
+  doubles per round) and by 1 per round after a pushback, back to ramping once the relay has been quiet
+  for two rounds.
 * :func:`retry_delay` is the wait before the next attempt: the server's ``Retry-After`` when it sends
   one, else exponential backoff with jitter.
 * :class:`Budget` keeps spent plus the estimate of what is in flight under ``max_cost``.
@@ -36,6 +38,7 @@ from ._secret import excerpt
 __all__ = [
     "DEFAULT_ATTEMPTS",
     "OUTPUT_GUESS",
+    "PUSHBACK_ATTEMPTS_FACTOR",
     "Budget",
     "Limiter",
     "Tally",
@@ -45,6 +48,8 @@ __all__ = [
 ]
 
 DEFAULT_ATTEMPTS = 4  # tries per row, the first included
+# A row refused because the relay is busy (429/503) was not at fault: it gets this many times the tries.
+PUSHBACK_ATTEMPTS_FACTOR = 2
 OUTPUT_GUESS = 256  # answer tokens per row assumed for estimates when max_tokens is not set
 _RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524, 529})
 _PUSHBACK_STATUSES = frozenset({429, 503, 529})
@@ -101,7 +106,13 @@ def retry_delay(
 
 
 class Limiter:
-    """How many requests may be in flight: starts at ``bound``; halved on pushback, +1 per success.
+    """How many requests may be in flight: starts at ``bound``; halved on pushback, raised on success.
+
+    Below ``threshold`` each success adds 1 (the limit doubles per round of requests); at or above it, each
+    adds 1/limit (one more per round), so that just under the relay's own limit the client probes gently
+    instead of knocking again at once. A pushback sets the threshold to the halved limit; two rounds
+    without one (2 × limit successes) set it back to the bound, so a relay that recovered gets the full
+    concurrency back in a few rounds.
 
     A pushback halves the limit once per "epoch": the requests that were already in flight when it was
     lowered carry the old epoch, and their own pushbacks (the same burst, seen again) do not halve it again.
@@ -110,20 +121,28 @@ class Limiter:
     def __init__(self, bound: int) -> None:
         self.bound = bound
         self._limit = float(bound)
+        self.threshold = float(bound)
         self.epoch = 0
+        self._quiet = 0  # successes since the last pushback
 
     @property
     def limit(self) -> int:
         return max(1, int(self._limit))
 
     def success(self) -> None:
-        self._limit = min(float(self.bound), self._limit + 1.0)
+        step = 1.0 if self._limit < self.threshold else 1.0 / self._limit
+        self._limit = min(float(self.bound), self._limit + step)
+        self._quiet += 1
+        if self._quiet >= 2 * self._limit:
+            self.threshold = float(self.bound)
 
     def pushback(self, epoch: int) -> bool:
         """The relay pushed back on a request started in ``epoch``; True if the limit was lowered."""
         if epoch != self.epoch:
             return False
         self._limit = max(1.0, self._limit / 2)
+        self.threshold = self._limit
+        self._quiet = 0
         self.epoch += 1
         return True
 

@@ -11,15 +11,19 @@ per word of ``"echo: <text>"`` spread evenly over ``latency`` seconds, a finish 
 counts, as tests/relay.py counts them) and ``[DONE]``. With ``response_format`` the echo is the JSON object
 ``{"echo": "<text>"}``. Rules, checked in this order:
 
-``poison``      a request whose text contains one of these substrings gets 400 every time.
+``refuse``      a request whose text contains one of these substrings gets that status every time
+                (``relay.refuse("row 7")``: 400; ``relay.refuse("row 3", 503, retry_after=0.05)``).
 ``fail_next``   the next N chat requests get STATUS (e.g. 429 with ``Retry-After``).
 ``capacity``    a request arriving while ``capacity`` others are being answered gets 429 with
                 ``Retry-After: capacity_retry_after``: a relay that limits concurrency per key.
 ``hold``        a request whose text contains it stalls ``hold_seconds`` after the role chunk.
 
+``latency_for`` (a function of the text, or None) overrides ``latency`` per request.
+
 It counts what a test asserts on: ``requests`` (chat requests received), ``current`` and ``peak`` (being
 answered at once), ``by_text`` (how often each user text was sent), ``statuses``, ``completed`` and
-``closed`` (the client hung up before the end). ``GET /_stats`` returns them as JSON and ``POST /_reset``
+``closed`` (the client hung up before the end), and ``arrivals``: (time.monotonic(), text, status, how many
+were being answered with it) per request. ``GET /_stats`` returns them as JSON and ``POST /_reset``
 zeroes them, for a server in another process.
 """
 
@@ -34,7 +38,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 __all__ = ["PacedRelay", "main"]
@@ -103,7 +107,8 @@ class PacedRelay:
     def __init__(self, host: str = "127.0.0.1", *, port: int = 0, latency: float = 0.05) -> None:
         self.host = host
         self.latency = latency
-        self.poison: set[str] = set()
+        self.refused: dict[str, tuple[int, Optional[float]]] = {}
+        self.latency_for: Optional[Callable[[str], float]] = None
         self.capacity: Optional[int] = None
         self.capacity_retry_after = 0.2
         self.hold = ""
@@ -126,6 +131,8 @@ class PacedRelay:
         self.closed = 0
         self.by_text: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
+        self.arrivals: list[tuple[float, str, int, int]] = []
+        self.connections = 0
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -134,8 +141,26 @@ class PacedRelay:
             "peak": self.peak,
             "completed": self.completed,
             "closed": self.closed,
+            "connections": self.connections,
             "statuses": {str(k): v for k, v in self.statuses.items()},
         }
+
+    def refuse(self, text: str, status: int = 400, *, retry_after: Optional[float] = None) -> None:
+        """Every request whose text contains ``text`` gets ``status``."""
+        self.refused[text] = (status, retry_after)
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+        """Poll ``condition`` until it holds or ``timeout`` passes; its last value."""
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def wait_closed(self, count: int, timeout: float = 5.0) -> bool:
+        """Wait until ``count`` clients have hung up mid-answer."""
+        return self.wait_for(lambda: self.closed >= count, timeout)
 
     def fail_next(self, count: int, status: int = 429, retry_after: Optional[float] = None) -> None:
         """The next ``count`` chat requests get ``status`` (with ``Retry-After`` if given)."""
@@ -195,6 +220,7 @@ class PacedRelay:
     # -- HTTP -----------------------------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
         sock = writer.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -258,19 +284,22 @@ class PacedRelay:
         self.peak = max(self.peak, self.current)
         try:
             refusal = self._refusal(text)
+            status = refusal[0] if refusal is not None else 200
+            self.statuses[status] += 1
+            self.arrivals.append((time.monotonic(), text, status, self.current))
             if refusal is not None:
-                status, headers, data = refusal
-                self.statuses[status] += 1
+                _, headers, data = refusal
                 await self._plain(writer, status, headers, data)
                 return True
-            self.statuses[200] += 1
             return await self._stream(request, text, reader, writer)
         finally:
             self.current -= 1
 
     def _refusal(self, text: str) -> Optional[tuple[int, dict[str, str], bytes]]:
-        if any(p in text for p in self.poison):
-            return _error(400, "this row is poisoned")
+        for part, (status, retry_after) in self.refused.items():
+            if part in text:
+                headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
+                return _error(status, "this row is refused", headers)
         if self._fail:
             status, retry_after = self._fail.pop(0)
             headers = {"Retry-After": f"{retry_after:g}"} if retry_after is not None else {}
@@ -304,7 +333,8 @@ class PacedRelay:
             await send(_sse(_chunk(model, {"role": "assistant", "content": ""})))
             if self.hold and self.hold in text:
                 await self._sleep(self.hold_seconds, reader)
-            gap = self.latency / len(pieces)
+            latency = self.latency_for(text) if self.latency_for is not None else self.latency
+            gap = latency / len(pieces)
             for piece in pieces:
                 if gap > 0:
                     await self._sleep(gap, reader)
