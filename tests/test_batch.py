@@ -484,3 +484,50 @@ def test_chat_over_refuses_what_does_not_combine(chat_shell: Any) -> None:
         shell.run_cell_magic("chat", "--concurrency 4", "hello")
     with pytest.raises(UsageError, match="does not use the row"):
         shell.run_cell_magic("chat", "--over words -o out", "hello")
+
+
+@pytest.mark.slow
+def test_in_jupyter_one_bar_for_the_whole_batch_then_the_summary(paced: PacedRelay, tmp_path: Path) -> None:
+    from jupyter_client.manager import start_new_kernel
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "SHENMA_BASE_URL": paced.url,
+        "SHENMA_API_KEY": KEY,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+    }
+    paced.latency = 0.1
+    manager, client = start_new_kernel(kernel_name="python3", env=env)
+    try:
+
+        def run_cell(code: str) -> list[dict[str, Any]]:
+            messages: list[dict[str, Any]] = []
+            reply = client.execute_interactive(code, output_hook=messages.append, timeout=120)
+            assert reply["content"]["status"] == "ok", reply["content"]
+            return messages
+
+        run_cell("%load_ext shenma_magic")
+        run_cell("small = [f'row {i}' for i in range(4)]\nbig = [f'row {i}' for i in range(80)]")
+        counts = {}
+        for name in ("small", "big"):
+            messages = run_cell(f"%%chat --over {name} -o out_{name} --concurrency 4\nSay {{}}")
+            opened = [m for m in messages if m["msg_type"] == "comm_open"]
+            updates = [m for m in messages if m["msg_type"] == "comm_msg"]
+            counts[name] = (len(opened), len(updates))
+            shown = [m for m in messages if m["msg_type"] in ("display_data", "update_display_data")]
+            last = shown[-1]["content"]["data"]
+            # The live bar was replaced by the summary: a saved notebook keeps text, not a widget.
+            assert "application/vnd.jupyter.widget-view+json" not in last
+            rows = 4 if name == "small" else 80
+            assert last["text/plain"].startswith(f"{rows} done")
+        # The same widgets for 4 rows and for 80: one bar for the batch, none per row.
+        assert counts["small"][0] == counts["big"][0] > 0
+        assert counts["big"][1] < 80  # and far fewer updates than rows (at most 4 a second)
+        check = run_cell("print(len(out_big), out_big[79])")
+        printed = "".join(m["content"].get("text", "") for m in check if m["msg_type"] == "stream")
+        assert printed.strip() == "80 echo: Say row 79"
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
