@@ -125,7 +125,14 @@ _MEMORY_CHILD = textwrap.dedent(
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     assert len(out) == rows and all(r.complete for r in out)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows": rows, "before_kb": before, "peak_kb": peak, "wall": wall, "cpu": cpu}))
+
+    def size(reply):  # what one answer holds: the text, its attributes, their dicts and lists
+        own = [reply, reply.__dict__, reply.usage, reply.notices, reply.tool_calls]
+        return sum(sys.getsizeof(part) for part in own if part is not None)
+
+    answers = sum(size(r) for r in out) + sys.getsizeof(out)
+    print(json.dumps({"rows": rows, "before_kb": before, "peak_kb": peak, "wall": wall, "cpu": cpu,
+                      "answers_bytes": answers}))
     """
 )
 
@@ -204,7 +211,11 @@ def main() -> None:
         )
     _print_table(["rows", "peak RSS MB", "growth MB", "wall s", "rows/s", "CPU ms/row"], rows)
     per_row = (large["peak_kb"] - base["peak_kb"]) * 1024 / (large["rows"] - base["rows"])
-    print(f"\ngrowth per row: {per_row:,.0f} bytes (the answers kept in the returned list)")
+    answer = (large["answers_bytes"] - base["answers_bytes"]) / (large["rows"] - base["rows"])
+    print(
+        f"\npeak RSS growth per row: {per_row:,.0f} bytes; the returned answers themselves hold "
+        f"{answer:,.0f} bytes per row (sys.getsizeof of each Reply, its __dict__, usage and lists)"
+    )
     print(f"summary line of the big run: {large['summary']}")
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
