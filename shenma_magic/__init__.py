@@ -183,7 +183,7 @@ def map(  # the name is the API (shenma_magic.map); it shadows the builtin only 
     from ._session import current_session
 
     global _fallback
-    chosen = session if session is not None else current_session()
+    chosen = session if session is not None else current_session(synced=True)
     if chosen is None:
         if _fallback is None:
             _fallback = Session()

@@ -361,7 +361,7 @@ def _ask_secret(prompt: str) -> str:
 def register(ip: Any) -> None:
     magics = ChatMagics(shell=ip)
     ip.register_magics(magics)
-    set_current_session(magics.session)
+    set_current_session(magics.session, magics.synced_session)
 
 
 def unregister(ip: Any) -> None:

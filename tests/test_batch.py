@@ -471,6 +471,22 @@ def test_chat_over_fills_the_cell_per_row_and_binds_the_answers(chat_shell: Any)
     assert list(shell.user_ns["out2"].index) == ["k"]
 
 
+def test_map_in_a_notebook_uses_the_notebook_s_session_as_configured(chat_shell: Any, relay: Any) -> None:
+    from shenma_magic._session import current_session
+
+    shell = chat_shell(KEY)
+    shell.run_line_magic("config", "ChatMagics.model = 'deepseek-r1'")
+    shell.run_line_magic("config", 'ChatMagics.prices = {"deepseek-*": {"input": 1000, "output": 1000}}')
+    out = shenma_magic.map("{}", ["a", "b"], progress=False, concurrency=2)
+    assert out == ["echo: a", "echo: b"]
+    assert [r.json["model"] for r in relay.chat_requests] == ["deepseek-r1", "deepseek-r1"]
+    session = current_session()
+    assert session is not None
+    (model, calls, _prompt, _completion, cost, _estimated), *_ = session.usage.rows()
+    assert (model, calls) == ("deepseek-r1", 2) and cost is not None and cost > 0
+    assert shenma_magic.map("{}", [], progress=False) == []
+
+
 def test_chat_over_refuses_what_does_not_combine(chat_shell: Any) -> None:
     from IPython.core.error import UsageError
 
