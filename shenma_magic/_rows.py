@@ -84,14 +84,13 @@ class Rows:
     _pandas: Any = None
 
     def rebuild(self, answers: list[Any]) -> Any:
-        """The answers in the input's shape: a list, or a Series with the input's index."""
+        """The answers in the input's shape: a list, or a Series with the input's index. After an
+        interrupted run, the rows not reached yet are None (when the data's length is known)."""
+        if self.total is not None and len(answers) < self.total:
+            answers = answers + [None] * (self.total - len(answers))
         if self.kind == "list":
             return answers
-        series = self._pandas.Series
-        if len(answers) != len(self.index):
-            # An interrupted run: the rows not reached yet have no answer.
-            answers = answers + [None] * (len(self.index) - len(answers))
-        return series(answers, index=self.index, dtype=object)
+        return self._pandas.Series(answers, index=self.index, dtype=object)
 
 
 def rows_of(data: Any) -> Rows:

@@ -128,6 +128,7 @@ class PacedRelay:
         self.current = 0
         self.peak = 0
         self.completed = 0
+        self.service_seconds = 0.0  # summed over completed streams: request in to last byte out
         self.closed = 0
         self.by_text: Counter[str] = Counter()
         self.statuses: Counter[int] = Counter()
@@ -140,6 +141,7 @@ class PacedRelay:
             "current": self.current,
             "peak": self.peak,
             "completed": self.completed,
+            "mean_service_seconds": self.service_seconds / self.completed if self.completed else None,
             "closed": self.closed,
             "connections": self.connections,
             "statuses": {str(k): v for k, v in self.statuses.items()},
@@ -291,7 +293,11 @@ class PacedRelay:
                 _, headers, data = refusal
                 await self._plain(writer, status, headers, data)
                 return True
-            return await self._stream(request, text, reader, writer)
+            started = time.monotonic()
+            kept = await self._stream(request, text, reader, writer)
+            if kept:
+                self.service_seconds += time.monotonic() - started
+            return kept
         finally:
             self.current -= 1
 

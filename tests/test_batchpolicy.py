@@ -110,6 +110,7 @@ def test_rows_of_lists_iterables_and_what_is_refused() -> None:
     lazy = rows_of(x for x in "ab")
     assert lazy.total is None and lazy.kind == "list" and list(lazy.items) == ["a", "b"]
     assert rows_of([]).rebuild([]) == []
+    assert rows_of([1, 2, 3]).rebuild(["a"]) == ["a", None, None]  # an interrupted run
     for bad in ("text", b"bytes", {"a": 1}, 42, None):
         with pytest.raises(ConfigError):
             rows_of(bad)
