@@ -82,6 +82,7 @@ __all__ = [
     "tool",
     "tools",
     "unload_ipython_extension",
+    "wait",
 ]
 
 
@@ -209,6 +210,18 @@ def last_reply() -> Reply | None:
 
     session = current_session()
     return session.last if session is not None else None
+
+
+def wait(timeout: float | None = None) -> list[Any]:
+    """Block until every background reply (``%%chat --bg``) of the notebook's session has ended.
+
+    Returns the jobs waited for (with ``timeout``, those still running when it passed). Ctrl-C stops them
+    all, keeping their partial answers, and raises KeyboardInterrupt.
+    """
+    from ._session import current_session
+
+    session = current_session()
+    return session.wait(timeout) if session is not None else []
 
 
 def load_ipython_extension(ip: InteractiveShell) -> None:

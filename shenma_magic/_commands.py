@@ -448,6 +448,45 @@ def cache_command(magic: ChatMagics, rest: list[str]) -> None:
         print("cache off: every request is sent (%chat cache on, or %%chat --cache for one cell)")
 
 
+@command("jobs", "%chat jobs", "the background replies in flight (%%chat --bg)")
+def jobs_command(magic: ChatMagics, rest: list[str]) -> None:
+    from ._background import describe_jobs
+
+    print(describe_jobs(magic.session.jobs.in_flight()))
+
+
+@command(
+    "wait",
+    "%chat wait",
+    "wait until every background reply has ended; Ctrl-C stops them\n(their partial answers are kept)",
+)
+def wait_command(magic: ChatMagics, rest: list[str]) -> None:
+    from ._session import ChatInterrupted
+
+    jobs = magic.session.jobs.in_flight()
+    if not jobs:
+        print("no background replies in flight")
+        return
+    try:
+        waited = magic.session.wait()
+    except KeyboardInterrupt:
+        raise ChatInterrupted(
+            f"stopped {_count(len(magic.session.jobs.in_flight()) or len(jobs), 'background reply')}: "
+            "the partial answers are kept"
+        ) from None
+    print(f"{_count(len(waited), 'background reply')} ended")
+
+
+@command("stop", "%chat stop", "stop every background reply (their partial answers are kept)")
+def stop_command(magic: ChatMagics, rest: list[str]) -> None:
+    stopped = magic.session.jobs.stop_all("stopped (%chat stop): the partial answer is kept")
+    print(
+        f"stopped {_count(len(stopped), 'background reply')}"
+        if stopped
+        else "no background replies in flight"
+    )
+
+
 @command("help", "%chat help", "this list")
 def show_help(magic: ChatMagics, rest: list[str]) -> None:
     print(help_text())

@@ -12,6 +12,11 @@ interval, ``finish`` once):
 When a reply ends (also on error or interrupt) the live view is replaced in place by a normal
 ``text/html`` + ``text/markdown`` + ``text/plain`` output, so a saved notebook, nbconvert, GitHub and
 any frontend show the answer without a kernel or widget state.
+
+A view fed from another thread (``%%chat --bg``) is given an :class:`Outlet`: then every display message
+goes through it (with its cell's parent header) and the widget view appends finished blocks as child
+widgets (comm messages, which frontends route by comm id) instead of capturing them into an ``Output``
+widget, whose capture follows the kernel's idea of the current cell.
 """
 
 from __future__ import annotations
@@ -23,12 +28,23 @@ from typing import Any, Optional, Protocol, TextIO
 from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
 from ._render import BlockSplitter, escape, render_html, safe_markdown
 
-__all__ = ["Extras", "MarkdownView", "TextView", "View", "WidgetView", "final_bundle"]
+__all__ = [
+    "Extras",
+    "MarkdownView",
+    "Outlet",
+    "TextView",
+    "View",
+    "WidgetView",
+    "final_bundle",
+    "images_bundle",
+    "line_bundle",
+]
 
 _MUTED = "color: var(--jp-ui-font-color2, #777); font-size: 0.85em;"
 _ERROR = "color: var(--jp-error-color1, #c62828);"
 _CONTENT = "line-height: var(--jp-content-line-height, 1.6); font-size: var(--jp-content-font-size1, 14px);"
 _REASONING_PREVIEW = 600
+_CHILD_INTERVAL = 0.02  # seconds of wait per child already shown, for views fed from another thread
 
 
 class View(Protocol):
@@ -37,6 +53,42 @@ class View(Protocol):
     def refresh(self, status: str) -> None: ...
 
     def finish(self, reply: Reply, status: str) -> None: ...
+
+
+class Outlet(Protocol):
+    """Where a view's display messages go when it is not fed from its cell's own thread."""
+
+    def display(self, bundle: dict[str, Any]) -> str:
+        """Show a new output in the cell; returns its display id."""
+        ...
+
+    def update(self, display_id: str, bundle: dict[str, Any]) -> None:
+        """Replace the output shown with ``display_id``."""
+        ...
+
+
+def line_bundle(text: str) -> dict[str, str]:
+    """A small muted line (tool calls, notes) as a display bundle."""
+    return {"text/plain": text, "text/html": f'<div style="{_MUTED}">{escape(text)}</div>'}
+
+
+def images_bundle(images: list[Any]) -> dict[str, str]:
+    """Thumbnails of the images sent with a question, with their labels."""
+    cells = []
+    for image in images:
+        thumb = image.thumbnail or ""
+        # Only our own thumbnail data: URLs are put in src; the label is escaped text.
+        img = (
+            f'<img src="{escape(thumb)}" style="max-height: 96px; max-width: 160px;">'
+            if thumb.startswith("data:image/")
+            else ""
+        )
+        cells.append(
+            f'<figure style="display:inline-block; margin: 4px;">{img}'
+            f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
+        )
+    labels = ", ".join(image.label for image in images)
+    return {"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}
 
 
 def final_bundle(reply: Reply, status: str) -> dict[str, str]:
@@ -91,12 +143,18 @@ class WidgetView:
     """
 
     def __init__(
-        self, *, waiting: str = "waiting for the first token…", block_interval: float = 0.25
+        self,
+        *,
+        waiting: str = "waiting for the first token…",
+        block_interval: float = 0.25,
+        outlet: Optional[Outlet] = None,
     ) -> None:
         import ipywidgets as widgets
         from IPython.display import display
 
+        self._widgets = widgets
         self._display = display
+        self._outlet = outlet
         self._splitter = BlockSplitter()
         self._reasoning: list[str] = []
         self._reasoning_len = 0
@@ -108,10 +166,17 @@ class WidgetView:
         self._last_append = float("-inf")
         self._capturing = False
         self._reason = widgets.HTML(layout=widgets.Layout(display="none"))
-        self._blocks = widgets.Output()
+        # From another thread, blocks become child widgets: an Output widget's capture would follow
+        # whichever cell the kernel runs now.
+        self._blocks: Any = widgets.Output() if outlet is None else widgets.VBox()
         self._live = widgets.HTML(value=f'<div style="{_MUTED}">{escape(waiting)}</div>')
         self._box = widgets.VBox([self._reason, self._blocks, self._live])
-        self._handle: Any = display(self._box, display_id=True)
+        self._handle: Any = None
+        self._display_id = ""
+        if outlet is None:
+            self._handle = display(self._box, display_id=True)
+        else:
+            self._display_id = outlet.display(self._box._repr_mimebundle_())
 
     def on_delta(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
@@ -127,7 +192,19 @@ class WidgetView:
         if self._reasoning_len != self._reasoning_shown:
             self._show_reasoning()
         now = time.monotonic()
-        if self._pending_html and now - self._last_append >= self._block_interval:
+        if self._outlet is not None:
+            # Each child widget added re-sends the list of children: the wait between appends grows with
+            # their number, so a long reply costs about sqrt(duration) children, not one per interval.
+            wait = max(self._block_interval, _CHILD_INTERVAL * len(self._blocks.children))
+            if self._pending_html and now - self._last_append >= wait:
+                block = "".join(self._pending_html)
+                child = self._widgets.HTML(
+                    value=f'<div class="jp-RenderedHTMLCommon" style="{_CONTENT}">{block}</div>'
+                )
+                self._blocks.children = (*self._blocks.children, child)
+                self._pending_html = []
+                self._last_append = now
+        elif self._pending_html and now - self._last_append >= self._block_interval:
             if not self._capturing:
                 # Capture stays on for the rest of the reply: switching it per append costs two messages.
                 self._blocks.__enter__()
@@ -167,15 +244,24 @@ class WidgetView:
         if self._capturing:
             self._capturing = False
             self._blocks.__exit__(None, None, None)
-        self._handle.update(final_bundle(reply, status), raw=True)
+        if self._outlet is not None:
+            self._outlet.update(self._display_id, final_bundle(reply, status))
+        else:
+            self._handle.update(final_bundle(reply, status), raw=True)
         # Empty the widgets before closing them: a frontend or nbclient that saves widget state would
         # otherwise keep a second copy of the answer in the notebook's metadata. The kernel's copy of
         # ``outputs`` is always empty (the frontend fills its own), so the state is sent explicitly.
-        self._blocks.outputs = ()
-        self._blocks.send_state("outputs")
+        children: tuple[Any, ...] = ()
+        if self._outlet is None:
+            self._blocks.outputs = ()
+            self._blocks.send_state("outputs")
+        else:
+            children = tuple(self._blocks.children)
+            for child in children:
+                child.value = ""
         self._live.value = ""
         self._reason.value = ""
-        for widget in (self._reason, self._blocks, self._live, self._box):
+        for widget in (*children, self._reason, self._blocks, self._live, self._box):
             # Each widget owns a layout (and maybe a style) widget with a comm of its own.
             for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
                 if part is not None:
@@ -186,15 +272,26 @@ class WidgetView:
 class MarkdownView:
     """A live view for frontends without ipywidgets: the rendered answer re-sent at a slower rate."""
 
-    def __init__(self, *, waiting: str = "waiting for the first token…") -> None:
-        from IPython.display import display
-
+    def __init__(
+        self, *, waiting: str = "waiting for the first token…", outlet: Optional[Outlet] = None
+    ) -> None:
         self._text: list[str] = []
-        self._handle: Any = display(
-            {"text/html": f'<div style="{_MUTED}">{escape(waiting)}</div>', "text/plain": waiting},
-            raw=True,
-            display_id=True,
-        )
+        first = {"text/html": f'<div style="{_MUTED}">{escape(waiting)}</div>', "text/plain": waiting}
+        self._outlet = outlet
+        self._display_id = ""
+        self._handle: Any = None
+        if outlet is not None:
+            self._display_id = outlet.display(first)
+        else:
+            from IPython.display import display
+
+            self._handle = display(first, raw=True, display_id=True)
+
+    def _update(self, bundle: dict[str, str]) -> None:
+        if self._outlet is not None:
+            self._outlet.update(self._display_id, bundle)
+        else:
+            self._handle.update(bundle, raw=True)
 
     def on_delta(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
@@ -203,16 +300,15 @@ class MarkdownView:
     def refresh(self, status: str) -> None:
         text = "".join(self._text)
         self._text = [text]
-        self._handle.update(
+        self._update(
             {
                 "text/html": render_html(text) + f'<div style="{_MUTED}">{escape(status)}</div>',
                 "text/plain": text,
-            },
-            raw=True,
+            }
         )
 
     def finish(self, reply: Reply, status: str) -> None:
-        self._handle.update(final_bundle(reply, status), raw=True)
+        self._update(final_bundle(reply, status))
 
 
 class TextView:
@@ -269,9 +365,7 @@ class Extras:
         if self._rich:
             from IPython.display import display
 
-            display(
-                {"text/plain": text, "text/html": f'<div style="{_MUTED}">{escape(text)}</div>'}, raw=True
-            )
+            display(line_bundle(text), raw=True)
         else:
             print(f"[{text}]")
 
@@ -282,21 +376,7 @@ class Extras:
             return
         from IPython.display import display
 
-        cells = []
-        for image in images:
-            thumb = image.thumbnail or ""
-            # Only our own thumbnail data: URLs are put in src; the label is escaped text.
-            img = (
-                f'<img src="{escape(thumb)}" style="max-height: 96px; max-width: 160px;">'
-                if thumb.startswith("data:image/")
-                else ""
-            )
-            cells.append(
-                f'<figure style="display:inline-block; margin: 4px;">{img}'
-                f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
-            )
-        labels = ", ".join(image.label for image in images)
-        display({"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}, raw=True)
+        display(images_bundle(images), raw=True)
 
     def ask(self, question: str) -> bool:
         try:

@@ -1,7 +1,10 @@
 """The notebook's side of a turn: which live view a reply streams into, and the small outputs around it.
 
 A :class:`NotebookFrontend` is what ``%%chat`` hands to :meth:`Session.run`: widgets in a Jupyter frontend,
-plain text in terminal IPython (or as ``%chat display`` says).
+plain text in terminal IPython (or as ``%chat display`` says). ``%%chat --bg`` hands
+:meth:`Session.start` a :class:`BackgroundFrontend` (a Jupyter frontend: everything through the cell's
+outlet) or a :class:`TerminalBackgroundFrontend` (the whole reply printed once it has ended); a headless run
+gets a :class:`NotedFrontend` around the usual one, since it runs in the foreground there.
 """
 
 from __future__ import annotations
@@ -9,9 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._display import View
+    from ._display import Outlet, View
 
-__all__ = ["NotebookFrontend"]
+__all__ = ["BackgroundFrontend", "NotebookFrontend", "NotedFrontend", "TerminalBackgroundFrontend"]
+
+CANNOT_ASK = "a background reply cannot ask: register the tool as trusted, or run the cell without --bg"
+WAITING = "waiting for the first token…"
 
 
 class NotebookFrontend:
@@ -45,3 +51,85 @@ class NotebookFrontend:
 
     def show_images(self, images: list[Any]) -> None:
         self._extras.images(images)
+
+
+class NotedFrontend:
+    """The usual frontend, with a note at the end of every status line (``--bg`` run in the foreground)."""
+
+    def __init__(self, frontend: NotebookFrontend, note: str) -> None:
+        self._frontend = frontend
+        self._note = note
+
+    def make_view(self) -> View:
+        from ._background import WithNote
+
+        return WithNote(self._frontend.make_view(), self._note)
+
+    def ask(self, question: str) -> bool:
+        return self._frontend.ask(question)
+
+    def notify(self, line: str) -> None:
+        self._frontend.notify(line)
+
+    def show_images(self, images: list[Any]) -> None:
+        self._frontend.show_images(images)
+
+
+class BackgroundFrontend:
+    """A ``--bg`` turn in a Jupyter frontend: views, lines and thumbnails all go through the cell's outlet,
+    so they land in that cell from the worker thread; nothing is printed and nobody is asked."""
+
+    def __init__(self, outlet: Outlet, *, display: str = "auto", waiting: str = WAITING) -> None:
+        self._outlet = outlet
+        self._mode = display
+        self._waiting = waiting
+
+    def make_view(self) -> View:
+        from ._display import MarkdownView, WidgetView
+
+        waiting, self._waiting = self._waiting, WAITING  # only the first view waits for another reply
+        if self._mode in ("auto", "widget"):
+            try:
+                return WidgetView(outlet=self._outlet, waiting=waiting)
+            except ImportError:
+                pass
+        # "text" would print from the worker thread, into whichever cell runs: Markdown updates instead.
+        return MarkdownView(outlet=self._outlet, waiting=waiting)
+
+    def ask(self, question: str) -> bool:
+        self.notify(CANNOT_ASK)
+        return False
+
+    def notify(self, line: str) -> None:
+        from ._display import line_bundle
+
+        self._outlet.display(line_bundle(line))
+
+    def show_images(self, images: list[Any]) -> None:
+        from ._display import images_bundle
+
+        self._outlet.display(images_bundle(images))
+
+
+class TerminalBackgroundFrontend:
+    """A ``--bg`` turn in terminal IPython: each reply printed whole once it has ended, under a header
+    naming its job; lines printed as they come (one write each, above the prompt)."""
+
+    def __init__(self, header: str) -> None:
+        self.header = header  # the magic fills in the job number once the job exists
+
+    def make_view(self) -> View:
+        from ._background import ReportView
+
+        return ReportView(lambda: self.header)
+
+    def ask(self, question: str) -> bool:
+        self.notify(CANNOT_ASK)
+        return False
+
+    def notify(self, line: str) -> None:
+        print(f"[{line}]")
+
+    def show_images(self, images: list[Any]) -> None:
+        for image in images:
+            print(f"[image: {image.label}]")

@@ -19,10 +19,11 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unico
 from ._commands import NO_KEY_HINT, run_command
 from ._errors import ConfigError, ShenmaError
 from ._identity import notebook_identity
+from ._jobs import Cancelled, Job
 from ._prompt import fill_variables
 from ._scrub import scrub_key_from_history
 from ._secret import looks_like_key
-from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Session, set_current_session
+from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session, set_current_session
 from ._settings import DISPLAY_MODES, Settings, check_setting
 
 __all__ = ["ChatMagics", "register", "unregister"]
@@ -177,6 +178,12 @@ class ChatMagics(Magics):
     @argument(
         "--no-cache", dest="cache", action="store_false", help="Send the request even if %%chat cache is on."
     )
+    @argument(
+        "--bg",
+        action="store_true",
+        help="Stream in the background: the cell returns at once and the reply fills it while other cells "
+        "run (%%chat wait, %%chat jobs).",
+    )
     @cell_magic("chat")  # type: ignore[arg-type]  # IPython types the decorator too narrowly
     def chat(self, line: str, cell: str) -> None:
         """Send the cell to the model as the user message and stream the reply.
@@ -197,29 +204,78 @@ class ChatMagics(Magics):
                 raise UsageError(f"{flag} goes with --over NAME (a prompt over the rows of a table)")
         request = self._request(args, cell)
         session = self.synced_session()
-        from ._frontend import NotebookFrontend
+        from ._frontend import NotebookFrontend, NotedFrontend
 
-        frontend = NotebookFrontend(rich=self.in_jupyter, display=session.settings.display)
+        frontend: Any = NotebookFrontend(rich=self.in_jupyter, display=session.settings.display)
+        if args.bg:
+            from ._background import FOREGROUND_NOTE, placement
+
+            where = placement(self.shell)
+            if where.threaded:
+                self._start_in_background(session, request, where, args.out)
+                return
+            # A headless runner keeps only what a cell shows before it returns: run it here, and say so.
+            frontend = NotedFrontend(frontend, FOREGROUND_NOTE)
         try:
             outcome = session.run(request, frontend)
         except ShenmaError as exc:
             raise UsageError(self.one_line(exc)) from None
+        self._bind(outcome, args.out, frontend)
+        if outcome.interrupted:
+            kept = "the partial answer is kept" if outcome.reply.text else "no answer had arrived yet"
+            raise ChatInterrupted(f"interrupted (Ctrl-C): {kept}", outcome.reply) from None
+
+    def _bind(self, outcome: Outcome, out: Optional[str], frontend: Any) -> None:
+        """``-o NAME``: the parsed JSON value when there is one, else the Reply."""
         bound: Any = outcome.reply
         if outcome.json_error is not None:
             frontend.notify(f"⚠ {outcome.json_error} (the text is kept: -o holds the Reply)")
         elif outcome.has_value:
             bound = outcome.value
-        if args.out:
-            self.user_ns[args.out] = bound
-        if outcome.interrupted:
-            kept = "the partial answer is kept" if outcome.reply.text else "no answer had arrived yet"
-            raise ChatInterrupted(f"interrupted (Ctrl-C): {kept}", outcome.reply) from None
+        if out:
+            self.user_ns[out] = bound
+
+    def _start_in_background(
+        self, session: Session, request: ChatRequest, where: Any, out: Optional[str]
+    ) -> None:
+        from ._background import thread_runner
+        from ._frontend import BackgroundFrontend, TerminalBackgroundFrontend
+
+        busy = None if request.new else session.jobs.busy(session.conversation)
+        frontend: Any
+        if where.outlet is not None:
+            waiting = (
+                f"waiting for background reply #{busy.number} in this conversation to end…" if busy else None
+            )
+            frontend = BackgroundFrontend(
+                where.outlet, display=session.settings.display, **({"waiting": waiting} if waiting else {})
+            )
+        else:
+            frontend = TerminalBackgroundFrontend("")
+
+        def ended(job: Job[Outcome]) -> None:
+            # On the job's thread, once the reply has ended: -o is bound now, not when the cell returned.
+            if job.result is not None:
+                self._bind(job.result, out, frontend)
+            elif job.error is not None and not isinstance(job.error, Cancelled):
+                frontend.notify(f"⚠ the background reply failed: {self._describe(job.error)}")
+
+        try:
+            job = session.start(request, frontend, runner=thread_runner(), on_end=ended)
+        except ShenmaError as exc:
+            raise UsageError(self.one_line(exc)) from None
+        if isinstance(frontend, TerminalBackgroundFrontend):
+            frontend.header = f"[#{job.number} {job.label}]"
+            print(f"[#{job.number} in the background: %chat wait, %chat jobs]")
+
+    def _describe(self, exc: BaseException) -> str:
+        return self.one_line(exc) if isinstance(exc, ShenmaError) else f"{type(exc).__name__}: {exc}"
 
     def _chat_over(self, args: Any, cell: str) -> None:
         """``%%chat --over NAME``: the cell is the template, filled per row (row fields win over the
         notebook's variables); the answers are bound to -o."""
         self._check_options(args, cell)
-        for flag, given in (("--image", args.image), ("--new", args.new)):
+        for flag, given in (("--image", args.image), ("--new", args.new), ("--bg", args.bg)):
             if given:
                 raise UsageError(f"{flag} does not combine with --over (every row is a request of its own)")
         if args.no_vars or not self.fill_vars:

@@ -1,10 +1,16 @@
 """The chat engine: a conversation with a model, usable from plain Python.
 
 A :class:`Session` owns everything a chat needs (the settings, the conversation, a client per host and key,
-the key store, the tools, the usage ledger, the last reply) and runs one turn at a time through
-:meth:`Session.run`. Front doors only wire it: the ``%%chat`` magic parses a cell into a
-:class:`ChatRequest` and supplies views, ``Session.ask`` supplies a callback. Nothing here imports IPython
-or ipywidgets, and ``requests`` only when the first request is made.
+the key store, the tools, the usage ledger, the last reply, the background jobs) and runs turns through
+:meth:`Session.run` (here and now) or :meth:`Session.start` (on a worker thread, ``%%chat --bg``). Front
+doors only wire it: the ``%%chat`` magic parses a cell into a :class:`ChatRequest` and supplies views,
+``Session.ask`` supplies a callback. Nothing here imports IPython or ipywidgets, and ``requests`` only when
+the first request is made.
+
+Turns of one conversation never overlap and keep their order: a turn started while a background turn of
+the same conversation is in flight waits for it (saying so through its frontend), so each is sent with
+the history before it. ``new`` and :meth:`Session.reset` start a new conversation object, so a turn still
+in flight records into the conversation it was asked in.
 """
 
 from __future__ import annotations
@@ -12,17 +18,19 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
 from ._errors import ConfigError, ShenmaError
+from ._jobs import CancelToken, Job, JobRegistry, cancellable
 from ._journal import Journal, Round
 from ._keys import KeyStore
 from ._models import Delta, Reply
 from ._prompt import Conversation
-from ._secret import Secret, host_of, is_loopback_host
+from ._secret import Secret, excerpt, host_of, is_loopback_host
 from ._settings import Settings
 
 if TYPE_CHECKING:
@@ -241,8 +249,13 @@ class Session:
         self._tools = tools
         self._ledger: Optional[UsageLedger] = None
         self._clients: dict[tuple[str, Optional[Secret]], ChatClient] = {}
-        self._turn_lock = threading.Lock()
-        self._turn_owner: Optional[int] = None
+        self._turns_lock = threading.Lock()
+        # One lock per conversation, and the thread running a turn in it (a tool may not chat back).
+        self._turn_locks: weakref.WeakKeyDictionary[Conversation, threading.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._turn_owners: weakref.WeakKeyDictionary[Conversation, int] = weakref.WeakKeyDictionary()
+        self._jobs: Optional[JobRegistry] = None
         self.journal = Journal(store, self.known_keys)
         self.notebook: Optional[str] = None
         self.conversation_id = uuid.uuid4().hex
@@ -292,8 +305,11 @@ class Session:
         self.settings = self.settings.with_changes(**fixed)
 
     def reset(self) -> None:
-        """Forget the conversation (the settings, tools and usage stay; the log keeps what it has)."""
-        self.conversation.reset()
+        """Forget the conversation (the settings, tools and usage stay; the log keeps what it has).
+
+        A new conversation object: a background turn still in flight records into the one it was asked in.
+        """
+        self.conversation = Conversation()
         self.branches = {}
         self.conversation_id = uuid.uuid4().hex
 
@@ -321,7 +337,7 @@ class Session:
         record = self.journal.store().conversation(self.notebook_id)
         if record is None:
             return None
-        self.conversation.reset()
+        self.conversation = Conversation()
         self.conversation.turns = [[dict(m) for m in turn] for turn in record.turns]
         self.branches = {}
         for name, turns in record.branches.items():
@@ -331,6 +347,24 @@ class Session:
                 self.branches[name] = side
         self.conversation_id = record.id
         return record
+
+    @property
+    def jobs(self) -> JobRegistry:
+        """The background turns (:meth:`start`): ``in_flight()``, ``wait()``, ``stop_all()``."""
+        if self._jobs is None:
+            from ._background import new_registry
+
+            self._jobs = new_registry()
+        return self._jobs
+
+    def wait(self, timeout: Optional[float] = None) -> list[Job[Any]]:
+        """Block until every background turn has ended; returns those waited for.
+
+        Ctrl-C stops them all (each keeps its partial answer) and raises KeyboardInterrupt.
+        """
+        if self._jobs is None:
+            return []
+        return self._jobs.wait(timeout)
 
     def key_for(self, base_url: str) -> tuple[Optional[Secret], str]:
         """The key that would be sent to ``base_url`` and where it comes from."""
@@ -354,6 +388,13 @@ class Session:
             self._clients[(url, key)] = client
         client.max_retries = self.settings.max_retries
         return client
+
+    def _own_client(self, base_url: str) -> ChatClient:
+        """A client for one background turn alone: stopping the turn aborts it without touching others."""
+        from ._client import ChatClient
+
+        key, _ = self.key_for(base_url)
+        return ChatClient(base_url, key, max_retries=self.settings.max_retries, timeout=self.settings.timeout)
 
     def forget_clients(self) -> None:
         """Close kept connections (after a key changed)."""
@@ -420,29 +461,100 @@ class Session:
         Raises ConfigError (one line) for what is wrong before anything is sent: a bad option, no key, an
         unreadable image, a turn started while another is running in the same thread (a tool that chats).
         Server and transport failures do not raise: they are in ``Outcome.error``, the partial reply kept.
+        If a background turn of the same conversation is in flight, waits for it first (saying so through
+        ``frontend.notify``; Ctrl-C then raises ChatInterrupted and nothing is sent).
         """
-        with self._one_turn():
-            return self._run(request, frontend)
+        turn = self._prepare(request)
+        conversation = self._conversation_for(request)
+        conversation_id = self.conversation_id
+        self._wait_for_background(conversation, frontend)
+        with self._one_turn(conversation):
+            return self._send(turn, conversation, conversation_id, frontend)
+
+    def start(
+        self,
+        request: ChatRequest,
+        frontend: Frontend,
+        *,
+        label: Optional[str] = None,
+        runner: Optional[Callable[[Callable[[], None]], None]] = None,
+        on_end: Callable[[Job[Outcome]], None] = lambda job: None,
+    ) -> Job[Outcome]:
+        """Start the turn on a background thread and return its :class:`~._jobs.Job` at once.
+
+        What is wrong with the request raises here, as in :meth:`run`. The first view is made now (so a
+        cell shows it before it returns); the frontend's later views, lines and questions come from the
+        worker thread, so they must be safe there (``ask`` should refuse: nobody can answer). The turn
+        waits for earlier turns of the same conversation; ``new=True`` starts a conversation that does not.
+        ``job.result`` is the :class:`Outcome`; ``on_end(job)`` runs on the worker thread when it has ended.
+        """
+        from ._background import start_turn
+
+        turn = self._prepare(request)
+        conversation = self._conversation_for(request)
+        conversation_id = self.conversation_id
+        if turn.images:
+            frontend.show_images(turn.images)
+        first = frontend.make_view()
+        shown = label or f"{turn.model}: {excerpt(request.prompt, 40)}"
+
+        def work(token: CancelToken, views: Callable[[], View]) -> Outcome:
+            with self._one_turn(conversation):
+                return self._send(
+                    turn, conversation, conversation_id, _WithViews(frontend, views), token=token, shown=True
+                )
+
+        return start_turn(
+            self.jobs,
+            work,
+            label=shown,
+            first_view=first,
+            make_view=frontend.make_view,
+            order=conversation,
+            runner=runner,
+            on_end=on_end,
+        )
+
+    def _conversation_for(self, request: ChatRequest) -> Conversation:
+        if request.new:
+            self.reset()
+        return self.conversation
+
+    def _wait_for_background(self, conversation: Conversation, frontend: Frontend) -> None:
+        if self._jobs is None:
+            return
+        busy = self._jobs.busy(conversation)
+        if busy is None or busy.thread is threading.current_thread():
+            return
+        frontend.notify(f"waiting for background reply #{busy.number} in this conversation to end…")
+        try:
+            self._jobs.wait_turn(conversation)
+        except KeyboardInterrupt:
+            raise ChatInterrupted(
+                "interrupted while waiting for the background reply: nothing was sent"
+            ) from None
 
     @contextmanager
-    def _one_turn(self) -> Iterator[None]:
+    def _one_turn(self, conversation: Conversation) -> Iterator[None]:
         me = threading.get_ident()
-        if self._turn_owner == me:
-            raise ConfigError(
-                "a chat turn is already running here (a tool cannot start another chat in the same "
-                "conversation)",
-                "nothing was sent; use another Session inside the tool",
-            )
-        # A turn started from another thread (a background reply) waits for the running one, so the
-        # conversation is never interleaved.
-        with self._turn_lock:
-            self._turn_owner = me
+        with self._turns_lock:
+            if self._turn_owners.get(conversation) == me:
+                raise ConfigError(
+                    "a chat turn is already running here (a tool cannot start another chat in the same "
+                    "conversation)",
+                    "nothing was sent; use another Session inside the tool",
+                )
+            lock = self._turn_locks.setdefault(conversation, threading.Lock())
+        # Turns of one conversation from several threads (the caller's own) take turns.
+        with lock:
+            self._turn_owners[conversation] = me
             try:
                 yield
             finally:
-                self._turn_owner = None
+                self._turn_owners.pop(conversation, None)
 
-    def _run(self, request: ChatRequest, frontend: Frontend) -> Outcome:
+    def _prepare(self, request: ChatRequest) -> _Turn:
+        """Everything about a turn that can be checked before it waits for its turn: raises ConfigError."""
         settings = self.settings
         checked = Settings().with_changes(
             **{
@@ -465,7 +577,8 @@ class Session:
         use_cache = request.cache if request.cache is not None else settings.cache
         # With the cache on, a key is needed only if a request is really sent (a notebook re-run from the
         # log needs none); otherwise a missing key is said before anything happens.
-        client = None if use_cache else self.client(base_url)
+        if not use_cache:
+            self.client(base_url)
         extra: dict[str, Any] = {}
         if request.json or request.schema is not None:
             from ._jsonout import response_format
@@ -477,14 +590,10 @@ class Session:
             if not images
             else [{"type": "text", "text": request.prompt}, *(image.part for image in images)]
         )
-        if request.new:
-            self.reset()
-        turn = len(self.conversation)
         system = request.system if request.system is not None else settings.system
         if extra.get("response_format") and "json" not in f"{system} {request.prompt}".lower():
             # OpenAI (and relays in front of it) answer 400 to JSON mode unless a message mentions JSON.
             system = f"{system}\nReply with JSON only." if system else "Reply with JSON only."
-        messages = self.conversation.messages(content, system=system or None, max_turns=settings.max_history)
         tools = self.tools if request.tools and len(self.tools) else None
         if tools is not None:
             extra["tools"] = tools.specs()
@@ -495,65 +604,102 @@ class Session:
             "timeout": checked.timeout if request.timeout is not None else settings.timeout,
             "extra": extra or None,
         }
-        if images:
-            frontend.show_images(images)
+        return _Turn(
+            request, settings, model, base_url, content, system or None, tools, options, images, use_cache
+        )
+
+    def _send(
+        self,
+        turn: _Turn,
+        conversation: Conversation,
+        conversation_id: str,
+        frontend: Frontend,
+        *,
+        token: Optional[CancelToken] = None,
+        shown: bool = False,
+    ) -> Outcome:
+        """Build the messages from the history as it is now, stream, run tools, record, charge."""
+        request, settings, model, options = turn.request, turn.settings, turn.model, turn.options
+        messages = conversation.messages(turn.content, system=turn.system, max_turns=settings.max_history)
+        turn_index = len(conversation)
+        if turn.images and not shown:
+            frontend.show_images(turn.images)
         from ._costing import Costing
+        from ._models import ReplyBuilder
         from ._run import Measure, run_chat
+
+        own = token is not None
+        clients: list[ChatClient] = []
+
+        def client() -> ChatClient:
+            # Made when a request is really sent: a turn answered from the log needs no key.
+            if not clients:
+                clients.append(self._own_client(turn.base_url) if own else self.client(turn.base_url))
+                if token is not None:
+                    token.on_cancel(clients[0].abort)
+            return clients[0]
 
         costing = Costing.for_request(
             settings.prices, settings.currency, model, messages, options["max_tokens"]
         )
         rounds: list[Round] = []
-        keyed = settings.log or use_cache
+        keyed = settings.log or turn.use_cache
 
         def send(msgs: list[Message]) -> Iterator[Delta]:
             from ._exchange import replay_deltas, request_key
 
             key = request_key(model, msgs, options) if keyed else ""
-            hit = self.journal.lookup(key, frontend.notify) if use_cache else None
+            hit = self.journal.lookup(key, frontend.notify) if turn.use_cache else None
             rounds.append(Round(list(msgs), key, hit is not None))
             if hit is not None:
                 return iter(replay_deltas(hit))
-            return (client or self.client(base_url)).stream(msgs, **options)
+            stream = client().stream(msgs, **options)
+            return cancellable(stream, token) if token is not None else stream
 
-        def measure(builder: Any) -> Measure:
+        def measure(builder: ReplyBuilder) -> Measure:
             used = costing.measure(builder)
-            # A replayed answer cost nothing now (0, priced or not): money() then says where it came from.
+            # A replayed answer cost nothing now: the status line says where it came from instead.
             return Measure(used.tokens, 0.0) if rounds and rounds[-1].replayed else used
 
         def money(amount: float) -> str:
-            return REPLAYED if rounds and rounds[-1].replayed else costing.money(amount)
+            return REPLAYED if rounds and all(r.replayed for r in rounds) else costing.money(amount)
 
         def round_done(done: Any) -> None:
             rounds[-1].reply = done.reply
             if not rounds[-1].replayed:
                 costing.charge(self.usage, model, done.reply)
 
-        result, steps = run_chat(
-            send,
-            messages,
-            make_view=frontend.make_view,
-            model=model,
-            tools=tools,
-            ask=frontend.ask,
-            notify=frontend.notify,
-            interval=settings.update_interval,
-            max_rounds=settings.max_tool_rounds,
-            measure=measure,
-            money=money,
-            on_round=round_done,
-        )
+        try:
+            result, steps = run_chat(
+                send,
+                messages,
+                make_view=frontend.make_view,
+                model=model,
+                tools=turn.tools,
+                ask=frontend.ask,
+                notify=frontend.notify,
+                interval=settings.update_interval,
+                max_rounds=settings.max_tool_rounds,
+                measure=measure,
+                money=money,
+                on_round=round_done,
+            )
+        finally:
+            if own and clients:
+                clients[0].close()
         reply = result.reply
         answer: Optional[str] = None
         if reply.text or steps:
             # A turn that showed text is kept, even if it was cut short (marked so, for the model's sake);
             # one that produced no answer text is not: the conversation never holds an empty answer.
             answer = reply.text + _cut_note(reply, result.interrupted)
-            self.conversation.record(content, answer, steps)
+            conversation.record(turn.content, answer, steps)
         if any(r.replayed for r in rounds):
             reply.notices.append(REPLAYED)
         if settings.log:
-            self._log_turn(rounds, costing, base_url, model, turn, answer, frontend.notify)
+            self._log_turn(
+                rounds, costing, turn.base_url, model, conversation_id, turn_index, answer, frontend.notify
+            )
         self.last = reply
         outcome = Outcome(reply, interrupted=result.interrupted, error=result.exception)
         if (request.json or request.schema is not None) and reply.text and reply.error is None:
@@ -577,6 +723,7 @@ class Session:
         costing: Costing,
         base_url: str,
         model: str,
+        conversation_id: str,
         turn: int,
         answer: Optional[str],
         notify: Callable[[str], None],
@@ -603,7 +750,7 @@ class Session:
                     cost_estimated=estimated,
                     currency=costing.currency,
                     request_key=sent.key,
-                    conversation=self.conversation_id,
+                    conversation=conversation_id,
                     turn=turn,
                     answer=answer if index == len(done) - 1 else None,
                     replayed=sent.replayed,
@@ -651,3 +798,36 @@ class Session:
         from ._images import image_part
 
         return [image_part(source) for source in sources]
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """A checked request, ready to be sent once it is its turn."""
+
+    request: ChatRequest
+    settings: Settings
+    model: str
+    base_url: str
+    content: Any
+    system: Optional[str]
+    tools: Optional[ToolRegistry]
+    options: dict[str, Any]
+    images: list[Any]
+    use_cache: bool = False
+
+
+class _WithViews:
+    """A frontend whose views come from a job's ``views()`` (the first was made on the caller's thread)."""
+
+    def __init__(self, frontend: Frontend, views: Callable[[], View]) -> None:
+        self._frontend = frontend
+        self.make_view = views
+
+    def ask(self, question: str) -> bool:
+        return self._frontend.ask(question)
+
+    def notify(self, line: str) -> None:
+        self._frontend.notify(line)
+
+    def show_images(self, images: list[Any]) -> None:
+        self._frontend.show_images(images)
