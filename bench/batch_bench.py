@@ -17,7 +17,7 @@ late on a busy machine) and "wall/served" the ratio to ``rows × served / C``: w
 Memory: a child process maps N rows (default 100,000) through the real scheduler, store and display
 (``cache=True``, a fresh store under a temporary ``XDG_DATA_HOME``, ``progress=True`` to a pipe) with a fake
 stream source in place of HTTP (each row answered at once by its echo), and reports its peak RSS
-(``ru_maxrss``) against a run of 1,000 rows: the growth per row is what the answers themselves take.
+(``VmHWM``) against a run of 1,000 rows: the growth per row is what the answers themselves take.
 This is a benchmark, not a test: it exits 0 whatever the numbers are.
 """
 
@@ -114,7 +114,7 @@ def throughput(latency: float, rounds: int, runs: int) -> list[list[str]]:
 
 _MEMORY_CHILD = textwrap.dedent(
     """
-    import json, resource, sys, time
+    import json, sys, time
     from shenma_magic import Session
     from shenma_magic._batch import run_map
     from shenma_magic._models import FinishDelta, TextDelta, UsageDelta
@@ -125,14 +125,19 @@ _MEMORY_CHILD = textwrap.dedent(
         yield FinishDelta("stop")
         yield UsageDelta({"prompt_tokens": 5, "completion_tokens": 6})
 
+    def status(field):  # kB; VmHWM is this process's own peak (ru_maxrss keeps the parent's across exec)
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+
     rows = int(sys.argv[1])
     session = Session(base_url="http://127.0.0.1:9/v1")
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = status("VmHWM")
     wall0, cpu0 = time.perf_counter(), time.process_time()
     out = run_map(session, "Label review number {}", range(rows), concurrency=64, send=send)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     assert len(out) == rows and all(r.complete for r in out)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = status("VmHWM")
 
     def size(reply):  # what one answer holds: the text, its attributes, their dicts and lists
         own = [reply, reply.__dict__, reply.usage, reply.notices, reply.tool_calls]
