@@ -42,6 +42,7 @@ from ._session import ChatInterrupted, Session
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
+    from ._batch import BatchInterrupted
     from ._client import ChatClient
     from ._tools import ToolRegistry
 
@@ -50,6 +51,7 @@ __version__ = "0.1.0"
 __all__ = [
     "APIStatusError",
     "APITimeoutError",
+    "BatchInterrupted",
     "ChatClient",
     "ChatInterrupted",
     "ConfigError",
@@ -105,6 +107,7 @@ def tool(fn: Any = None, *, trusted: bool = False, name: Any = None) -> Any:
 
 # Public names whose modules are only imported when used (``%load_ext`` stays light).
 _LAZY = {
+    "BatchInterrupted": "._batch",
     "JSONRecoveryError": "._jsonout",
     "JSONValidationError": "._jsonout",
     "ToolError": "._tools",

@@ -28,6 +28,7 @@ from ._errors import (
     ConfigError,
     ConnectError,
     ConnectionLostError,
+    KeyInRequestError,
     ShenmaError,
     is_no_channel,
     is_quota,
@@ -71,6 +72,8 @@ class Verdict(NamedTuple):
 
 def judge(error: ShenmaError) -> Verdict:
     """Sort one failed attempt (see the module docstring)."""
+    if isinstance(error, KeyInRequestError):
+        return Verdict("fail")  # that row's text holds a key; the other rows may well not
     if isinstance(error, ConfigError):
         return Verdict("fatal")
     if isinstance(error, APIStatusError):

@@ -289,6 +289,17 @@ def test_a_crashed_run_resumes_from_what_it_had_stored(paced: PacedRelay, tmp_pa
     assert [str(r) for r in out] == [f"echo: {t}" for t in data]
 
 
+def test_the_store_never_holds_the_key(session: Session, paced: PacedRelay) -> None:
+    out, _ = run(session, "Remember {}", [f"my key is {KEY}", "nothing here"])
+    assert out[0].complete
+    folder = Path(os.environ["XDG_DATA_HOME"]) / "shenma-magic"
+    files = [p for p in folder.iterdir() if p.is_file()]
+    assert files and any(p.name.endswith(".sqlite3") for p in files)
+    for path in files:  # the database, its write-ahead log and shared memory
+        assert KEY.encode() not in path.read_bytes(), path.name
+        assert KEY[8:].encode() not in path.read_bytes(), path.name
+
+
 def test_cache_false_sends_every_row_again(session: Session, paced: PacedRelay) -> None:
     run(session, "{}", rows(5))
     paced.reset()

@@ -22,6 +22,7 @@ from shenma_magic._errors import (
     APITimeoutError,
     ConnectError,
     ConnectionLostError,
+    KeyInRequestError,
     ProtocolError,
     StreamError,
     error_from_response,
@@ -160,6 +161,7 @@ def _status(status: int, message: str = "", retry_after: float | None = None) ->
         (ProtocolError("html"), "fail", False),
         (StreamError("in stream"), "fail", False),
         (ConfigError("no key"), "fatal", False),
+        (KeyInRequestError("a key in row 3"), "fail", False),
     ],
 )
 def test_judge(error: Any, kind: str, pushback: bool) -> None:
