@@ -256,6 +256,7 @@ class _Batch:
         self._rate = Rate()
         self._out: list[Any] = []
         self._ready: deque[_Job] = deque()
+        self._arrived: deque[_Done] = deque()  # results taken off the queue, not yet settled
         self._waiting: list[tuple[float, int, _Job]] = []  # (due, sequence, job): retries, by due time
         self._sequence = itertools.count()
         self._exhausted = False
@@ -501,11 +502,13 @@ class _Batch:
         builder = ReplyBuilder()
         error: Optional[ShenmaError] = None
         stream: Optional[Iterator[Delta]] = None
+        cut = False
         try:
             stream = self._send(job.messages)
             for delta in stream:
                 builder.add(delta)
                 if self._cancel.is_set():
+                    cut = True
                     break
         except ShenmaError as exc:
             error = exc
@@ -518,7 +521,8 @@ class _Batch:
                     close()
             with self._open_lock:
                 self._open.pop(threading.get_ident(), None)
-        cancelled = self._cancel.is_set()
+        # An answer that arrived whole before Ctrl-C is kept; one the interrupt cut (or broke) is not.
+        cancelled = cut or (error is not None and self._cancel.is_set())
         return _Done(
             job, builder.build(error=str(error) if error else None, interrupted=cancelled), error, cancelled
         )
@@ -620,6 +624,10 @@ class _Batch:
             self._store.record_many(writes)
         except StoreError as exc:
             self._store_failed(exc)
+        except BaseException:
+            # Ctrl-C during the write rolled it back: keep the answers for the write _interrupted makes.
+            self._writes = writes + self._writes
+            raise
 
     # -- the loop ------------------------------------------------------------------------------------
 
@@ -681,18 +689,19 @@ class _Batch:
             self._submit(now)
             if not self._busy():
                 return
-            try:
-                batch = [self._results.get(timeout=_TICK)]
-            except queue.Empty:
-                batch = []
             with contextlib.suppress(queue.Empty):
+                self._arrived.append(self._results.get(timeout=_TICK))
                 while True:
-                    batch.append(self._results.get_nowait())
+                    self._arrived.append(self._results.get_nowait())
             now = self._clock()
-            for done in batch:
-                self._settle(done, now)
+            self._settle_arrived(now)
             self._flush(now)
             self._show(now)
+
+    def _settle_arrived(self, now: float) -> None:
+        # One at a time off the queue: a Ctrl-C in between leaves the rest there for _interrupted to keep.
+        while self._arrived:
+            self._settle(self._arrived.popleft(), now)
 
     def _rest_not_sent(self) -> None:
         """After an early stop: the rows left get a Reply saying why they were not sent (one shared Reply:
@@ -713,7 +722,14 @@ class _Batch:
             responses = list(self._open.values())
         for response in responses:
             _shutdown(response)
-        in_flight = self._in_flight
+        # Answers that had arrived whole before the interrupt are kept like any other.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._arrived.append(self._results.get_nowait())
+        cut = sum(1 for done in self._arrived if done.cancelled)  # closed just now, already back
+        with contextlib.suppress(Exception):
+            self._settle_arrived(self._clock())
+        in_flight = self._in_flight + cut
         with contextlib.suppress(Exception):
             self._flush()
         tally = self._tally
