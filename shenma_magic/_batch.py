@@ -266,9 +266,8 @@ class _Batch:
         self._lookahead = max(2 * concurrency, 64)
         self._writes: list[Exchange] = []
         self._written = clock()
-        self._sample: Optional[tuple[int, int, float]] = (
-            None  # first chunk: rows read, to send, prompt tokens
-        )
+        # The first chunk, for the estimate: rows read, rows to send, their mean prompt tokens.
+        self._sample: Optional[tuple[int, int, float]] = None
         self._cancel = threading.Event()
         self._jobs: queue.SimpleQueue[Optional[_Job]] = queue.SimpleQueue()
         self._results: queue.SimpleQueue[_Done] = queue.SimpleQueue()
@@ -279,7 +278,8 @@ class _Batch:
         self._http: Any = None
         self._store = self._open_store(cache or session.settings.log)
         self._notebook = session.notebook_id if self._store is not None else ""
-        self._send: Send = send if send is not None else self._client_send()
+        # The client is made when a row is really sent: a re-run answered from the store needs no key.
+        self._send: Optional[Send] = send
         self._last_show = float("-inf")
         self._start = clock()
 
@@ -476,6 +476,8 @@ class _Batch:
                     f"{self._money(budget.spent)}, {self._money(budget.in_flight)} more in flight"
                 )
                 return
+            if self._send is None:
+                self._send = self._client_send()  # MissingKeyError here: nothing has been sent
             self._ready.popleft()
             job.attempts += 1
             job.epoch = self._limiter.epoch
@@ -504,6 +506,7 @@ class _Batch:
         stream: Optional[Iterator[Delta]] = None
         cut = False
         try:
+            assert self._send is not None
             stream = self._send(job.messages)
             for delta in stream:
                 builder.add(delta)

@@ -300,6 +300,20 @@ def test_the_store_never_holds_the_key(session: Session, paced: PacedRelay) -> N
         assert KEY[8:].encode() not in path.read_bytes(), path.name
 
 
+def test_a_rerun_from_the_store_needs_no_key(session: Session, paced: PacedRelay, tmp_path: Path) -> None:
+    from shenma_magic._session import MissingKeyError
+
+    run(session, "{}", rows(3))
+    elsewhere = Session(
+        base_url="https://relay.example.invalid/v1", keys=KeyStore(tmp_path / "none.json", environ={})
+    )
+    out, shown = run(elsewhere, "{}", rows(3))  # no key, and a host that does not exist: nothing is sent
+    assert [str(r) for r in out] == ["echo: row 0", "echo: row 1", "echo: row 2"]
+    assert "3 from the store" in shown.summary
+    with pytest.raises(MissingKeyError, match=r"no API key for relay\.example\.invalid"):
+        run(elsewhere, "{}", rows(4))  # row 3 would have to be sent
+
+
 def test_cache_false_sends_every_row_again(session: Session, paced: PacedRelay) -> None:
     run(session, "{}", rows(5))
     paced.reset()
