@@ -173,6 +173,14 @@ class ChatMagics(Magics):
     )
     @argument("--no-tools", action="store_true", help="Do not offer the registered tools for this cell.")
     @argument(
+        "--over",
+        help="Run the cell once per row of this variable (a list, pandas Series or DataFrame): {} is the "
+        "row's value, {column} its field; each row is its own request, kept in the local store. "
+        "-o gets the answers (a list, or a Series with the data's index).",
+    )
+    @argument("--concurrency", type=int, help="With --over: requests in flight at most (default 8).")
+    @argument("--max-cost", type=float, help="With --over: stop sending before the cost passes this amount.")
+    @argument(
         "--cache",
         action="store_true",
         default=None,
@@ -202,6 +210,11 @@ class ChatMagics(Magics):
             args = parse_argstring(self.chat, line)
         except UsageError as exc:
             raise UsageError(f"{exc} (see %%chat? for the options)") from None
+        if args.over is not None:
+            return self._chat_over(args, cell)
+        for flag, given in (("--concurrency", args.concurrency), ("--max-cost", args.max_cost)):
+            if given is not None:
+                raise UsageError(f"{flag} goes with --over NAME (a prompt over the rows of a table)")
         request = self._request(args, cell)
         session = self.synced_session()
         from ._frontend import NotebookFrontend, NotedFrontend
@@ -299,8 +312,62 @@ class ChatMagics(Magics):
             stop.replies = outcome.replies  # type: ignore[attr-defined]
             raise stop from None
 
-    def _request(self, args: Any, cell: str) -> ChatRequest:
-        """The cell's options as one checked request (one UsageError line for anything wrong)."""
+    def _chat_over(self, args: Any, cell: str) -> None:
+        """``%%chat --over NAME``: the cell is the template, filled per row (row fields win over the
+        notebook's variables); the answers are bound to -o."""
+        if self._check_options(args, cell):
+            raise UsageError("--over takes one model: -m NAME")
+        for flag, given in (("--image", args.image), ("--new", args.new), ("--bg", args.bg)):
+            if given:
+                raise UsageError(f"{flag} does not combine with --over (every row is a request of its own)")
+        if args.no_vars or not self.fill_vars:
+            raise UsageError("--over fills the cell with each row: it cannot be used with --no-vars")
+        over = _unquote(args.over) or ""
+        data = self._lookup(over, "--over")
+        schema = self._lookup(args.schema, "--schema") if args.schema else None
+        session = self.synced_session()
+        from ._batch import BatchInterrupted, run_map
+
+        options = {
+            name: value
+            for name, value in (
+                ("system", args.system),
+                ("temperature", args.temperature),
+                ("max_tokens", args.max_tokens),
+                ("timeout", args.timeout),
+            )
+            if value is not None
+        }
+        try:
+            answers = run_map(
+                session,
+                cell.strip("\n"),
+                data,
+                namespace=self.user_ns,
+                model=args.model,
+                concurrency=args.concurrency if args.concurrency is not None else 8,
+                json=bool(args.json),
+                schema=schema,
+                max_cost=args.max_cost,
+                cache=args.cache is not False,
+                **options,
+            )
+        except BatchInterrupted as exc:
+            if args.out:
+                self.user_ns[args.out] = exc.results
+            raise
+        except ShenmaError as exc:
+            raise UsageError(self.one_line(exc)) from None
+        if args.out:
+            self.user_ns[args.out] = answers
+        else:
+            from ._frontend import NotebookFrontend
+
+            again = " (run it again: the answers come from the store)" if args.cache is not False else ""
+            NotebookFrontend(rich=self.in_jupyter).notify(f"the answers are not bound: add -o NAME{again}")
+
+    def _check_options(self, args: Any, cell: str) -> tuple[str, ...]:
+        """Check the cell's options (one UsageError line); the models of a comparison, if -m names several."""
         for name in ("model", "system", "out", "schema"):
             setattr(args, name, _unquote(getattr(args, name)))
         models: tuple[str, ...] = ()
@@ -329,6 +396,11 @@ class ChatMagics(Magics):
             raise UsageError(f"-o needs a Python name, not {args.out!r}")
         if not cell.strip():
             raise UsageError("the cell is empty: write your message below the %%chat line")
+        return models
+
+    def _request(self, args: Any, cell: str) -> ChatRequest:
+        """The cell's options as one checked request (one UsageError line for anything wrong)."""
+        models = self._check_options(args, cell)
         prompt = cell.strip("\n")
         if self.fill_vars and not args.no_vars:
             try:
@@ -399,7 +471,7 @@ def _ask_secret(prompt: str) -> str:
 def register(ip: Any) -> None:
     magics = ChatMagics(shell=ip)
     ip.register_magics(magics)
-    set_current_session(magics.session)
+    set_current_session(magics.session, magics.synced_session)
 
 
 def unregister(ip: Any) -> None:

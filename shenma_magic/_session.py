@@ -176,16 +176,24 @@ class _QuietFrontend:
 
 _default_registry: Optional[ToolRegistry] = None
 _current: Optional[Session] = None
+_current_sync: Optional[Callable[[], Session]] = None
 
 
-def current_session() -> Optional[Session]:
-    """The session the notebook's ``%%chat`` cells use (set when the extension loads), or None."""
+def current_session(*, synced: bool = False) -> Optional[Session]:
+    """The session the notebook's ``%%chat`` cells use (set when the extension loads), or None.
+
+    ``synced=True``: with the settings as the notebook last set them (``%config ChatMagics.x``, ``%chat x
+    value``), for code that uses the session outside a ``%%chat`` cell (``shenma_magic.map``)."""
+    if synced and _current is not None and _current_sync is not None:
+        return _current_sync()
     return _current
 
 
-def set_current_session(session: Optional[Session]) -> None:
-    global _current
+def set_current_session(session: Optional[Session], sync: Optional[Callable[[], Session]] = None) -> None:
+    """Set the notebook's session; ``sync`` brings its settings up to date with the front door's."""
+    global _current, _current_sync
     _current = session
+    _current_sync = sync if session is not None else None
 
 
 def default_tools() -> ToolRegistry:
@@ -873,6 +881,40 @@ class Session:
                 )
             )
         self.journal.write(exchanges, notify)
+
+    # -- a table of prompts ------------------------------------------------------------------------------
+
+    def map(
+        self,
+        template: Union[str, Callable[[Any], Any]],
+        data: Any,
+        *,
+        model: Optional[str] = None,
+        concurrency: int = 8,
+        json: bool = False,
+        schema: Any = None,
+        max_cost: Optional[float] = None,
+        cache: bool = True,
+        progress: bool = True,
+        **options: Any,
+    ) -> Any:
+        """The template over every row of ``data``, each row an independent request with this session's
+        settings (not part of the conversation). See :func:`shenma_magic.map`."""
+        from ._batch import run_map
+
+        return run_map(
+            self,
+            template,
+            data,
+            model=model,
+            concurrency=concurrency,
+            json=json,
+            schema=schema,
+            max_cost=max_cost,
+            cache=cache,
+            progress=progress,
+            **options,
+        )
 
     def _images(self, sources: Sequence[Any]) -> list[Any]:
         if not sources:
