@@ -72,14 +72,27 @@ def run_command(magic: ChatMagics, words: list[str]) -> Any:
 
 
 def help_text() -> str:
-    width = max(len(c.usage) for c in _ORDER)
+    """The table of commands: usage on the left, what it does on the right (or below, for a long usage)."""
+    width = 32
+    pad = " " * (width + 4)
     lines = ["%chat commands:"]
     for entry in _ORDER:
         first, *rest = entry.help.split("\n")
-        lines.append(f"  {entry.usage:<{width}}  {first}")
-        lines.extend(f"  {'':<{width}}  {more}" for more in rest)
-    lines.append(f"  {'%chat NAME VALUE':<{width}}  set a setting: {', '.join(sorted(SETTABLE))}")
+        if len(entry.usage) > width:
+            lines.append(f"  {entry.usage}")
+            lines.append(pad + first)
+        else:
+            lines.append(f"  {entry.usage:<{width}}  {first}")
+        lines.extend(pad + more for more in rest)
+    lines.append(f"  {'%chat NAME VALUE':<{width}}  set one of the settings:")
+    lines.extend(_wrap(", ".join(sorted(SETTABLE)), pad, 110))
     return "\n".join(lines)
+
+
+def _wrap(text: str, indent: str, limit: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, limit, initial_indent=indent, subsequent_indent=indent)
 
 
 SETTABLE = (
