@@ -9,6 +9,8 @@ import json
 import re
 from typing import Any, Optional
 
+from ._text import valid_text
+
 __all__ = [
     "APIStatusError",
     "APITimeoutError",
@@ -198,6 +200,20 @@ def _str_or_none(value: Any) -> Optional[str]:
 
 def _fields_from_json(obj: Any) -> Optional[tuple[str, Optional[str], Optional[str], Optional[str]]]:
     """(message, type, code, request_id) from the error shapes relays use, or None if ``obj`` is not one."""
+    fields = _raw_fields(obj)
+    if fields is None:
+        return None
+    message, type_, code, rid = fields
+    # JSON may carry lone surrogates ("\\ud800"); an error message that cannot be printed is no message.
+    return (
+        valid_text(message),
+        valid_text(type_) if type_ else type_,
+        valid_text(code) if code else code,
+        valid_text(rid) if rid else rid,
+    )
+
+
+def _raw_fields(obj: Any) -> Optional[tuple[str, Optional[str], Optional[str], Optional[str]]]:
     if not isinstance(obj, dict):
         return None
     err = obj.get("error")
@@ -313,7 +329,7 @@ def error_from_payload(obj: Any, *, event: str = "message") -> Optional[StreamEr
         fields = _fields_from_json(obj)
     if fields is None and event == "error":
         text = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False)
-        fields = (text, None, None, None)
+        fields = (valid_text(text), None, None, None)
     if fields is None:
         return None
     server_message, type_, code, rid = fields
