@@ -143,6 +143,9 @@ class ChunkDecoder:
             if not stripped:
                 return []  # an empty data: payload, e.g. a relay's keep-alive
             if stripped[:1] != "{":
+                split = self._split(stripped) if "\n" in stripped else None
+                if split is not None:
+                    return split
                 return [NoticeDelta(f"skipped an event that is not JSON: {excerpt(stripped)}")]
             data = stripped
         try:
@@ -150,14 +153,51 @@ class ChunkDecoder:
             if end != len(data):
                 obj = _loads(data)
         except ValueError:
+            split = self._split(data) if "\n" in data else None
+            if split is not None:
+                return split
             return [NoticeDelta(f"skipped a malformed event: {excerpt(data)}", lossy=True)]
         if not isinstance(obj, dict):
             return [NoticeDelta(f"skipped an event that is not an object: {excerpt(data)}")]
+        return self._chunk(obj, data)
+
+    def _chunk(self, obj: dict[str, Any], data: str) -> list[Delta]:
         out = self._deltas(obj)
         # Only a JSON escape of a surrogate ("\\udXXX") can put one in a string: text decoded from UTF-8
         # never holds one. So nearly every event skips the repair with two substring searches.
         if self._held or "\\ud" in data or "\\uD" in data:
             return self._repair(out)
+        return out
+
+    def _split(self, data: str) -> Optional[list[Delta]]:
+        """Some proxies end an event with a single newline, so the blank line that ends an event comes
+        (if ever) after several: their data lines arrive joined into one event that is not JSON. When each
+        line is a JSON object on its own (or ``[DONE]``), read each as the chunk it is; otherwise None.
+        The SSE framing stays as the spec says; only this layer knows a line should be a chunk."""
+        lines: list[tuple[dict[str, Any], str]] = []
+        done = False
+        for line in data.split("\n"):
+            line = line.strip()
+            if not line:
+                continue
+            if line == "[DONE]":
+                done = True
+                break
+            if line[:1] != "{":
+                return None
+            try:
+                obj = _loads(line)
+            except ValueError:
+                return None
+            if not isinstance(obj, dict):
+                return None
+            lines.append((obj, line))
+        out: list[Delta] = []
+        for obj, line in lines:
+            out.extend(self._chunk(obj, line))
+        if done:
+            self.done = True
+            out.extend(self.flush())
         return out
 
     def decode_object(self, obj: dict[str, Any]) -> list[Delta]:

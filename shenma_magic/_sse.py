@@ -220,14 +220,25 @@ class SSEDecoder:
         lines = self._lines.feed(chunk)
         return self.decode_lines(lines) if lines else []
 
-    def flush(self) -> None:
-        """End of stream: forget what is pending. NOTE: as per the spec, an event without its closing blank
-        line is discarded, so the end of a stream never dispatches one."""
-        self._lines.flush()
+    def flush(self) -> Optional[ServerSentEvent]:
+        """End of stream: reset, and return the event whose blank line never came (its complete data lines;
+        an unfinished last line is not one), or None.
+
+        NOTE: as per the spec such an event is not dispatched (a browser discards it). It is handed back so
+        that a reader may still use what a broken proxy sent (one that never sends the blank line) rather
+        than lose a whole answer.
+        """
+        self._lines.flush()  # an unterminated last line is not a line
+        pending = (
+            ServerSentEvent("\n".join(self._data), self._event or "message", self._last_id)
+            if self._has_data
+            else None
+        )
         self._data = []
         self._size = 0
         self._has_data = False
         self._event = ""
+        return pending
 
     def decode_lines(self, lines: list[str]) -> list[ServerSentEvent]:
         """Apply the field rules to complete lines (without endings); return the events they dispatch."""

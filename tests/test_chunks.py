@@ -359,3 +359,58 @@ def test_a_pair_split_across_events_from_a_real_server(relay: Relay) -> None:
     reply = ChatClient(relay.url, "sk-test-pair-000000000000").complete([{"role": "user", "content": "q"}])
     assert reply == "你😀!" and reply.complete
     reply.encode("utf-8")
+
+
+# -- events separated by a single newline (some proxies) ------------------------------------------------
+
+
+def line_of(text: str) -> str:
+    return json.dumps(chunk({"content": text}), ensure_ascii=False)
+
+
+PRETTY = json.dumps(chunk({"content": "整个"}), ensure_ascii=False, indent=2)  # one event, many lines
+
+
+@pytest.mark.parametrize(
+    ("data_lines", "texts", "done", "notices"),
+    [
+        ([line_of("a"), line_of("b")], ["a", "b"], False, 0),
+        ([line_of("a"), line_of("b"), "[DONE]"], ["a", "b"], True, 0),
+        ([line_of(str(i)) for i in range(10)], [str(i) for i in range(10)], False, 0),
+        ([line_of("a"), "", "  ", line_of("b")], ["a", "b"], False, 0),  # blank data lines in between
+        ([" " + line_of("a") + " ", "[DONE] "], ["a"], True, 0),
+        (["[DONE]", line_of("after")], [], True, 0),  # nothing after [DONE] counts
+        (PRETTY.split("\n"), ["整个"], False, 0),  # real multi-line JSON stays one event
+        ([line_of("a"), '{"choices": [{"delta": {"content": "b"'], [], False, 1),  # one line cut: malformed
+        ([line_of("a"), "not json"], [], False, 1),
+        ([line_of("a"), "[1, 2]"], [], False, 1),  # a line that is JSON but not an object
+    ],
+)
+def test_data_lines_that_are_chunks_each(
+    data_lines: list[str], texts: list[str], done: bool, notices: int
+) -> None:
+    dec = ChunkDecoder()
+    out = dec.decode(ServerSentEvent("\n".join(data_lines)))
+    assert [d.text for d in out if isinstance(d, TextDelta)] == texts
+    assert dec.done is done
+    found = [d for d in out if isinstance(d, NoticeDelta)]
+    assert len(found) == notices
+    assert all(n.lossy for n in found if "malformed" in n.message)
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
+@pytest.mark.parametrize("blank_at_end", [True, False])
+def test_a_stream_with_single_newlines_between_events_reads_whole(ending: str, blank_at_end: bool) -> None:
+    from shenma_magic._sse import SSEDecoder
+
+    lines = [line_of("周"), line_of("树"), line_of("人"), json.dumps(chunk({}, finish="stop")), "[DONE]"]
+    raw = "".join(f"data: {line}{ending}" for line in lines) + (ending if blank_at_end else "")
+    sse, dec, out = SSEDecoder(), ChunkDecoder(), []
+    for i in range(0, len(raw.encode()), 5):
+        for event in sse.feed(raw.encode()[i : i + 5]):
+            out.extend(dec.decode(event))
+    pending = sse.flush()  # no blank line at all: the event the spec would discard
+    if pending is not None:
+        out.extend(dec.decode(pending))
+    assert "".join(d.text for d in out if isinstance(d, TextDelta)) == "周树人"
+    assert dec.done and dec.finish_reason == "stop"

@@ -120,9 +120,24 @@ def test_blank_line_without_data_dispatches_nothing_and_resets_event_type() -> N
     assert [(e.event, e.data) for e in events] == [("message", "x")]
 
 
-def test_unfinished_event_at_end_of_stream_is_not_dispatched() -> None:
+def test_unfinished_event_at_end_of_stream_is_not_dispatched_but_handed_back_by_flush() -> None:
     assert data_of(feed_all([b"data: a\n\ndata: b\n"])) == ["a"]
     assert data_of(feed_all([b"data: a\n\ndata: b"])) == ["a"]
+    for raw, pending in [
+        (b"data: a\n\ndata: b\n", ServerSentEvent("b")),
+        (b"event: x\ndata: b\r\ndata: c\r", ServerSentEvent("b\nc", "x")),
+        (b"id: 9\ndata: b\ndata: unfinished", ServerSentEvent("b", id="9")),  # a line without its ending
+        (b"data: a\n\n", None),
+        (b"data: a\n\ndata: b", None),
+        (b"event: x\n", None),
+        (b"", None),
+    ]:
+        for pieces in every_split(raw):
+            dec = SSEDecoder()
+            for piece in pieces:
+                dec.feed(piece)
+            assert dec.flush() == pending, (raw, pieces)
+            assert dec.flush() is None  # and the decoder starts over
 
 
 def test_invalid_utf8_becomes_replacement_character_not_an_exception() -> None:
