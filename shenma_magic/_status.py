@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Optional
 
-__all__ = ["status_text"]
+from ._models import CUT_REASONS
+
+__all__ = ["finish_text", "status_text"]
+
+
+def finish_text(finish_reason: str) -> str:
+    """How the status line says why the model stopped, when that is not a plain ``stop``."""
+    if finish_reason in CUT_REASONS:
+        return f"cut at the token limit (finish: {finish_reason})"
+    return f"finish: {finish_reason}"
 
 
 def status_text(
@@ -34,7 +43,7 @@ def status_text(
     if cost:
         parts.append(cost)
     if finish_reason and finish_reason != "stop":
-        parts.append(f"finish: {finish_reason}")
+        parts.append(finish_text(finish_reason))
     if state:
         parts.append(state)
     return " · ".join(parts)

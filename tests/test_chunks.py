@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import struct
 from typing import Any
 
@@ -18,6 +19,7 @@ from shenma_magic._models import (
     MetaDelta,
     NoticeDelta,
     ReasoningDelta,
+    Reply,
     ReplyBuilder,
     TextDelta,
     ToolCallDelta,
@@ -414,3 +416,32 @@ def test_a_stream_with_single_newlines_between_events_reads_whole(ending: str, b
         out.extend(dec.decode(pending))
     assert "".join(d.text for d in out if isinstance(d, TextDelta)) == "周树人"
     assert dec.done and dec.finish_reason == "stop"
+
+
+# -- how a reply ended ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("finish", "complete", "truncated"),
+    [
+        ("stop", True, False),
+        ("length", False, True),
+        ("max_tokens", False, True),
+        ("tool_calls", True, False),
+        ("content_filter", True, False),
+        (None, False, False),
+    ],
+)
+def test_a_reply_cut_at_the_token_limit_is_not_complete(
+    finish: str | None, complete: bool, truncated: bool
+) -> None:
+    builder = ReplyBuilder()
+    for delta in run([ev(chunk({"content": "半"})), ev(chunk({}, finish=finish))])[0]:
+        builder.add(delta)
+    built = builder.build()
+    plain = Reply("半", finish_reason=finish)  # the same rule when a Reply is made by hand
+    for reply in (built, plain):
+        assert (reply.complete, reply.truncated) == (complete, truncated)
+        assert ("truncated=True" in repr(reply)) is truncated
+    again = pickle.loads(pickle.dumps(built))
+    assert (again.complete, again.truncated) == (complete, truncated)

@@ -156,7 +156,8 @@ def test_status_text() -> None:
         cost="¥0.0012",
     )
     assert line == (
-        "gpt-4o-mini · first token 1.00 s · 3.0 s · 12 → 100 tokens · 50 tok/s · ¥0.0012 · finish: length"
+        "gpt-4o-mini · first token 1.00 s · 3.0 s · 12 → 100 tokens · 50 tok/s · ¥0.0012"
+        " · cut at the token limit (finish: length)"
     )
     estimated = status_text(model="m", elapsed=1, first_token=None, tokens=(3, 9, True), finish_reason="stop")
     assert estimated == "m · 1.0 s · ~3 → ~9 tokens (estimated)"
