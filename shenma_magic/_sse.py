@@ -21,11 +21,12 @@ from ._errors import LimitExceededError
 
 __all__ = ["MAX_EVENT", "MAX_LINE", "LineDecoder", "SSEDecoder", "ServerSentEvent"]
 
-MAX_LINE = 4 * 1024 * 1024
-"""Bytes one line may hold (without its ending) unless a decoder is given another limit: 4 MiB."""
-MAX_EVENT = 8 * 1024 * 1024
+MAX_LINE = 16 * 1024 * 1024
+"""Bytes one line may hold (without its ending) unless a decoder is given another limit: 16 MiB, room
+for a relay that sends a whole answer with a base64 image in one event."""
+MAX_EVENT = 32 * 1024 * 1024
 """Characters one event's data may hold (its data lines joined) unless a decoder is given another limit:
-8 Mi, shown as "8 MiB" since the JSON of chat streams is mostly ASCII (a character is at most 4 bytes)."""
+32 Mi, shown as "32 MiB" since the JSON of chat streams is mostly ASCII (a character is at most 4 bytes)."""
 
 _BOM = b"\xef\xbb\xbf"
 _HINT = "the text so far is kept; the server (or a proxy in front of it) is not sending a chat stream"
