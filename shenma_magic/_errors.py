@@ -31,7 +31,6 @@ __all__ = [
     "classify",
     "error_from_payload",
     "error_from_response",
-    "hint_for",
     "one_line",
     "request_id_from_headers",
 ]
@@ -413,11 +412,6 @@ def classify(
     if status == 0:
         return advice("stream")
     return advice("http")
-
-
-def hint_for(status: int, server_message: str = "", code: Optional[str] = None) -> str:
-    """The short advice shown after the server's message (front-door neutral; see :func:`classify`)."""
-    return classify(status, server_message, None, code)[1]
 
 
 def _str_or_none(value: Any) -> Optional[str]:

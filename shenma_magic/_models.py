@@ -184,12 +184,10 @@ class ReplyBuilder:
         self.model = ""
         self.notices: list[str] = []
         self.lossy = False
-        self.chars = 0
 
     def add(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
             self._text.append(delta.text)
-            self.chars += len(delta.text)
             if len(self._text) > 512:
                 # 100k tiny deltas held as 100k strings cost far more than their text; join as we go.
                 self._text = ["".join(self._text)]

@@ -91,10 +91,6 @@ class LineDecoder:
         self._started = False
         self._bom_pending = b""
 
-    @property
-    def max_line(self) -> int:
-        return self._max_line
-
     def _overflow(self) -> NoReturn:
         self._parts = []
         self._held = 0
