@@ -86,6 +86,7 @@ class ChatMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         # The engine; everything the chat owns (conversation, clients, keys, usage, last reply) lives there.
         self.session = Session()
+        self.session.door = "magic"  # errors advise %chat key, -m, --timeout
 
     @validate(*Settings.names())
     def _check(self, proposal: Any) -> Any:
@@ -138,7 +139,7 @@ class ChatMagics(Magics):
                 f"{exc.message}: continue one with -m NAME, all of them with a plain %%chat, "
                 "or start over with --new"
             )
-        return str(exc)
+        return self.session.describe_error(exc)
 
     def ask_secret(self, prompt: str) -> str:
         return _ask_secret(prompt)

@@ -275,6 +275,8 @@ class Session:
         self._turn_owners: weakref.WeakKeyDictionary[Conversation, int] = weakref.WeakKeyDictionary()
         self._jobs: Optional[JobRegistry] = None
         self.journal = Journal(store, self.known_keys)
+        # Whose words the advice in an error uses: "python" (api_key=, model=) or "magic" (%chat key, -m).
+        self.door: str = "python"
         self.notebook: Optional[str] = None
         self.conversation_id = uuid.uuid4().hex
         # The other sides of a resumed comparison, by model (the plain conversation is ``conversation``).
@@ -418,6 +420,36 @@ class Session:
             # Every key the package knows: none may leave in a request body, all are masked in replies.
             known_keys=self._key_sources,
         )
+
+    def describe_error(self, err: ShenmaError, base_url: Optional[str] = None) -> str:
+        """The error on one line, with advice in the words of this session's front door."""
+        from ._hints import front_door_hint
+
+        key, source = (
+            self.key_for(base_url or self.base_url)
+            if not isinstance(err, MissingKeyError)
+            else (
+                None,
+                "",
+            )
+        )
+        key_source: Any = None
+        key_env = ""
+        if key is not None:
+            if source.startswith("$"):
+                key_source, key_env = "env", source[1:]
+            elif source.startswith("key file"):
+                key_source = "saved"
+            elif source == "api_key=":
+                key_source = "argument"
+            else:
+                key_source = "entered"
+        door: Any = "magic" if self.door == "magic" else "python"
+        try:
+            hint = front_door_hint(err, door, key_source=key_source, key_env=key_env)
+        except Exception:  # advice must never hide the error itself
+            hint = err.hint
+        return f"{err.message} — {hint}" if hint else err.message
 
     def _key_sources(self) -> list[tuple[Secret, str]]:
         sources = self.keys.key_sources()
@@ -740,6 +772,7 @@ class Session:
                 measure=measure,
                 money=money,
                 on_round=round_done,
+                describe=lambda err: self.describe_error(err, turn.base_url),
             )
         finally:
             if own and clients:

@@ -7,7 +7,7 @@ tests/artifacts/browser/chat-*.png.
 
 One relay, one JupyterLab and one browser tab serve the whole module; each test opens its own notebook
 (its own kernel) inside the loaded app. The tests run in file order; the save/reopen test uses the
-notebook the streaming test ran, and is skipped if that one did not get far enough.
+notebook the streaming test ran, or runs one like it itself when run alone (or after that test failed).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any
 
 import pytest
 
+from tests._util import tool_call_stream
 from tests.browser.harness import LabPage, LabServer
-from tests.relay import HOSTILE_SAMPLE, REASONING_SAMPLE, Relay, Scripted, chat_chunk, sse, stream_of
+from tests.relay import HOSTILE_SAMPLE, REASONING_SAMPLE, Relay, Scripted, stream_of
 
 pytestmark = pytest.mark.browser
 
@@ -37,6 +38,8 @@ STDERR = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
 PWNED_FLAGS = ("__pwned", "__pwned2", "__pwned3", "__pwned4")
 
 OTHER_SHOTS = ("image-question.png", "tool-round.png")
+# The streaming test's notebook, which the save/reopen test saves, closes and reopens.
+CHAT_CELLS = ["%load_ext shenma_magic", "%%chat\n/slow 40 4", "%%chat\n/markdown"]
 
 # Whatever the steps of the module learned that a later one needs (the tests run in file order).
 _state: dict[str, Any] = {}
@@ -184,18 +187,6 @@ def words_of(text: str) -> list[str]:
     return re.findall(r"\s*\S+\s*", text)
 
 
-def tool_call_stream(name: str, arguments: str, call_id: str = "call_1") -> list[Any]:
-    """A streamed reply that only asks for one tool call (as in tests/test_features.py)."""
-    call = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
-    return [
-        sse(chat_chunk(role="assistant", tool_calls=[call])),
-        sse(chat_chunk(tool_calls=[{"index": 0, "function": {"arguments": arguments[:5]}}])),
-        sse(chat_chunk(tool_calls=[{"index": 0, "function": {"arguments": arguments[5:]}}])),
-        sse(chat_chunk(finish_reason="tool_calls")),
-        sse("[DONE]"),
-    ]
-
-
 def gradient_png(side: int = 64) -> bytes:
     """A side x side RGB gradient PNG, built with zlib and struct only."""
     rows = b"".join(
@@ -229,9 +220,7 @@ def run(page: LabPage, i: int, timeout: float = 30.0) -> str:
 
 
 def test_streams_live_then_leaves_rendered_markdown(server: LabServer, page: LabPage, shots: Path) -> None:
-    open_fresh(
-        server, page, "chat.ipynb", ["%load_ext shenma_magic", "%%chat\n/slow 40 4", "%%chat\n/markdown"]
-    )
+    open_fresh(server, page, "chat.ipynb", CHAT_CELLS)
     run(page, 0)
     assert page.cell_output_text(0) == ""
 
@@ -314,7 +303,12 @@ def test_saved_notebook_keeps_the_answer_without_kernel_or_widgets(
     server: LabServer, page: LabPage, shots: Path
 ) -> None:
     if not _state.get("chat_ran"):
-        pytest.skip("needs the notebook run by test_streams_live_then_leaves_rendered_markdown")
+        # Run alone: run the streaming test's notebook here (a new one: that test may have left its own
+        # half run).
+        open_fresh(server, page, "chat-alone.ipynb", CHAT_CELLS)
+        for i in range(len(CHAT_CELLS)):
+            run(page, i)
+        page.wait_for_selector_in_output(2, "table", timeout=10)
     nb = page.save()
     for i, must_have in ((1, "word1 word2"), (2, "Quarterly report")):
         outs = nb["cells"][i]["outputs"]
