@@ -72,7 +72,8 @@ def _arguments(value: Any) -> str:
     return ""
 
 
-def _choice_deltas(choice: dict[str, Any], out: list[Delta]) -> None:
+def _choice_deltas(choice: dict[str, Any], out: list[Delta]) -> Optional[str]:
+    """Append the deltas of one choice to ``out``; return its finish reason, if it has one."""
     delta = choice.get("delta")
     if not isinstance(delta, dict):
         # A relay that wraps a non-streamed answer in SSE sends "message" instead of "delta".
@@ -105,6 +106,8 @@ def _choice_deltas(choice: dict[str, Any], out: list[Delta]) -> None:
     reason = choice.get("finish_reason")
     if isinstance(reason, str) and reason:
         out.append(FinishDelta(reason))
+        return reason
+    return None
 
 
 # What a held-back high surrogate belongs to: the answer, the reasoning, or one tool call's arguments.
@@ -159,13 +162,11 @@ class ChunkDecoder:
             return [NoticeDelta(f"skipped a malformed event: {excerpt(data)}", lossy=True)]
         if not isinstance(obj, dict):
             return [NoticeDelta(f"skipped an event that is not an object: {excerpt(data)}")]
-        return self._chunk(obj, data)
-
-    def _chunk(self, obj: dict[str, Any], data: str) -> list[Delta]:
         out = self._deltas(obj)
         # Only a JSON escape of a surrogate ("\\udXXX") can put one in a string: text decoded from UTF-8
-        # never holds one. So nearly every event skips the repair with two substring searches.
-        if self._held or "\\ud" in data or "\\uD" in data:
+        # never holds one. So nearly every event skips the repair after one search for a backslash (a
+        # one-character search is many times cheaper than one for "\\u" in non-ASCII text).
+        if self._held or ("\\" in data and ("\\ud" in data or "\\uD" in data)):
             return self._repair(out)
         return out
 
@@ -194,7 +195,8 @@ class ChunkDecoder:
             lines.append((obj, line))
         out: list[Delta] = []
         for obj, line in lines:
-            out.extend(self._chunk(obj, line))
+            deltas = self._deltas(obj)
+            out.extend(self._repair(deltas) if self._held or "\\" in line else deltas)
         if done:
             self.done = True
             out.extend(self.flush())
@@ -235,13 +237,12 @@ class ChunkDecoder:
             for choice in choices:
                 # Only choice 0 is shown; n > 1 is not something a notebook cell displays.
                 if isinstance(choice, dict) and choice.get("index", 0) == 0:
-                    _choice_deltas(choice, out)
+                    reason = _choice_deltas(choice, out)
+                    if reason is not None:
+                        self.finish_reason = reason
         usage = obj.get("usage")
         if isinstance(usage, dict) and usage:
             out.append(UsageDelta(usage))
-        for delta in out:
-            if isinstance(delta, FinishDelta):
-                self.finish_reason = delta.reason
         return out
 
     def _piece(self, kind: _Kind, text: str) -> str:
