@@ -243,7 +243,12 @@ class ColumnsWidgetView:
             children = self._blocks[index].children
             wait = max(self._block_interval, _CHILD_INTERVAL * len(children))
             if column.pending and now - column.last_append >= wait:
-                child = self._widgets.HTML(value=f"<div>{''.join(column.pending)}</div>")
+                # Styled as the live tail and the final output are (an Output's HTML gets that class from
+                # the frontend), so nothing moves when the blocks become children or the columns end.
+                block = "".join(column.pending)
+                child = self._widgets.HTML(
+                    value=f'<div class="jp-RenderedHTMLCommon" style="{_CONTENT}">{block}</div>'
+                )
                 self._blocks[index].children = (*children, child)
                 self._appended.append(child)
                 column.pending = []

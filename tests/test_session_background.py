@@ -219,6 +219,17 @@ def test_a_later_turn_waits_for_the_comparison_and_takes_its_own_branch(
     assert not session.branches and [m["content"] for m in session.history][1] == "beta says B"
 
 
+def test_a_foreground_turn_of_one_model_waits_for_the_comparison_and_takes_its_branch(
+    session: Session, relay: Relay
+) -> None:
+    relay.enqueue(answer("alpha", ["alpha says A"], 0.8), answer("beta", ["beta says B"], 0.8))
+    session.start_compare(ChatRequest("first", models=("alpha", "beta")), ColumnsRecorder())
+    relay.enqueue(answer("alpha", ["alpha again"], 0.1))
+    assert session.ask("second", model="alpha") == "alpha again"
+    assert sent_to(relay, "alpha") == [("user", "first"), ("assistant", "alpha says A"), ("user", "second")]
+    assert not session.branches
+
+
 def test_a_foreground_comparison_waits_for_the_background_one_and_continues_each_branch(
     session: Session, relay: Relay
 ) -> None:
