@@ -277,8 +277,8 @@ class Session:
         )
         self._turn_owners: weakref.WeakKeyDictionary[Conversation, int] = weakref.WeakKeyDictionary()
         self._jobs: Optional[JobRegistry] = None
-        # The branch models each conversation will have once its background turns have ended.
-        self._planned: weakref.WeakKeyDictionary[Conversation, list[str]] = weakref.WeakKeyDictionary()
+        # The branch models a conversation will have once this background turn (and those before it) ended.
+        self._planned: weakref.WeakKeyDictionary[Job[Any], list[str]] = weakref.WeakKeyDictionary()
         self.journal = Journal(store, self.known_keys)
         self.notebook: Optional[str] = None
         self.conversation_id = uuid.uuid4().hex
@@ -387,7 +387,7 @@ class Session:
         busy = self._jobs.busy(self.conversation) if self._jobs is not None else None
         if busy is None:
             return self.branches.models
-        return list(self._planned.get(self.conversation, self.branches.models))
+        return list(self._planned.get(busy, self.branches.models))
 
     def wait(self, timeout: Optional[float] = None) -> list[Job[Any]]:
         """Block until every background turn has ended; returns those waited for.
@@ -546,7 +546,6 @@ class Session:
             frontend.show_images(turn.images)
         first = frontend.make_view()
         shown = label or f"{turn.model}: {excerpt(request.prompt, 40)}"
-        self._planned[conversation] = []
 
         def work(token: CancelToken, views: Callable[[], View]) -> Outcome:
             with self._one_turn(conversation):
@@ -559,7 +558,7 @@ class Session:
                     turn, conversation, conversation_id, _WithViews(frontend, views), token=token, shown=True
                 )
 
-        return start_turn(
+        job = start_turn(
             self.jobs,
             work,
             label=shown,
@@ -569,6 +568,8 @@ class Session:
             runner=runner,
             on_end=on_end,
         )
+        self._planned[job] = []  # one model's turn leaves no branches
+        return job
 
     def _conversation_for(self, request: ChatRequest, model: str) -> Conversation:
         """The conversation a turn of one model continues; BranchError now if the branches it will find
@@ -890,7 +891,6 @@ class Session:
             frontend.show_images(plan.prepared.images)
         columns = frontend.make_columns(plan.models)
         shown = label or f"{', '.join(plan.models)}: {excerpt(request.prompt, 40)}"
-        self._planned[conversation] = list(plan.models)
 
         def work(token: CancelToken, views: Callable[[], View]) -> ComparisonOutcome:
             with self._one_turn(conversation):
@@ -899,7 +899,7 @@ class Session:
                 )
 
         first = ColumnsAsView(columns, plan.models)  # ends the columns if the job stops before it starts
-        return start_turn(
+        job = start_turn(
             self.jobs,
             work,
             label=shown,
@@ -909,6 +909,8 @@ class Session:
             runner=runner,
             on_end=on_end,
         )
+        self._planned[job] = list(plan.models)
+        return job
 
     def _log_turn(
         self,

@@ -118,6 +118,24 @@ def test_stopping_a_queued_job_ends_it_without_running_it() -> None:
     registry.wait(5)
 
 
+def test_a_job_stopped_while_queued_leaves_the_order_of_the_others() -> None:
+    registry = JobRegistry()
+    gate = threading.Event()
+    first = registry.start(lambda token: gate.wait(5), label="first", order="c")
+    queued = registry.start(lambda token: None, label="second", order="c")
+    third = registry.start(lambda token: None, label="third", order="c")
+    queued.token.cancel("stopped by the test")
+    assert queued.ended.wait(2)
+    # The first is still in flight: a later turn still waits for it, and so does the third.
+    assert registry.busy("c") is third
+    assert not third.ended.wait(0.3) and third.state == "queued"
+    third.token.cancel("stopped by the test")
+    assert third.ended.wait(2) and registry.busy("c") is first
+    assert not registry.wait_turn("c", timeout=0.2)
+    gate.set()
+    assert registry.wait_turn("c", timeout=5)
+
+
 def test_ctrl_c_on_wait_stops_every_job_and_reraises() -> None:
     registry = JobRegistry()
     stopped: list[str] = []

@@ -269,17 +269,21 @@ def test_stopping_a_background_comparison_stops_every_stream_and_keeps_partial_a
 def test_a_comparison_stopped_while_waiting_its_turn_says_so_in_every_column(
     session: Session, relay: Relay
 ) -> None:
-    first = session.start(ChatRequest("/slow 6 1.5"), Recorder())
+    relay.enqueue(answer("alpha", ["alpha one"], 1.5), answer("beta", ["beta one"], 1.5))
+    first = session.start_compare(ChatRequest("q1", models=("alpha", "beta")), ColumnsRecorder())
     frontend = ColumnsRecorder()
-    job = session.start_compare(ChatRequest("later", models=("alpha", "beta")), frontend)
+    job = session.start_compare(ChatRequest("later", models=("beta",)), frontend)
+    assert session.branch_models() == ["beta"]  # what the conversation is heading for
     job.token.cancel("stopped (%chat stop)")
     assert job.ended.wait(2) and first.in_flight
     view = frontend.views[0]
-    assert sorted(view.finished) == [0, 1] and view.closed is not None
-    reply, status = view.finished[1]
+    assert sorted(view.finished) == [0] and view.closed is not None
+    reply, status = view.finished[0]
     assert status == "not sent" and reply.error == "stopped (%chat stop); nothing was sent"
+    # The first comparison still runs, and it alone now says what the branches will be.
+    assert session.jobs.busy(session.conversation) is first and session.branch_models() == ["alpha", "beta"]
     session.wait(10)
-    assert not session.branches and len(relay.chat_requests) == 1
+    assert session.branches.models == ["alpha", "beta"] and len(relay.chat_requests) == 2
 
 
 def test_a_comparison_asked_before_new_records_in_its_own_conversation(
