@@ -363,3 +363,24 @@ def test_headless_run_keeps_the_whole_comparison_in_the_bg_cell(relay: Relay, tm
     assert data["text/plain"].count(words(12)) == 2
     assert len(re.findall(r"ran in the foreground", data["text/markdown"])) == 2  # in each model's status
     assert nb.cells[2].outputs[0]["text"] == "[('alpha', True, 12), ('beta', True, 12)]\n"
+
+
+def test_a_plain_turn_after_a_bg_comparison_waits_and_continues_every_branch(
+    kernel: Kernel, relay: Relay
+) -> None:
+    k = kernel
+    before = len(relay.chat_requests)
+    bg = k.run("%%chat -m alpha,beta --bg --new\n/slow 8 0.8")
+    k.reply(bg)
+    # No -m: the comparison in flight is heading for branches, so this continues each of them.
+    fg = k.execute("%%chat -o both\nand then?")
+    assert "waiting for background reply" in k.text(fg)
+    sent = relay.chat_requests[before:]
+    assert len(sent) == 4
+    later = [r for r in sent if r.json["messages"][-1]["content"] == "and then?"]
+    assert sorted(r.json["model"] for r in later) == ["alpha", "beta"]
+    for request in later:
+        asked = request.json["messages"]
+        assert [m["role"] for m in asked] == ["user", "assistant", "user"] and asked[1]["content"] == words(8)
+    assert k.text(k.execute("print(sorted(both))")) == "['alpha', 'beta']\n"
+    assert final_data(k, bg)["text/plain"].count(words(8)) == 2
