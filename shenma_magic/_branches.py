@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from ._errors import ConfigError
 from ._prompt import Conversation
 
-__all__ = ["BranchError", "Branches"]
+__all__ = ["BranchError", "Branches", "check_models"]
 
 
 class BranchError(ConfigError):
@@ -38,16 +38,7 @@ class Branches(dict[str, Conversation]):
 
     def check(self, models: Sequence[str]) -> None:
         """Refuse a turn for models that have no branch, while there are branches."""
-        if not self:
-            return
-        missing = [m for m in models if m not in self]
-        if missing:
-            names = ", ".join(self)
-            raise BranchError(
-                f"{', '.join(missing)} took no part in the comparison: the conversation has branches for "
-                f"{names}",
-                "continue one of them, all of them, or start a new conversation",
-            )
+        check_models(self.models, models)
 
     def conversation(self, model: str, trunk: Conversation) -> Conversation:
         """What ``model`` has seen: the trunk, then its own branch (a new object; the turns are shared)."""
@@ -71,3 +62,15 @@ class Branches(dict[str, Conversation]):
         if branch is not None:
             trunk.turns.extend(branch.turns)
         self.clear()
+
+
+def check_models(branches: Sequence[str], models: Sequence[str]) -> None:
+    """Refuse a turn for models not among ``branches`` (the models of a conversation's branches, also as
+    they will be once a comparison in flight has ended), unless there are none."""
+    missing = [m for m in models if m not in branches] if branches else []
+    if missing:
+        raise BranchError(
+            f"{', '.join(missing)} took no part in the comparison: the conversation has branches for "
+            f"{', '.join(branches)}",
+            "continue one of them, all of them, or start a new conversation",
+        )

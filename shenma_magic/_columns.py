@@ -1,6 +1,6 @@
 """Showing a comparison: the models' answers side by side while they stream, and the output left behind.
 
-Views (each a :class:`~shenma_magic._compare.ColumnsView`, called by the main thread only):
+Views (each a :class:`~shenma_magic._compare.ColumnsView`, called by the thread running the comparison):
 
 * :class:`ColumnsWidgetView` (Jupyter frontends): a CSS grid of columns, each with the model's name, an
   ``Output`` widget that finished Markdown blocks are appended to once, and a live HTML widget for the
@@ -13,6 +13,11 @@ Views (each a :class:`~shenma_magic._compare.ColumnsView`, called by the main th
 When every column is done the live view is replaced in place by :func:`columns_bundle`: ``text/html`` with
 the same grid, ``text/markdown`` with one section per model and ``text/plain``, so a saved notebook,
 nbconvert and GitHub show the whole comparison without a kernel or widget state.
+
+A comparison in the background (``%%chat -m a,b --bg``) gives the Jupyter views an
+:class:`~shenma_magic._display.Outlet`: as for a single reply, every display message then goes through it
+(with the cell's parent header) and finished blocks become child widgets instead of outputs captured into
+an ``Output`` widget, whose capture follows the kernel's idea of the current cell.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from ._render import BlockSplitter, escape, render_html
 
 if TYPE_CHECKING:
     from ._compare import ColumnsView, LaneResult
+    from ._display import Outlet
 
 __all__ = [
     "CallbackColumns",
@@ -53,6 +59,7 @@ _HEADER = (
 _MUTED = "color: #777; font-size: 0.85em;"
 _CONTENT = "line-height: 1.6; font-size: 14px; overflow-wrap: anywhere;"
 _WAITING = "waiting for the first token…"
+_CHILD_INTERVAL = 0.02  # seconds of wait per block already appended, for views fed through an outlet
 _REASONING_PREVIEW = 300
 _REASONING = "white-space: pre-wrap; border-left: 3px solid #ccc; padding-left: 8px;"
 
@@ -181,17 +188,22 @@ class ColumnsWidgetView:
         *,
         block_interval: float = 0.25,
         clock: Callable[[], float] = time.monotonic,
+        outlet: Optional[Outlet] = None,
+        waiting: str = _WAITING,
     ) -> None:
         import ipywidgets as widgets
         from IPython.display import display
 
+        self._widgets = widgets
         self._display: Callable[..., Any] = display
+        self._outlet = outlet
         self._clock = clock
         self._block_interval = block_interval
         self._columns = [_Column(m) for m in models]
         self._headers = [widgets.HTML(value=_header_html(m)) for m in models]
-        self._blocks = [widgets.Output() for _ in models]
-        self._live = [widgets.HTML(value=f'<div style="{_MUTED}">{escape(_WAITING)}</div>') for _ in models]
+        self._blocks: list[Any] = [widgets.Output() if outlet is None else widgets.VBox() for _ in models]
+        self._appended: list[Any] = []  # the child widgets of blocks (with an outlet), emptied at close
+        self._live = [widgets.HTML(value=f'<div style="{_MUTED}">{escape(waiting)}</div>') for _ in models]
         self._boxes = [
             widgets.VBox(
                 [h, b, live],
@@ -209,7 +221,12 @@ class ColumnsWidgetView:
                 grid_template_columns=grid_template(len(models)), width="100%", padding="0 20px 0 0"
             ),
         )
-        self._handle: Any = display(self._grid, display_id=True)  # type: ignore[no-untyped-call]
+        self._handle: Any = None
+        self._display_id = ""
+        if outlet is None:
+            self._handle = display(self._grid, display_id=True)  # type: ignore[no-untyped-call]
+        else:
+            self._display_id = outlet.display(self._grid._repr_mimebundle_())
 
     def on_delta(self, index: int, delta: Delta) -> None:
         self._columns[index].take(delta)
@@ -220,7 +237,24 @@ class ColumnsWidgetView:
             return 0
         sent = 0
         now = self._clock()
-        if column.pending and now - column.last_append >= self._block_interval:
+        if self._outlet is not None:
+            # Each child added re-sends the list of children: the wait between appends grows with their
+            # number, so a long answer costs about sqrt(duration) children, not one per interval.
+            children = self._blocks[index].children
+            wait = max(self._block_interval, _CHILD_INTERVAL * len(children))
+            if column.pending and now - column.last_append >= wait:
+                # Styled as the live tail and the final output are (an Output's HTML gets that class from
+                # the frontend), so nothing moves when the blocks become children or the columns end.
+                block = "".join(column.pending)
+                child = self._widgets.HTML(
+                    value=f'<div class="jp-RenderedHTMLCommon" style="{_CONTENT}">{block}</div>'
+                )
+                self._blocks[index].children = (*children, child)
+                self._appended.append(child)
+                column.pending = []
+                column.last_append = now
+                sent += 4  # the child's, its layout's and its style's comm_open, the new children
+        elif column.pending and now - column.last_append >= self._block_interval:
             # Each finished block goes to the browser exactly once, appended to the column's Output.
             with self._blocks[index]:
                 self._display({"text/html": f"<div>{''.join(column.pending)}</div>"}, raw=True)
@@ -247,6 +281,9 @@ class ColumnsWidgetView:
         if column.cleared:
             return 0
         column.cleared = True
+        if self._outlet is not None:
+            self._blocks[index].children = ()  # the children are emptied and closed with the view
+            return 1
         # A clear_output routed to the Output, not outputs=() from the kernel: a frontend that mirrors the
         # Output's outputs back to the kernel (nbclient does) would otherwise have its echo land after ours
         # and leave a second copy of the answer in the saved widget state.
@@ -254,13 +291,16 @@ class ColumnsWidgetView:
         return 3  # msg_id on, clear_output, msg_id off
 
     def close(self, results: Sequence[LaneResult]) -> None:
-        self._handle.update(_bundle_of(results), raw=True)
+        if self._outlet is not None:
+            self._outlet.update(self._display_id, _bundle_of(results))
+        else:
+            self._handle.update(_bundle_of(results), raw=True)
         # Emptied before closing, so a frontend that saves widget state keeps no second copy of the answers.
         for index in range(len(self._blocks)):
             self._clear_blocks(index)
-        for widget in [*self._live, *self._headers]:
+        for widget in [*self._live, *self._headers, *self._appended]:
             widget.value = ""
-        for widget in [*self._headers, *self._blocks, *self._live, *self._boxes, self._grid]:
+        for widget in [*self._appended, *self._headers, *self._blocks, *self._live, *self._boxes, self._grid]:
             for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
                 if part is not None:
                     part.close()
@@ -274,17 +314,35 @@ class ColumnsMarkdownView:
     """The comparison as one HTML output re-sent at a slower rate, for frontends without ipywidgets."""
 
     def __init__(
-        self, models: Sequence[str], *, min_gap: float = 0.25, clock: Callable[[], float] = time.monotonic
+        self,
+        models: Sequence[str],
+        *,
+        min_gap: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+        outlet: Optional[Outlet] = None,
+        waiting: str = _WAITING,
     ) -> None:
-        from IPython.display import display
-
         self._columns = [_Column(m) for m in models]
-        self._status = [_WAITING] * len(models)
+        self._status = [waiting] * len(models)
         self._final: list[Optional[str]] = [None] * len(models)
         self._min_gap = min_gap
         self._clock = clock
         self._last = float("-inf")
-        self._handle: Any = display(self._bundle(), raw=True, display_id=True)  # type: ignore[no-untyped-call]
+        self._outlet = outlet
+        self._handle: Any = None
+        self._display_id = ""
+        if outlet is not None:
+            self._display_id = outlet.display(self._bundle())
+        else:
+            from IPython.display import display
+
+            self._handle = display(self._bundle(), raw=True, display_id=True)  # type: ignore[no-untyped-call]
+
+    def _update(self, bundle: dict[str, str]) -> None:
+        if self._outlet is not None:
+            self._outlet.update(self._display_id, bundle)
+        else:
+            self._handle.update(bundle, raw=True)
 
     def _bundle(self) -> dict[str, str]:
         cols = []
@@ -303,17 +361,17 @@ class ColumnsMarkdownView:
         if now - self._last < self._min_gap:
             return 0
         self._last = now
-        self._handle.update(self._bundle(), raw=True)
+        self._update(self._bundle())
         return 1
 
     def finish(self, index: int, reply: Reply, status: str) -> int:
         self._status[index] = status
         self._final[index] = _column_html(reply, status)
-        self._handle.update(self._bundle(), raw=True)
+        self._update(self._bundle())
         return 1
 
     def close(self, results: Sequence[LaneResult]) -> None:
-        self._handle.update(_bundle_of(results), raw=True)
+        self._update(_bundle_of(results))
 
 
 # -- terminal --------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ Each model's stream runs in a thread of its own through the same turn policy as 
 the total time is the slowest model's, not the sum. The workers never touch the display: they hand every
 delta and status line to the main thread through one queue, and the main thread refreshes the columns at a
 bounded rate for all of them together (:class:`Pacer`). Ctrl-C arrives in the main thread: every stream is
-hung up (its socket shut down, see ``_hangup``) and every partial answer is kept.
+hung up (its socket shut down, see ``_hangup``) and every partial answer is kept. A comparison in the
+background (``%%chat -m a,b --bg``) runs that loop in its job's thread instead, and a ``stop`` check does
+what Ctrl-C does.
 
 Nothing here knows about HTTP or IPython: a :class:`Lane` opens any iterator of deltas, a
 :class:`ColumnsView` is any object with the four methods below.
@@ -28,7 +30,7 @@ from ._pricing import format_money
 from ._run import INTERRUPTED, Measurer, TurnResult, run_turn
 from ._status import status_text
 
-__all__ = ["ColumnsView", "Lane", "LaneResult", "Pacer", "run_lanes"]
+__all__ = ["ColumnsView", "Lane", "LaneResult", "Pacer", "end_all", "run_lanes"]
 
 # After a hang-up, what was already received is still taken for this long; then the stream is cut.
 _AFTER_HANGUP = 0.5
@@ -69,7 +71,7 @@ class LaneResult:
 
 
 class ColumnsView(Protocol):
-    """Where a comparison is shown. Only the main thread calls it."""
+    """Where a comparison is shown. Only the thread running :func:`run_lanes` calls it."""
 
     def on_delta(self, index: int, delta: Delta) -> None: ...
 
@@ -252,9 +254,18 @@ class _Board:
             state=state,
         )
 
-    def pump(self, events: queue.SimpleQueue[tuple[str, int, Any]], *, until: float = float("inf")) -> None:
-        """Take what the workers send and refresh the columns, until every lane is done (or ``until``)."""
+    def pump(
+        self,
+        events: queue.SimpleQueue[tuple[str, int, Any]],
+        *,
+        until: float = float("inf"),
+        stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        """Take what the workers send and refresh the columns, until every lane is done (or ``until``);
+        KeyboardInterrupt once ``stop()`` is true (checked at least every 0.1 s)."""
         while self.open():
+            if stop():
+                raise KeyboardInterrupt
             now = self.clock()
             if now >= until:
                 return
@@ -288,10 +299,12 @@ def run_lanes(
     rate: float = RATE,
     clock: Callable[[], float] = time.monotonic,
     grace: float = _GRACE,
+    stop: Callable[[], bool] = lambda: False,
 ) -> tuple[list[LaneResult], bool]:
     """Run every lane at once into ``view``; return each lane's result (in the lanes' order) and whether
     Ctrl-C stopped them. Never raises for server or transport errors (they are in each result), nor for
-    Ctrl-C (every partial reply is kept, marked interrupted)."""
+    Ctrl-C (every partial reply is kept, marked interrupted). ``stop()`` turning true acts as Ctrl-C: the
+    way to stop lanes run from a thread that Ctrl-C does not reach."""
     events: queue.SimpleQueue[tuple[str, int, Any]] = queue.SimpleQueue()
     hung_up = threading.Event()
     board = _Board(
@@ -312,7 +325,7 @@ def run_lanes(
         ).start()
     interrupted = False
     try:
-        board.pump(events)
+        board.pump(events, stop=stop)
     except KeyboardInterrupt:
         interrupted = True
         hung_up.set()
@@ -335,3 +348,10 @@ def run_lanes(
         view.close(results)
         interrupted = True
     return results, interrupted
+
+
+def end_all(view: ColumnsView, models: Sequence[str], reply: Reply, status: str) -> None:
+    """End every column with the same news (a comparison that was never sent) and leave the final output."""
+    for index in range(len(models)):
+        view.finish(index, reply, status)
+    view.close([LaneResult(model, reply, status) for model in models])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
@@ -26,6 +26,9 @@ from ._scrub import scrub_key_from_history
 from ._secret import looks_like_key
 from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session, set_current_session
 from ._settings import DISPLAY_MODES, Settings, check_setting
+
+if TYPE_CHECKING:
+    from ._comparison import ComparisonOutcome
 
 __all__ = ["ChatMagics", "register", "unregister"]
 
@@ -220,7 +223,7 @@ class ChatMagics(Magics):
         session = self.synced_session()
         from ._frontend import NotebookFrontend, NotedFrontend
 
-        if request.models or (request.model is None and session.branches and not request.new):
+        if request.models or (request.model is None and session.branch_models() and not request.new):
             self._compare(session, request, args.out, background=bool(args.bg))
             return
         frontend: Any = NotebookFrontend(rich=self.in_jupyter, display=session.settings.display)
@@ -294,17 +297,22 @@ class ChatMagics(Magics):
         """A comparison cell: the models' answers side by side; -o gets model → Reply."""
         from ._columns import NotebookColumns
 
-        frontend = NotebookColumns(rich=self.in_jupyter, display=session.settings.display)
+        frontend: Any = NotebookColumns(rich=self.in_jupyter, display=session.settings.display)
         if background:
-            frontend.notify("--bg does not apply to a comparison yet: it streams here, in the foreground")
+            from ._background import FOREGROUND_NOTE, placement
+            from ._frontend import NotedColumns
+
+            where = placement(self.shell)
+            if where.threaded:
+                self._start_compare_in_background(session, request, where, out)
+                return
+            # A headless runner keeps only what a cell shows before it returns: run it here, and say so.
+            frontend = NotedColumns(frontend, FOREGROUND_NOTE)
         try:
             outcome = session.run_compare(request, frontend)
         except ShenmaError as exc:
             raise UsageError(self.one_line(exc)) from None
-        for model, error in outcome.json_errors.items():
-            frontend.notify(f"⚠ {model}: {error} (the text is kept in its Reply)")
-        if out:
-            self.user_ns[out] = outcome.replies
+        self._bind_comparison(outcome, out, frontend)
         if outcome.interrupted:
             kept = (
                 "the partial answers are kept" if any(outcome.replies.values()) else "no answer had arrived"
@@ -312,6 +320,45 @@ class ChatMagics(Magics):
             stop = ChatInterrupted(f"interrupted (Ctrl-C): {kept}")
             stop.replies = outcome.replies  # type: ignore[attr-defined]
             raise stop from None
+
+    def _bind_comparison(self, outcome: ComparisonOutcome, out: Optional[str], frontend: Any) -> None:
+        for model, error in outcome.json_errors.items():
+            frontend.notify(f"⚠ {model}: {error} (the text is kept in its Reply)")
+        if out:
+            self.user_ns[out] = outcome.replies
+
+    def _start_compare_in_background(
+        self, session: Session, request: ChatRequest, where: Any, out: Optional[str]
+    ) -> None:
+        from ._background import thread_runner
+        from ._frontend import BackgroundColumns, TerminalBackgroundColumns
+
+        busy = None if request.new else session.jobs.busy(session.conversation)
+        frontend: Any
+        if where.outlet is not None:
+            waiting = (
+                f"waiting for background reply #{busy.number} in this conversation to end…" if busy else None
+            )
+            frontend = BackgroundColumns(
+                where.outlet, display=session.settings.display, **({"waiting": waiting} if waiting else {})
+            )
+        else:
+            frontend = TerminalBackgroundColumns("")
+
+        def ended(job: Job[ComparisonOutcome]) -> None:
+            # On the job's thread, once every model has ended: -o is bound now, not when the cell returned.
+            if job.result is not None:
+                self._bind_comparison(job.result, out, frontend)
+            elif job.error is not None and not isinstance(job.error, Cancelled):
+                frontend.notify(f"⚠ the background comparison failed: {self._describe(job.error)}")
+
+        try:
+            job = session.start_compare(request, frontend, runner=thread_runner(), on_end=ended)
+        except ShenmaError as exc:
+            raise UsageError(self.one_line(exc)) from None
+        if isinstance(frontend, TerminalBackgroundColumns):
+            frontend.header = f"[#{job.number} {job.label}]"
+            print(f"[#{job.number} in the background: %chat wait, %chat jobs]")
 
     def _chat_over(self, args: Any, cell: str) -> None:
         """``%%chat --over NAME``: the cell is the template, filled per row (row fields win over the

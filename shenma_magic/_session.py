@@ -2,7 +2,8 @@
 
 A :class:`Session` owns everything a chat needs (the settings, the conversation, a client per host and key,
 the key store, the tools, the usage ledger, the last reply, the background jobs) and runs turns through
-:meth:`Session.run` (here and now) or :meth:`Session.start` (on a worker thread, ``%%chat --bg``). Front
+:meth:`Session.run` (here and now) or :meth:`Session.start` (on a worker thread, ``%%chat --bg``), and
+comparisons through :meth:`Session.run_compare` or :meth:`Session.start_compare`. Front
 doors only wire it: the ``%%chat`` magic parses a cell into a :class:`ChatRequest` and supplies views,
 ``Session.ask`` supplies a callback. Nothing here imports IPython or ipywidgets, and ``requests`` only when
 the first request is made.
@@ -10,7 +11,9 @@ the first request is made.
 Turns of one conversation never overlap and keep their order: a turn started while a background turn of
 the same conversation is in flight waits for it (saying so through its frontend), so each is sent with
 the history before it. ``new`` and :meth:`Session.reset` start a new conversation object, so a turn still
-in flight records into the conversation it was asked in.
+in flight records into the conversation it was asked in. A comparison in flight records its branches when
+it ends; until then a later turn is checked against the branches it will leave (:meth:`branch_models`)
+and takes up its branch only when its own turn comes.
 """
 
 from __future__ import annotations
@@ -24,12 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
-from ._branches import Branches
+from ._branches import Branches, check_models
 from ._errors import ConfigError, ShenmaError
 from ._jobs import CancelToken, Job, JobRegistry, cancellable
 from ._journal import Journal, Round
 from ._keys import KeyStore
-from ._models import Delta, Reply
+from ._models import Delta, Reply, ReplyBuilder
 from ._prompt import Conversation
 from ._secret import Secret, excerpt, host_of, is_loopback_host
 from ._settings import Settings
@@ -274,6 +277,8 @@ class Session:
         )
         self._turn_owners: weakref.WeakKeyDictionary[Conversation, int] = weakref.WeakKeyDictionary()
         self._jobs: Optional[JobRegistry] = None
+        # The branch models a conversation will have once this background turn (and those before it) ended.
+        self._planned: weakref.WeakKeyDictionary[Job[Any], list[str]] = weakref.WeakKeyDictionary()
         self.journal = Journal(store, self.known_keys)
         # Whose words the advice in an error uses: "python" (api_key=, model=) or "magic" (%chat key, -m).
         self.door: str = "python"
@@ -377,6 +382,14 @@ class Session:
 
             self._jobs = new_registry()
         return self._jobs
+
+    def branch_models(self) -> list[str]:
+        """The models of the conversation's branches, as they will be once the background turns in flight
+        in it have ended (a comparison records its branches when it ends; one model's turn drops them)."""
+        busy = self._jobs.busy(self.conversation) if self._jobs is not None else None
+        if busy is None:
+            return self.branches.models
+        return list(self._planned.get(busy, self.branches.models))
 
     def wait(self, timeout: Optional[float] = None) -> list[Job[Any]]:
         """Block until every background turn has ended; returns those waited for.
@@ -533,9 +546,10 @@ class Session:
         """
         turn = self._prepare(request)
         conversation = self._conversation_for(request, turn.model)
-        conversation_id = self.conversation_id
+        branches, conversation_id = self.branches, self.conversation_id
         self._wait_for_background(conversation, frontend)
         with self._one_turn(conversation):
+            _take_branch(branches, turn.model, conversation)
             return self._send(turn, conversation, conversation_id, frontend)
 
     def start(
@@ -559,7 +573,7 @@ class Session:
 
         turn = self._prepare(request)
         conversation = self._conversation_for(request, turn.model)
-        conversation_id = self.conversation_id
+        branches, conversation_id = self.branches, self.conversation_id
         if turn.images:
             frontend.show_images(turn.images)
         first = frontend.make_view()
@@ -567,11 +581,16 @@ class Session:
 
         def work(token: CancelToken, views: Callable[[], View]) -> Outcome:
             with self._one_turn(conversation):
+                try:
+                    _take_branch(branches, turn.model, conversation)
+                except ShenmaError as exc:  # a turn before it left other branches than it was checked for
+                    views().finish(ReplyBuilder().build(error=f"{exc}; nothing was sent"), "not sent")
+                    raise
                 return self._send(
                     turn, conversation, conversation_id, _WithViews(frontend, views), token=token, shown=True
                 )
 
-        return start_turn(
+        job = start_turn(
             self.jobs,
             work,
             label=shown,
@@ -581,14 +600,15 @@ class Session:
             runner=runner,
             on_end=on_end,
         )
+        self._planned[job] = []  # one model's turn leaves no branches
+        return job
 
     def _conversation_for(self, request: ChatRequest, model: str) -> Conversation:
+        """The conversation a turn of one model continues; BranchError now if the branches it will find
+        have none for ``model`` (it takes up its branch when its turn comes: :func:`_take_branch`)."""
         if request.new:
             self.reset()
-        if self.branches:
-            # One model after a comparison: it continues its own branch, which becomes the conversation.
-            self.branches.check([model])
-            self.branches.adopt(model, self.conversation)
+        check_models(self.branch_models(), [model])
         return self.conversation
 
     def _wait_for_background(
@@ -714,7 +734,6 @@ class Session:
         if turn.images and not shown:
             frontend.show_images(turn.images)
         from ._costing import Costing
-        from ._models import ReplyBuilder
         from ._run import Measure, run_chat
 
         own = token is not None
@@ -874,6 +893,58 @@ class Session:
         with self._one_turn(conversation):
             return run_comparison(self, request, frontend)
 
+    def start_compare(
+        self,
+        request: ChatRequest,
+        frontend: ColumnsFrontend,
+        *,
+        label: Optional[str] = None,
+        runner: Optional[Callable[[Callable[[], None]], None]] = None,
+        on_end: Callable[[Job[ComparisonOutcome]], None] = lambda job: None,
+    ) -> Job[ComparisonOutcome]:
+        """Start the comparison (as :meth:`run_compare` runs it) on a background thread; return its
+        :class:`~._jobs.Job` at once.
+
+        What is wrong with the request raises here. The columns are made now (so a cell shows them before
+        it returns); the refresh loop then runs on the worker thread, so the columns view and the
+        frontend's lines must be safe there. The comparison waits for earlier turns of the same
+        conversation, and later ones wait for it; its branches are recorded when it ends. Stopping the job
+        (``job.token.cancel``, ``wait()`` on Ctrl-C, ``%chat stop``) stops every stream and keeps every
+        partial answer. ``job.result`` is the :class:`~._comparison.ComparisonOutcome`; ``on_end(job)``
+        runs on the worker thread when it has ended.
+        """
+        from ._background import ColumnsAsView, start_turn
+        from ._comparison import plan_comparison, run_comparison
+
+        if request.new:
+            self.reset()
+        plan = plan_comparison(self, request)
+        conversation = plan.conversation
+        if plan.prepared.images:
+            frontend.show_images(plan.prepared.images)
+        columns = frontend.make_columns(plan.models)
+        shown = label or f"{', '.join(plan.models)}: {excerpt(request.prompt, 40)}"
+
+        def work(token: CancelToken, views: Callable[[], View]) -> ComparisonOutcome:
+            with self._one_turn(conversation):
+                return run_comparison(
+                    self, request, frontend, plan, columns=columns, stop=lambda: token.cancelled
+                )
+
+        first = ColumnsAsView(columns, plan.models)  # ends the columns if the job stops before it starts
+        job = start_turn(
+            self.jobs,
+            work,
+            label=shown,
+            first_view=first,
+            make_view=lambda: first,
+            order=conversation,
+            runner=runner,
+            on_end=on_end,
+        )
+        self._planned[job] = list(plan.models)
+        return job
+
     def _log_turn(
         self,
         rounds: list[Round],
@@ -955,6 +1026,14 @@ class Session:
         from ._images import image_part
 
         return [image_part(source) for source in sources]
+
+
+def _take_branch(branches: Branches, model: str, trunk: Conversation) -> None:
+    """One model after a comparison, once its turn has come: it continues its own branch, which becomes
+    the conversation (BranchError if the comparison left none for it)."""
+    if branches:
+        branches.check([model])
+        branches.adopt(model, trunk)
 
 
 @dataclass(frozen=True)
