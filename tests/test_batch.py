@@ -509,7 +509,8 @@ def test_map_in_a_notebook_uses_the_notebook_s_session_as_configured(chat_shell:
     assert [r.json["model"] for r in relay.chat_requests] == ["deepseek-r1", "deepseek-r1"]
     session = current_session()
     assert session is not None
-    (model, calls, _prompt, _completion, cost, _estimated), *_ = session.usage.rows()
+    row, *_ = session.usage.rows()
+    model, calls, cost = row.model, row.calls, row.cost
     assert (model, calls) == ("deepseek-r1", 2) and cost is not None and cost > 0
     assert shenma_magic.map("{}", [], progress=False) == []
 

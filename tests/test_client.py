@@ -147,7 +147,7 @@ def test_plain_json_answer_to_a_streaming_request(relay: Relay) -> None:
             error_body("无效的令牌 (request id: 20251121abc)", "new_api_error"),
             {},
             "无效的令牌",
-            "%chat key",
+            "check the API key",
         ),
         (403, error_body("该令牌无权访问模型 gpt-5", "new_api_error"), {}, "无权访问模型", "group"),
         (429, b"", {}, "HTTP 429", "rate limit"),

@@ -282,7 +282,8 @@ RELAY_FAULTS = [
         "401",
         lambda relay: relay.enqueue(Scripted.error(401, "无效的令牌", type_="new_api_error")),
         "",
-        r"HTTP 401 Unauthorized: 无效的令牌 — check the API key \(令牌\): enter it again with %chat key",
+        r"HTTP 401 Unauthorized: 无效的令牌 — check the API key \(令牌\) in \$SHENMA_API_KEY, "
+        r"or enter another with %chat key",
         complete=False,
         requests=1,
     ),

@@ -195,7 +195,7 @@ def test_first_words_show_at_once_even_with_a_long_interval() -> None:
 
 def test_first_token_time_is_from_the_start_of_the_turn() -> None:
     _, view, _ = one_turn([100.5, MetaDelta("m", "1"), 101.25, TextDelta("hi"), 102.0, FinishDelta("stop")])
-    assert "first token 1.25 s" in view.status and "2.0 s" in view.status
+    assert "first token 1.2 s" in view.status and "2.0 s" in view.status  # one decimal from 1 s on
 
 
 # -- how a turn ends -----------------------------------------------------------------------------------------
@@ -547,4 +547,4 @@ def test_a_second_ctrl_c_while_a_tool_round_is_written_stops_the_turn() -> None:
 def test_reasoning_counts_as_the_first_words() -> None:
     steps: list[Step] = [101.0, MetaDelta("m", "1"), 102.0, ReasoningDelta("hmm"), 103.0, FinishDelta("stop")]
     _, view, _ = one_turn(steps)
-    assert "first token 2.00 s" in view.status
+    assert "first token 2.0 s" in view.status

@@ -311,7 +311,8 @@ def test_limits_raise_exactly_when_a_line_or_an_event_passes_them(
 
 
 def test_a_never_ending_line_from_a_real_server_ends_the_reply_with_the_text_kept(relay: Relay) -> None:
-    from shenma_magic import ChatClient, ReplyBuilder
+    from shenma_magic import ChatClient
+    from shenma_magic._models import ReplyBuilder
 
     relay.enqueue(Scripted(chunks=[sse(chat_chunk("周树人")), b"data: ", *([b"x" * 65536] * 260)]))
     builder = ReplyBuilder()
