@@ -295,7 +295,10 @@ def usage_command(magic: ChatMagics, rest: list[str]) -> None:
     if not len(ledger):
         print("no replies yet (%chat usage --since 7d: what the log holds)")
         return
-    print(ledger.table(session.settings.currency))
+    from ._pricing import parse_prices
+
+    # Prices set after a reply still price it: the ledger keeps the tokens of unpriced replies.
+    print(ledger.table(session.settings.currency, prices=parse_prices(session.settings.prices)))
     if not session.settings.prices:
         print("(no prices set: %config ChatMagics.prices = {'gpt-4o-mini': {'input': 1.05, 'output': 4.2}})")
 

@@ -103,6 +103,7 @@ def test_quickstart_runs_and_saves_answers_as_markdown(relay: Relay, tmp_path: P
         for o in c.outputs
     )
     assert "gpt-4o-mini" in usage and "calls" in usage
+    assert "¥" in usage  # prices were set before a reply, so the tour shows a cost
     # The plain-Python section: Session carried its own conversation on.
     session_cell = next(c for c in nb.cells if "Session()" in c.source)
     shown = json.dumps(session_cell.outputs, ensure_ascii=False)
