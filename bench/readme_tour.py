@@ -71,8 +71,33 @@ def tour(relay: Relay, shell: Any) -> list[tuple[str, str, Callable[[], None]]]:
         ("the bound reply", "r\n", lambda: None),
         ("what it knows", "r.usage, r.reasoning, r.error, r.complete", lambda: None),
         (
+            "several models",
+            "%%chat --new -m gpt-4o-mini,deepseek-chat -o answers\n用一句话解释什么是 SSE。",
+            lambda: relay.enqueue(
+                Scripted(
+                    model="gpt-4o-mini",
+                    chunks=stream_of(
+                        ["SSE 是服务器通过一条 HTTP 连接", "持续推送事件的标准。"],
+                        usage={"prompt_tokens": 18, "completion_tokens": 22},
+                        model="gpt-4o-mini",
+                        delay=0.05,
+                    ),
+                ),
+                Scripted(
+                    model="deepseek-chat",
+                    chunks=stream_of(
+                        ["SSE（Server-Sent Events）让服务器", "单向、持续地向浏览器推送文本事件。"],
+                        usage={"prompt_tokens": 16, "completion_tokens": 25},
+                        model="deepseek-chat",
+                        delay=0.2,
+                    ),
+                ),
+            ),
+        ),
+        ("the answers", "{m: str(r) for m, r in answers.items()}", lambda: None),
+        (
             "an error",
-            "%%chat\n你好",
+            "%%chat --new\n你好",
             lambda: relay.enqueue(Scripted.error(401, "无效的令牌 (request id: 20251126103055123)")),
         ),
     ]
