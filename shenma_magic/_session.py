@@ -31,7 +31,7 @@ from ._journal import Journal, Round
 from ._keys import KeyStore
 from ._models import Delta, Reply
 from ._prompt import Conversation
-from ._secret import Secret, excerpt, host_of, is_loopback_host
+from ._secret import Secret, excerpt, host_of, is_loopback_host, register_key_source
 from ._settings import Settings
 
 if TYPE_CHECKING:
@@ -275,6 +275,8 @@ class Session:
         self._turn_owners: weakref.WeakKeyDictionary[Conversation, int] = weakref.WeakKeyDictionary()
         self._jobs: Optional[JobRegistry] = None
         self.journal = Journal(store, self.known_keys)
+        # What any view shows is masked with this session's keys too (see _secret.mask_known).
+        register_key_source(self.known_keys)
         self.notebook: Optional[str] = None
         self.conversation_id = uuid.uuid4().hex
         # The other sides of a resumed comparison, by model (the plain conversation is ``conversation``).
