@@ -25,6 +25,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from ._highlight import highlight_html
+from ._math import unsafe_tex
 from ._secret import mask_known
 
 __all__ = [
@@ -206,19 +207,43 @@ def _math_source(content: str) -> str:
     return html.escape(content.strip(), quote=False)
 
 
+_CLOSERS = {"\\(": "\\)", "\\[": "\\]"}
+
+
+def _tex_as_code(token: Any, block: bool) -> str:
+    """Math holding a denied macro (see :func:`._math.unsafe_tex`), shown as its source in a code element
+    (which MathJax never reads), delimiters and all."""
+    content = token.content
+    source = (
+        content
+        if token.type == "math_env"
+        else token.markup + content + _CLOSERS.get(token.markup, token.markup)
+    )
+    code = f"<code>{_escape_text(source)}</code>"
+    return f'<p style="{_MARGIN};white-space:pre-wrap">{code}</p>\n' if block else code
+
+
 def _render_math_inline(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    if unsafe_tex(tokens[idx].content):
+        return _tex_as_code(tokens[idx], block=False)
     return f'<span class="math inline">\\({_math_source(tokens[idx].content)}\\)</span>'
 
 
 def _render_math_display_inline(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    if unsafe_tex(tokens[idx].content):
+        return _tex_as_code(tokens[idx], block=False)
     return f'<span class="math display">\\[{_math_source(tokens[idx].content)}\\]</span>'
 
 
 def _render_math_block(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    if unsafe_tex(tokens[idx].content):
+        return _tex_as_code(tokens[idx], block=True)
     return f'<div class="math display" style="{_MARGIN}">\\[{_math_source(tokens[idx].content)}\\]</div>\n'
 
 
 def _render_math_env(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    if unsafe_tex(tokens[idx].content):
+        return _tex_as_code(tokens[idx], block=True)
     # MathJax (processEnvironments, on in JupyterLab, Notebook 7 and nbconvert) typesets it bare.
     return f'<div class="math display" style="{_MARGIN}">{_math_source(tokens[idx].content)}</div>\n'
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ._markdown import _DATA_IMAGE, image_label, json_display_text, parse, safe_url
+from ._math import unsafe_tex
 from ._secret import mask_known
 
 __all__ = [
@@ -137,7 +138,7 @@ def _title(title: Any) -> str:
 
 def _math(content: str) -> Optional[str]:
     """TeX for ``$…$``: inert to any Markdown renderer, or None if it cannot be delimited safely."""
-    if "`" in content or "$" in content.replace("\\$", ""):
+    if "`" in content or "$" in content.replace("\\$", "") or unsafe_tex(content):
         return None
     content = content.replace("<", "\\lt ").replace(">", "\\gt ")
     return re.sub(r"\](?=[(\[:])", "]{}", content)
@@ -209,7 +210,8 @@ class _Writer:
         if kind in ("math_block", "math_env"):
             tex = _math(token.content)
             if tex is None:
-                return markdown_fence(token.content, "math")
+                # Not "math": some renderers typeset a math fence.
+                return markdown_fence(token.content, "")
             return ["$$", *tex.split("\n"), "$$"]
         if kind == "overdeep":
             return [_line(_escape(line)) for line in token.content.split("\n")]
