@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional
 
 from ._display import View
@@ -382,5 +382,11 @@ def run_chat(
                 notify(f"stopped after {max_rounds} rounds of tool calls; the model may not have finished")
             return ChatTurn(result, extra)
         tool_rounds += 1
-        results = _answer_calls(reply, tools, ask, notify)
+        try:
+            results = _answer_calls(reply, tools, ask, notify)
+        except KeyboardInterrupt:
+            # Ctrl-C in a tool (or a tool raising KeyboardInterrupt) stops the turn as Ctrl-C while
+            # streaming does: one line, and what came before this round is kept.
+            notify("interrupted (Ctrl-C) while a tool ran: its result was not sent")
+            return ChatTurn(replace(result, interrupted=True), extra)
         extra.extend(tool_messages(reply.tool_calls, results, content=reply.text or None))
