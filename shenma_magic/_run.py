@@ -23,7 +23,7 @@ from ._display import View
 from ._errors import ShenmaError
 from ._models import Delta, MetaDelta, ReasoningDelta, Reply, ReplyBuilder, TextDelta, ToolCallDelta
 from ._pricing import format_money
-from ._secret import excerpt
+from ._secret import excerpt, mask_known
 from ._status import status_text
 from ._toolreg import ToolRegistry
 from ._toolrun import Message, ToolError, describe_call, parse_arguments, run_tool, tool_messages
@@ -173,7 +173,7 @@ class _Turn:
         if self.rounds:
             parts.append(f"{self.rounds + 1} requests")
         return status_text(
-            model=self.model,
+            model=mask_known(self.model),  # the name the user or the server gave: a key shows masked
             elapsed=self.clock() - self.start,
             # Over several rounds, "first token" and tok/s would count the tools' run time as generation.
             first_token=self.first_token if not self.rounds else None,

@@ -224,3 +224,36 @@ def test_a_tool_raising_keyboard_interrupt_stops_the_turn_in_one_line(
     relay.enqueue(Scripted(chunks=stream_of(["next turn works"])))
     ip.run_cell("%%chat\nagain")
     assert "next turn works" in capsys.readouterr().out
+
+
+# -- what the user typed, shown back ----------------------------------------------------------------------
+
+
+def test_an_image_label_masks_a_known_key_in_the_url() -> None:
+    from shenma_magic._images import image_part
+
+    part = image_part(f"https://x.example/a.png?token={KEY[3:]}&x=1")
+    assert not shows_run(part.label), part.label
+
+
+@pytest.mark.parametrize(
+    "cell",
+    [
+        "%chat model {bare}",
+        "%%chat -m {bare}\nhello",
+        "%config ChatMagics.model = '{bare}'",
+        "%config ChatMagics.currency = '{bare}'",
+        "%config ChatMagics.system = 'use {bare}'",
+        "%config ChatMagics.base_url = 'http://127.0.0.1:9/{bare}'",
+    ],
+)
+def test_a_known_key_without_its_prefix_is_refused_and_scrubbed(
+    cell: str, ip: InteractiveShell, relay: Relay, capsys: Any
+) -> None:
+    before = len(relay.chat_requests)
+    ip.run_cell(cell.format(bare=KEY[3:]))
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    assert not shows_run(captured.out + captured.err)
+    assert len(relay.chat_requests) == before
+    assert not shows_run(str(ip.user_ns.get("In", [""])[-1])), "the key stays in the history"
