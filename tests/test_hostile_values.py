@@ -257,3 +257,41 @@ def test_a_known_key_without_its_prefix_is_refused_and_scrubbed(
     assert not shows_run(captured.out + captured.err)
     assert len(relay.chat_requests) == before
     assert not shows_run(str(ip.user_ns.get("In", [""])[-1])), "the key stays in the history"
+
+
+# -- cosmetic: absurd waits and doubled endpoints ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/v1/chat/completions/chat/completions",
+        "http://127.0.0.1:9/v1/completions/completions",
+        "http://127.0.0.1:9/v1/models/chat/completions",
+        "http://127.0.0.1:9/v1/chat/completions/models/",
+    ],
+)
+def test_a_path_naming_an_endpoint_twice_is_refused(url: str) -> None:
+    from shenma_magic._urls import parse_base_url
+
+    with pytest.raises(ConfigError):
+        parse_base_url(url)
+
+
+@pytest.mark.parametrize("suffix", ["", "/", "/chat/completions", "/completions", "/models"])
+def test_one_endpoint_is_still_stripped(suffix: str) -> None:
+    from shenma_magic._urls import parse_base_url
+
+    assert parse_base_url(f"http://127.0.0.1:9/v1{suffix}").path == "/v1"
+
+
+@pytest.mark.parametrize("header", ["251606131195", "1e400", "inf", "nan", "-5", "86401"])
+def test_an_absurd_retry_after_is_not_shown(
+    header: str, ip: InteractiveShell, relay: Relay, capsys: Any
+) -> None:
+    ip.run_line_magic("config", "ChatMagics.max_retries = 0")
+    relay.enqueue(Scripted.error(429, "slow down", headers={"Retry-After": header}))
+    ip.run_cell("%%chat\nhello")
+    out = capsys.readouterr().out
+    assert "HTTP 429" in out or "429" in out, out
+    assert header not in out.replace("HTTP 429", "") and " inf s" not in out and "nan s" not in out, out
