@@ -544,6 +544,16 @@ def _connect_error(exc: BaseException, host: str) -> ShenmaError:
     return ConnectError(f"cannot connect to {host}", "check the base URL and your network")
 
 
+# Longer than this is no plan to retry: shown as no wait at all rather than "retry after 251606131195 s".
+_LONGEST_RETRY_AFTER = 86_400.0
+
+
+def _sane_retry_after(seconds: Optional[float]) -> Optional[float]:
+    if seconds is None or not math.isfinite(seconds) or not 0 <= seconds <= _LONGEST_RETRY_AFTER:
+        return None
+    return seconds
+
+
 def _worth_a_retry(failure: APIStatusError) -> bool:
     # A helper, so that the server's words (which may hold a key) sit in no local of the frame that raises.
     text = f"{failure.server_message} {failure.code or ''}"
@@ -1007,7 +1017,7 @@ class ChatClient:
             b"".join(parts)[:_ERROR_BODY_LIMIT],
             reason=response.reason or "",
             request_id=None,
-            retry_after=parse_retry_after(response.headers.get("retry-after")),
+            retry_after=_sane_retry_after(parse_retry_after(response.headers.get("retry-after"))),
         )
         if not err.request_id:
             err.request_id = _request_id_from(response.headers)

@@ -15,6 +15,7 @@ from IPython.core.error import UsageError
 
 from ._errors import ConfigError, ShenmaError
 from ._secret import excerpt, host_of, mask
+from ._termtext import terminal_safe
 
 if TYPE_CHECKING:
     from ._magic import ChatMagics
@@ -40,6 +41,12 @@ class Command:
 
 COMMANDS: dict[str, Command] = {}
 _ORDER: list[Command] = []
+
+
+def _say(*parts: object) -> None:
+    # Every line printed here may hold server or model text (model names, history, log lines, errors):
+    # control characters become visible marks, so none can write the clipboard or hide a line.
+    print(terminal_safe(" ".join(str(p) for p in parts)))
 
 
 def command(
@@ -117,7 +124,7 @@ def set_setting(magic: ChatMagics, name: str, rest: list[str]) -> None:
     from ._settings import parse_setting
 
     if not rest:
-        print(f"{name} = {getattr(magic, name)!r}")
+        _say(f"{name} = {getattr(magic, name)!r}")
         return
     text = " ".join(rest)
     try:
@@ -125,7 +132,7 @@ def set_setting(magic: ChatMagics, name: str, rest: list[str]) -> None:
     except ConfigError as exc:
         raise UsageError(f"cannot set {name} to {text!r}: {exc}") from None
     setattr(magic, name, "" if value is None and name in ("model", "base_url", "system") else value)
-    print(f"{name} = {getattr(magic, name)!r}")
+    _say(f"{name} = {getattr(magic, name)!r}")
 
 
 @command("settings", "%chat", "show the settings (the key is shown masked)", aliases=("config", "show"))
@@ -150,7 +157,7 @@ def show_settings(magic: ChatMagics, rest: list[str]) -> None:
         ("cache", "on: answers from the log when it can" if settings.cache else "off"),
     ]
     width = max(len(name) for name, _ in rows)
-    print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+    _say("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
 
 
 def _branch_note(models: list[str]) -> str:
@@ -174,7 +181,7 @@ def key_command(magic: ChatMagics, rest: list[str]) -> None:
     if "--forget" in rest:
         found = session.keys.forget(base_url)
         session.forget_clients()
-        print(f"key for {host} forgotten" if found else f"no saved key for {host}")
+        _say(f"key for {host} forgotten" if found else f"no saved key for {host}")
         return
     if [w for w in rest if w != "--save"]:
         raise UsageError("usage: %chat key [--save | --forget]  (the key is asked for at a hidden prompt)")
@@ -191,7 +198,7 @@ def key_command(magic: ChatMagics, rest: list[str]) -> None:
         raise UsageError(str(exc)) from None
     session.forget_clients()
     where = f"saved to {session.keys.path}" if save else "for this session (add --save to keep it)"
-    print(f"key {mask(key.strip())} set for {host}, {where}")
+    _say(f"key {mask(key.strip())} set for {host}, {where}")
 
 
 @command("models", "%chat models", "list the server's models")
@@ -200,10 +207,10 @@ def list_models(magic: ChatMagics, rest: list[str]) -> None:
     try:
         models = session.client().models()
     except ShenmaError as exc:
-        print(f"⚠ {magic.one_line(exc)}")
+        _say(f"⚠ {magic.one_line(exc)}")
         return
-    print(f"{_count(len(models), 'model')} at {session.base_url}:")
-    print("\n".join(f"  {m}" for m in models))
+    _say(f"{_count(len(models), 'model')} at {session.base_url}:")
+    _say("\n".join(f"  {m}" for m in models))
 
 
 @command("history", "%chat history", "show the conversation (and each model's branch after a comparison)")
@@ -214,25 +221,25 @@ def show_history(magic: ChatMagics, rest: list[str]) -> None:
     turns = session.conversation.turns
     branches = session.branches
     if not turns and not branches:
-        print("the conversation is empty")
+        _say("the conversation is empty")
         return
     for turn in turns:
         for message in turn:
-            print(f"{message['role']:>9}: {excerpt(describe_message(message), 100)}")
+            _say(f"{message['role']:>9}: {excerpt(describe_message(message), 100)}")
     for model in branches:
-        print(f"── branch {model} ──")
+        _say(f"── branch {model} ──")
         branch = branches.branch(model).turns
         if not branch:
-            print("           (no answer yet)")
+            _say("           (no answer yet)")
         for turn in branch:
             for message in turn:
-                print(f"  {message['role']:>9}: {excerpt(describe_message(message), 98)}")
+                _say(f"  {message['role']:>9}: {excerpt(describe_message(message), 98)}")
 
 
 @command("reset", "%chat reset", "forget the conversation (same as %%chat --new)", aliases=("new", "clear"))
 def reset(magic: ChatMagics, rest: list[str]) -> None:
     magic.session.reset()
-    print("conversation cleared")
+    _say("conversation cleared")
 
 
 @command("last", "%chat last", "the last reply, or model → reply after a comparison (also bound by -o NAME)")
@@ -251,11 +258,11 @@ def tools_command(magic: ChatMagics, rest: list[str]) -> None:
     tools = magic.session.tools
     if not rest:
         if not len(tools):
-            print("no tools: %chat tools add NAME, or decorate a function with @shenma_magic.tool")
+            _say("no tools: %chat tools add NAME, or decorate a function with @shenma_magic.tool")
         for tool in tools:
             fn = tool.spec.get("function", {})
             flag = "trusted" if tool.trusted else "asks first"
-            print(f"  {tool.name}({', '.join(fn.get('parameters', {}).get('properties', {}))})  [{flag}]")
+            _say(f"  {tool.name}({', '.join(fn.get('parameters', {}).get('properties', {}))})  [{flag}]")
         return
     action, names = rest[0], [n for n in rest[1:] if not n.startswith("--")]
     if action == "add" and names:
@@ -268,11 +275,11 @@ def tools_command(magic: ChatMagics, rest: list[str]) -> None:
                 tools.add(fn, trusted=trusted, name=name)
             except ShenmaError as exc:
                 raise UsageError(str(exc)) from None
-            print(f"tool {name} added" + (" (trusted: runs without asking)" if trusted else ""))
+            _say(f"tool {name} added" + (" (trusted: runs without asking)" if trusted else ""))
         return
     if action == "remove" and names:
         for name in names:
-            print(f"tool {name} removed" if tools.remove(name) else f"no tool named {name}")
+            _say(f"tool {name} removed" if tools.remove(name) else f"no tool named {name}")
         return
     raise UsageError("usage: %chat tools [add NAME [--trusted] | remove NAME]")
 
@@ -290,17 +297,17 @@ def usage_command(magic: ChatMagics, rest: list[str]) -> None:
     ledger = session.usage
     if rest[:1] == ["reset"]:
         ledger.reset()
-        print("usage totals cleared")
+        _say("usage totals cleared")
         return
     if not len(ledger):
-        print("no replies yet (%chat usage --since 7d: what the log holds)")
+        _say("no replies yet (%chat usage --since 7d: what the log holds)")
         return
     from ._pricing import parse_prices
 
     # Prices set after a reply still price it: the ledger keeps the tokens of unpriced replies.
-    print(ledger.table(session.settings.currency, prices=parse_prices(session.settings.prices)))
+    _say(ledger.table(session.settings.currency, prices=parse_prices(session.settings.prices)))
     if not session.settings.prices:
-        print("(no prices set: %config ChatMagics.prices = {'gpt-4o-mini': {'input': 1.05, 'output': 4.2}})")
+        _say("(no prices set: %config ChatMagics.prices = {'gpt-4o-mini': {'input': 1.05, 'output': 4.2}})")
 
 
 def _usage_since(magic: ChatMagics, rest: list[str]) -> None:
@@ -323,8 +330,8 @@ def _usage_since(magic: ChatMagics, rest: list[str]) -> None:
     if rows is None:
         return
     where = "this notebook" if notebook else "all notebooks"
-    print(f"since {since.strftime('%Y-%m-%d %H:%M')} ({where}):")
-    print(usage_table(rows, session.settings.currency))
+    _say(f"since {since.strftime('%Y-%m-%d %H:%M')} ({where}):")
+    _say(usage_table(rows, session.settings.currency))
 
 
 # -- the log ---------------------------------------------------------------------------------------------
@@ -337,7 +344,7 @@ def _log_store(magic: ChatMagics) -> Any:
     try:
         return magic.session.journal.store()
     except StoreError as exc:
-        print(f"⚠ {exc}")
+        _say(f"⚠ {exc}")
         return None
 
 
@@ -347,7 +354,7 @@ def _or_line(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except StoreError as exc:
-        print(f"⚠ {exc}")
+        _say(f"⚠ {exc}")
         return None
 
 
@@ -369,9 +376,9 @@ def log_command(magic: ChatMagics, rest: list[str]) -> None:
         magic.log = rest[0] == "on"
         if magic.log:
             magic.session.journal.retry()
-            print(f"logging on: exchanges go to {_shown_path(magic)}")
+            _say(f"logging on: exchanges go to {_shown_path(magic)}")
         else:
-            print("logging off: nothing more is written to the log (%chat log on to resume)")
+            _say("logging off: nothing more is written to the log (%chat log on to resume)")
         return
     limit, every, out = 20, False, None
     words: list[str] = []
@@ -400,14 +407,14 @@ def log_command(magic: ChatMagics, rest: list[str]) -> None:
     if not records:
         what = "" if every else " of this notebook"
         found = f" containing {' '.join(words)!r}" if words else ""
-        print(f"the log holds no exchanges{what}{found} ({_shown_path(magic)})")
+        _say(f"the log holds no exchanges{what}{found} ({_shown_path(magic)})")
         return
     from ._logview import log_line
 
     currency = session.settings.currency
-    print("\n".join(log_line(r, currency=currency, notebook=every) for r in records))
+    _say("\n".join(log_line(r, currency=currency, notebook=every) for r in records))
     if not session.settings.log:
-        print("(logging is off: %chat log on)")
+        _say("(logging is off: %chat log on)")
 
 
 @command(
@@ -427,12 +434,12 @@ def forget_command(magic: ChatMagics, rest: list[str]) -> None:
     if done is None:
         return
     what = "from every notebook" if every else "of this notebook"
-    print(
+    _say(
         f"forgot {_count(done.exchanges, 'exchange')} {what}"
         + ("" if done.exchanges else " (there were none)")
     )
     if not done.wiped:
-        print("(another kernel is reading the log: the text leaves the file when it lets go)")
+        _say("(another kernel is reading the log: the text leaves the file when it lets go)")
 
 
 @command(
@@ -449,17 +456,17 @@ def resume_command(magic: ChatMagics, rest: list[str]) -> None:
     try:
         record = session.resume()
     except StoreError as exc:
-        print(f"⚠ {exc}")
+        _say(f"⚠ {exc}")
         return
     if record is None:
-        print(f"nothing to resume: the log holds no conversation of this notebook ({session.notebook_id})")
+        _say(f"nothing to resume: the log holds no conversation of this notebook ({session.notebook_id})")
         return
     sides = {name: turns for name, turns in record.branches.items() if name}
     if record.turns or not sides:
-        print(f"resumed {_count(len(record.turns), 'turn')} of this notebook's last conversation")
+        _say(f"resumed {_count(len(record.turns), 'turn')} of this notebook's last conversation")
     if sides:
         shown = ", ".join(f"{name} {_count(len(turns), 'turn')}" for name, turns in sides.items())
-        print(f"resumed the comparison: {shown}")
+        _say(f"resumed the comparison: {shown}")
 
 
 @command(
@@ -474,16 +481,16 @@ def cache_command(magic: ChatMagics, rest: list[str]) -> None:
     elif rest:
         raise UsageError("usage: %chat cache [on | off]")
     if magic.cache:
-        print("cache on: a request the log has answered before is answered from the log")
+        _say("cache on: a request the log has answered before is answered from the log")
     else:
-        print("cache off: every request is sent (%chat cache on, or %%chat --cache for one cell)")
+        _say("cache off: every request is sent (%chat cache on, or %%chat --cache for one cell)")
 
 
 @command("jobs", "%chat jobs", "the background replies in flight (%%chat --bg)")
 def jobs_command(magic: ChatMagics, rest: list[str]) -> None:
     from ._background import describe_jobs
 
-    print(describe_jobs(magic.session.jobs.in_flight()))
+    _say(describe_jobs(magic.session.jobs.in_flight()))
 
 
 @command(
@@ -496,7 +503,7 @@ def wait_command(magic: ChatMagics, rest: list[str]) -> None:
 
     jobs = magic.session.jobs.in_flight()
     if not jobs:
-        print("no background replies in flight")
+        _say("no background replies in flight")
         return
     try:
         waited = magic.session.wait()
@@ -505,13 +512,13 @@ def wait_command(magic: ChatMagics, rest: list[str]) -> None:
             f"stopped {_count(len(magic.session.jobs.in_flight()) or len(jobs), 'background reply')}: "
             "the partial answers are kept"
         ) from None
-    print(f"{_count(len(waited), 'background reply')} ended")
+    _say(f"{_count(len(waited), 'background reply')} ended")
 
 
 @command("stop", "%chat stop", "stop every background reply (their partial answers are kept)")
 def stop_command(magic: ChatMagics, rest: list[str]) -> None:
     stopped = magic.session.jobs.stop_all("stopped (%chat stop): the partial answer is kept")
-    print(
+    _say(
         f"stopped {_count(len(stopped), 'background reply')}"
         if stopped
         else "no background replies in flight"
@@ -520,4 +527,4 @@ def stop_command(magic: ChatMagics, rest: list[str]) -> None:
 
 @command("help", "%chat help", "this list")
 def show_help(magic: ChatMagics, rest: list[str]) -> None:
-    print(help_text())
+    _say(help_text())

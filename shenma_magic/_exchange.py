@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Optional
 
+from ._cleantext import clean_text
 from ._models import (
     Delta,
     FinishDelta,
@@ -297,7 +298,8 @@ def request_key(model: str, messages: Sequence[Mapping[str, Any]], options: Mapp
     chosen = {k: v for k, v in flat.items() if v is not None and k not in _TRANSPORT_OPTIONS and k != "model"}
     body = {"model": model, "messages": image_refs(messages), "options": chosen}
     text = json.dumps(_canonical(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # A lone surrogate (a split pair from a server, a notebook variable) cannot be UTF-8.
+    return hashlib.sha256(clean_text(text).encode("utf-8")).hexdigest()
 
 
 def last_user_text(messages: Sequence[Mapping[str, Any]]) -> str:

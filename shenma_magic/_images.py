@@ -25,6 +25,7 @@ from typing import Any, NamedTuple, Optional
 from urllib.parse import urlsplit
 
 from ._errors import ConfigError
+from ._secret import mask_known
 
 __all__ = ["ImagePart", "image_part", "sniff_mime"]
 
@@ -597,6 +598,21 @@ def image_part(
     Raises:
         ConfigError: missing file, not an image, unsupported scheme or type, too large without Pillow.
     """
+    # The label and any error quote what the user gave (a path, a URL): a key in them is shown masked.
+    try:
+        part = _image_part(source, namespace=namespace, max_bytes=max_bytes, max_side=max_side)
+    except ConfigError as exc:
+        raise ConfigError(mask_known(exc.message), mask_known(exc.hint) if exc.hint else exc.hint) from None
+    return part._replace(label=mask_known(part.label))
+
+
+def _image_part(
+    source: Any,
+    *,
+    namespace: Optional[Mapping[str, Any]],
+    max_bytes: int,
+    max_side: int,
+) -> ImagePart:
     if isinstance(source, str) and namespace is not None and source.strip().isidentifier():
         key = source.strip()
         if key in namespace:

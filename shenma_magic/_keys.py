@@ -43,6 +43,8 @@ class KeyStore:
         self._environ = environ if environ is not None else os.environ
         self._path = path
         self._session: dict[str, Secret] = {}
+        # The file's keys by (path, inode, size, mtime): every view masks with them, so a stat, not a read.
+        self._cache: Optional[tuple[tuple[object, ...], dict[str, str]]] = None
 
     @property
     def path(self) -> Path:
@@ -64,13 +66,22 @@ class KeyStore:
             with contextlib.suppress(OSError):
                 path.chmod(0o600)
         try:
+            info = path.stat()
+        except OSError:
+            return {}
+        stamp = (str(path), info.st_ino, info.st_size, info.st_mtime_ns)
+        if self._cache is not None and self._cache[0] == stamp:
+            return dict(self._cache[1])
+        try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return {}
         keys = data.get("keys") if isinstance(data, dict) else None
         if not isinstance(keys, dict):
             return {}
-        return {str(h).lower(): str(k) for h, k in keys.items() if isinstance(k, str) and k}
+        found = {str(h).lower(): str(k) for h, k in keys.items() if isinstance(k, str) and k}
+        self._cache = (stamp, found)
+        return dict(found)
 
     def _write_file(self, keys: dict[str, str]) -> None:
         path = self.path

@@ -23,7 +23,7 @@ from ._identity import notebook_identity
 from ._jobs import Cancelled, Job
 from ._prompt import fill_variables
 from ._scrub import scrub_key_from_history
-from ._secret import looks_like_key
+from ._secret import known_key_in, looks_like_key
 from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session, set_current_session
 from ._settings import DISPLAY_MODES, Settings, check_setting
 
@@ -95,9 +95,12 @@ class ChatMagics(Magics):
     def _check(self, proposal: Any) -> Any:
         name = proposal["trait"].name
         value = proposal["value"]
-        if name in ("model", "base_url", "system") and looks_like_key(value or ""):
+        text = value if isinstance(value, str) else ""
+        if name in ("model", "base_url", "system", "currency") and (
+            looks_like_key(text) or known_key_in(text)
+        ):
             # %config ChatMagics.model = "sk-..." already sits in the history: take it out before refusing.
-            scrub_key_from_history(self.shell, value)
+            scrub_key_from_history(self.shell, text)
             raise TraitError("that looks like an API key; use %chat key to enter keys")
         try:
             return check_setting(name, value)
@@ -494,7 +497,7 @@ class ChatMagics(Magics):
     # -- keys typed where they do not belong -------------------------------------------------------------
 
     def _refuse_keys(self, text: str) -> None:
-        if not looks_like_key(text):
+        if not looks_like_key(text) and not known_key_in(text):
             return
         scrub_key_from_history(self.shell, text)
         raise UsageError(

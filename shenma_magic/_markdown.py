@@ -25,6 +25,8 @@ from typing import Any, Optional
 from urllib.parse import urlsplit
 
 from ._highlight import highlight_html
+from ._math import unsafe_tex
+from ._secret import mask_known
 
 __all__ = [
     "code_block_html",
@@ -68,7 +70,12 @@ _md: Any = None
 
 def escape_text(text: str) -> str:
     """Text for an HTML text node: escaped, and with ``$`` and ``\\`` set apart so MathJax never
-    reads math into it (``$5 and $10`` stays money wherever MathJax typesets the page)."""
+    reads math into it (``$5 and $10`` stays money wherever MathJax typesets the page); no known key."""
+    return mask_known(_escape_text(mask_known(text)))
+
+
+def _escape_text(text: str) -> str:
+    # Unmasked: for the pieces of a render that is masked as a whole.
     escaped = html.escape(text, quote=False)
     if "$" not in text and "\\" not in text:
         return escaped
@@ -115,7 +122,7 @@ def image_label(alt: str, src: str) -> str:
 
 
 def _render_text(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
-    return escape_text(tokens[idx].content)
+    return _escape_text(tokens[idx].content)
 
 
 def _inside_link(tokens: list[Any], idx: int, env: Any) -> bool:
@@ -142,7 +149,7 @@ def _render_image(self: Any, tokens: list[Any], idx: int, options: Any, env: Any
     title_attr = f' title="{html.escape(str(title))}"' if title else ""
     if _DATA_IMAGE.fullmatch(src):
         return f'<img src="{src}" alt="{html.escape(alt)}"{title_attr} style="max-width:100%">'
-    label = escape_text(image_label(alt, src))
+    label = _escape_text(image_label(alt, src))
     if not src or not safe_url(src) or _inside_link(tokens, idx, env):
         return f"<span>{label}</span>"  # a link inside a link is no HTML: the outer link wins
     return f'<a href="{html.escape(src)}" rel="{_REL}" target="_blank"{title_attr}>{label}</a>'
@@ -170,7 +177,12 @@ def _render_link_close(self: Any, tokens: list[Any], idx: int, options: Any, env
 
 
 def code_block_html(code: str, language: str = "", info: str = "") -> str:
-    """A ``<pre><code>`` block: coloured by ``language`` when Pygments knows it, text exactly ``code``."""
+    """A ``<pre><code>`` block: coloured by ``language`` when Pygments knows it, text exactly ``code``
+    (but for known keys, masked)."""
+    return mask_known(_code_block_html(mask_known(code), language, info))
+
+
+def _code_block_html(code: str, language: str = "", info: str = "") -> str:
     inner, variables = highlight_html(code, language)
     lang_class = f' class="language-{html.escape(language)}"' if language else ""
     title = f' title="{html.escape(info)}"' if info else ""
@@ -184,36 +196,60 @@ def _render_fence(self: Any, tokens: list[Any], idx: int, options: Any, env: Any
 
     info = unescapeAll(token.info).strip() if token.info else ""
     language = info.split(maxsplit=1)[0] if info else ""
-    return code_block_html(token.content, language, info)
+    return _code_block_html(token.content, language, info)
 
 
 def _render_code_block(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
-    return code_block_html(tokens[idx].content)
+    return _code_block_html(tokens[idx].content)
 
 
 def _math_source(content: str) -> str:
     return html.escape(content.strip(), quote=False)
 
 
+_CLOSERS = {"\\(": "\\)", "\\[": "\\]"}
+
+
+def _tex_as_code(token: Any, block: bool) -> str:
+    """Math holding a denied macro (see :func:`._math.unsafe_tex`), shown as its source in a code element
+    (which MathJax never reads), delimiters and all."""
+    content = token.content
+    source = (
+        content
+        if token.type == "math_env"
+        else token.markup + content + _CLOSERS.get(token.markup, token.markup)
+    )
+    code = f"<code>{_escape_text(source)}</code>"
+    return f'<p style="{_MARGIN};white-space:pre-wrap">{code}</p>\n' if block else code
+
+
 def _render_math_inline(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    if unsafe_tex(tokens[idx].content):
+        return _tex_as_code(tokens[idx], block=False)
     return f'<span class="math inline">\\({_math_source(tokens[idx].content)}\\)</span>'
 
 
 def _render_math_display_inline(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    if unsafe_tex(tokens[idx].content):
+        return _tex_as_code(tokens[idx], block=False)
     return f'<span class="math display">\\[{_math_source(tokens[idx].content)}\\]</span>'
 
 
 def _render_math_block(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    if unsafe_tex(tokens[idx].content):
+        return _tex_as_code(tokens[idx], block=True)
     return f'<div class="math display" style="{_MARGIN}">\\[{_math_source(tokens[idx].content)}\\]</div>\n'
 
 
 def _render_math_env(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
+    if unsafe_tex(tokens[idx].content):
+        return _tex_as_code(tokens[idx], block=True)
     # MathJax (processEnvironments, on in JupyterLab, Notebook 7 and nbconvert) typesets it bare.
     return f'<div class="math display" style="{_MARGIN}">{_math_source(tokens[idx].content)}</div>\n'
 
 
 def _render_overdeep(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
-    return f'<p style="{_MARGIN};white-space:pre-wrap">{escape_text(tokens[idx].content)}</p>\n'
+    return f'<p style="{_MARGIN};white-space:pre-wrap">{_escape_text(tokens[idx].content)}</p>\n'
 
 
 # -- rules ----------------------------------------------------------------------------------------------
@@ -330,10 +366,11 @@ def parse(text: str) -> list[Any]:
 
 
 def render_html(text: str) -> str:
-    """Markdown to HTML: raw HTML shown as text, unsafe links dropped, nothing loaded by itself."""
+    """Markdown to HTML: raw HTML shown as text, unsafe links dropped, nothing loaded by itself, and no
+    key a live session knows, however the text spelled it (entities, percent-encoding)."""
     md = _markdown()
     env: dict[str, Any] = {}
-    return str(md.renderer.render(md.parse(text, env), md.options, env))
+    return mask_known(str(md.renderer.render(md.parse(mask_known(text), env), md.options, env)))
 
 
 # -- JSON -----------------------------------------------------------------------------------------------
@@ -382,6 +419,7 @@ def render_json_html(text: str) -> str:
 
 def tool_call_html(name: str, arguments: str) -> str:
     """A model's tool call: the name as code, the arguments as a JSON block (as received if not JSON)."""
-    code = html.escape(name or "?", quote=False)
+    code = html.escape(mask_known(name or "?"), quote=False)
     head = f'<div style="margin:0 0 0.5em 0">tool call <code>{code}</code></div>\n'
-    return head + (code_block_html(json_display_text(arguments), "json") if arguments else "")
+    code_html = _code_block_html(mask_known(json_display_text(arguments)), "json") if arguments else ""
+    return mask_known(head + code_html)

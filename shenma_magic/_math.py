@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-__all__ = ["ENVIRONMENTS", "math_plugin"]
+__all__ = ["ENVIRONMENTS", "math_plugin", "unsafe_tex"]
 
 # Environments MathJax typesets on their own (processEnvironments) that a model writes at top level.
 ENVIRONMENTS = (
@@ -52,6 +52,67 @@ ENVIRONMENTS = (
 )
 _ENV_OPEN = re.compile(r"\\begin\{(" + "|".join(re.escape(e) for e in ENVIRONMENTS) + r")\}")
 _BLANK_LINE = re.compile(r"\n[ \t]*(?=\n|$)")
+
+# Macros that make MathJax load something, link somewhere, set CSS, classes, ids or data attributes, or
+# that build other macros (so a denied name could be spelt in pieces). JupyterLab's MathJax loads the
+# html, require and unicode extensions, so none of these is hypothetical.
+_DENIED_MACROS = (
+    "href",
+    "url",
+    "style",
+    "class",
+    "cssId",
+    "data",
+    "attr",
+    "require",
+    "unicode",
+    "mmlToken",
+    "mmlmi",
+    "mmlmo",
+    "mmlmn",
+    "html",
+    "htmlClass",
+    "htmlStyle",
+    "htmlId",
+    "htmlData",
+    "includegraphics",
+    "img",
+    "def",
+    "edef",
+    "gdef",
+    "xdef",
+    "let",
+    "futurelet",
+    "newcommand",
+    "renewcommand",
+    "providecommand",
+    "DeclareRobustCommand",
+    "newenvironment",
+    "renewenvironment",
+    "csname",
+    "expandafter",
+    "string",
+    "catcode",
+    "input",
+    "include",
+    "char",
+)
+_UNSAFE_TEX = re.compile(
+    r"\\(?:" + "|".join(_DENIED_MACROS) + r")(?![a-zA-Z])"
+    # Whatever a macro does with them, these in an argument point at somewhere else.
+    r"|url\s*\(|javascript\s*:|vbscript\s*:|data\s*:|https?\s*:|//"
+    # A character reference would be decoded by an HTML-aware renderer before MathJax reads the TeX.
+    r"|&#|&[a-zA-Z][a-zA-Z0-9]*;"
+    # \bbox's options are CSS-like: no functions, no escapes.
+    r"|\\bbox\s*\[[^\]]*[(\\]",
+    re.IGNORECASE,
+)
+
+
+def unsafe_tex(tex: str) -> bool:
+    """True if ``tex`` holds a macro that could make MathJax load a resource, link, style or label the
+    page (or build such a macro): then it is shown as plain code text, never typeset."""
+    return _UNSAFE_TEX.search(tex) is not None
 
 
 class _Finder:

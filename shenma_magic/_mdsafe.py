@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ._markdown import _DATA_IMAGE, image_label, json_display_text, parse, safe_url
+from ._math import unsafe_tex
+from ._secret import mask_known
 
 __all__ = [
     "markdown_code_span",
@@ -39,6 +41,8 @@ _URL_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01234
 
 
 def _escape(text: str) -> str:
+    # Masked before escaping: a backslash before a key's "_" or "-" would hide it from a later mask.
+    text = mask_known(text)
     return _TEXT_SPECIAL.sub(
         lambda m: "&lt;" if m.group(0) == "<" else "&amp;" if m.group(0) == "&" else "\\" + m.group(0), text
     )
@@ -72,12 +76,12 @@ def _references(space: str) -> str:
 
 def markdown_text(text: str) -> str:
     """Any text as one line of inert Markdown (status lines, errors, labels): shown exactly as given."""
-    return _line(_escape(_NEWLINE.sub(" ", text)))
+    return mask_known(_line(_escape(_NEWLINE.sub(" ", text))))
 
 
 def markdown_code_span(code: str, *, in_table: bool = False) -> str:
     """``code`` as a code span on one line, delimited by one backtick more than its longest run."""
-    code = _NEWLINE.sub(" ", code)
+    code = mask_known(_NEWLINE.sub(" ", code))
     if in_table:
         code = code.replace("|", "\\|")
     longest = max((len(run) for run in _BACKTICKS.findall(code)), default=0)
@@ -98,6 +102,7 @@ def markdown_fence(code: str, language: str = "") -> list[str]:
     """``code`` as fenced-block lines: the fence is one backtick longer than any run in the code."""
     longest = max((len(run) for run in _BACKTICKS.findall(code)), default=0)
     fence = "`" * max(3, longest + 1)
+    code = mask_known(code)
     body = code[:-1] if code.endswith("\n") else code
     lines = body.split("\n") if code else []
     return [fence + _language(language), *lines, fence]
@@ -107,8 +112,8 @@ def tool_call_markdown(name: str, arguments: str) -> str:
     """A model's tool call as inert Markdown: the name as code, the arguments as a JSON block."""
     head = "**tool call** " + markdown_code_span(name or "?")
     if not arguments:
-        return head
-    return head + "\n\n" + "\n".join(markdown_fence(json_display_text(arguments), "json"))
+        return mask_known(head)
+    return mask_known(head + "\n\n" + "\n".join(markdown_fence(json_display_text(arguments), "json")))
 
 
 def _destination(url: str) -> str:
@@ -133,7 +138,7 @@ def _title(title: Any) -> str:
 
 def _math(content: str) -> Optional[str]:
     """TeX for ``$…$``: inert to any Markdown renderer, or None if it cannot be delimited safely."""
-    if "`" in content or "$" in content.replace("\\$", ""):
+    if "`" in content or "$" in content.replace("\\$", "") or unsafe_tex(content):
         return None
     content = content.replace("<", "\\lt ").replace(">", "\\gt ")
     return re.sub(r"\](?=[(\[:])", "]{}", content)
@@ -205,7 +210,8 @@ class _Writer:
         if kind in ("math_block", "math_env"):
             tex = _math(token.content)
             if tex is None:
-                return markdown_fence(token.content, "math")
+                # Not "math": some renderers typeset a math fence.
+                return markdown_fence(token.content, "")
             return ["$$", *tex.split("\n"), "$$"]
         if kind == "overdeep":
             return [_line(_escape(line)) for line in token.content.split("\n")]
@@ -329,4 +335,4 @@ def safe_markdown(text: str) -> str:
     block: the same structure as :func:`render_html` shows, written out again from the parse."""
     if not text:
         return ""
-    return "\n".join(_Writer().blocks(_tree(parse(text)).children, tight=False))
+    return mask_known("\n".join(_Writer().blocks(_tree(parse(mask_known(text))).children, tight=False)))

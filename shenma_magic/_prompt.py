@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
+from ._cleantext import clean_text
 from ._errors import ConfigError
 
 __all__ = ["Conversation", "fill_variables"]
@@ -87,7 +88,8 @@ def fill_variables(text: str, namespace: Mapping[str, Any]) -> str:
         value = _resolve(match.group(1), namespace)
         return token if value is _MISSING else _text(match.group(1), value)
 
-    return _PLACEHOLDER.sub(replace, text)
+    # A value may hold lone surrogates (from JSON, bytes decoded with surrogateescape): no request can.
+    return clean_text(_PLACEHOLDER.sub(replace, text))
 
 
 Content = Union[str, list[dict[str, Any]]]

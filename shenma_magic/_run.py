@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional
 
 from ._display import View
 from ._errors import ShenmaError
 from ._models import Delta, MetaDelta, ReasoningDelta, Reply, ReplyBuilder, TextDelta, ToolCallDelta
 from ._pricing import format_money
-from ._secret import excerpt
+from ._secret import excerpt, mask_known
 from ._status import status_text
 from ._toolreg import ToolRegistry
 from ._toolrun import Message, ToolError, describe_call, parse_arguments, run_tool, tool_messages
@@ -176,7 +176,7 @@ class _Turn:
         if self.rounds:
             parts.append(f"{self.rounds + 1} requests")
         return status_text(
-            model=self.model,
+            model=mask_known(self.model),  # the name the user or the server gave: a key shows masked
             elapsed=self.clock() - self.start,
             # Over several rounds, "first token" and tok/s would count the tools' run time as generation.
             first_token=self.first_token if not self.rounds else None,
@@ -391,5 +391,11 @@ def run_chat(
                 notify(f"stopped after {max_rounds} rounds of tool calls; the model may not have finished")
             return ChatTurn(result, extra)
         tool_rounds += 1
-        results = _answer_calls(reply, tools, ask, notify)
+        try:
+            results = _answer_calls(reply, tools, ask, notify)
+        except KeyboardInterrupt:
+            # Ctrl-C in a tool (or a tool raising KeyboardInterrupt) stops the turn as Ctrl-C while
+            # streaming does: one line, and what came before this round is kept.
+            notify("interrupted (Ctrl-C) while a tool ran: its result was not sent")
+            return ChatTurn(replace(result, interrupted=True), extra)
         extra.extend(tool_messages(reply.tool_calls, results, content=reply.text or None))

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._secret import key_tokens, mask, redact
+from ._secret import KeyMatcher, key_tokens, known_keys, mask, redact
 
 __all__ = ["scrub_key_from_history"]
 
 
 def scrub_key_from_history(shell: Any, text: str) -> None:
     """Take a pasted key out of In/_i*, the history database and (in Jupyter) the cell itself."""
-    secrets = key_tokens(text)
+    known = known_keys()
+    # Key-shaped tokens, and runs of a key the package knows (typed without its "sk-", or cut).
+    secrets = key_tokens(text) | {text[s:e] for s, e, _ in KeyMatcher(known).runs(text)}
     if not secrets:
         return
 
     def clean(value: str) -> str:
-        return redact(value, *secrets)
+        return redact(value, *secrets, *known)
 
     hm = getattr(shell, "history_manager", None)
     if hm is not None:

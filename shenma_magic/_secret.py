@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import os
 import re
-from collections.abc import Iterable, Sequence
-from typing import Optional, Union
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Optional, Union
 
 __all__ = [
     "MIN_RUN",
@@ -28,10 +31,13 @@ __all__ = [
     "header_problem",
     "host_of",
     "is_loopback_host",
+    "known_keys",
     "looks_like_key",
     "mask",
     "mask_keys",
+    "mask_known",
     "redact",
+    "register_key_source",
 ]
 
 #: The shortest run of a key's characters that counts as showing the key.
@@ -241,13 +247,97 @@ def mask_keys(text: str) -> str:
     return _KEY_SHAPE.sub(lambda m: mask(m.group(0)), text)
 
 
+# -- the keys of every live session ---------------------------------------------------------------------
+#
+# Masking at the source (the client's redactor on what a server sends) misses keys that only appear once
+# text is rendered: character references, percent-encoded autolinks, a ``\r`` every few characters that a
+# terminal view drops. So the last steps before a screen (the HTML and Markdown renderers, the terminal
+# text) mask again with every key any live session knows. Sessions register a bound method; it is held
+# weakly, so registering never keeps a session alive.
+
+_sources: list[Callable[[], Optional[Callable[[], Iterable[Any]]]]] = []
+_sources_lock = threading.Lock()
+
+
+def register_key_source(source: Callable[[], Iterable[Any]]) -> None:
+    """Add ``source`` (returning keys as ``str``, :class:`Secret` or ``(key, where)`` pairs) to the keys
+    :func:`mask_known` masks. A bound method is held weakly (it goes when its object does); any other
+    callable is held for the life of the process."""
+    ref: Callable[[], Optional[Callable[[], Iterable[Any]]]]
+    if hasattr(source, "__self__") and hasattr(source, "__func__"):
+        ref = weakref.WeakMethod(source)
+    else:
+
+        def ref() -> Callable[[], Iterable[Any]]:
+            return source
+
+    with _sources_lock:
+        _sources[:] = [r for r in _sources if r() is not None]
+        _sources.append(ref)
+
+
+def _environment_keys() -> list[str]:
+    # The key variables are known keys even before any session exists (a bare render, a probe).
+    return [v.strip() for v in (os.environ.get(n) for n in _KEY_VARIABLES) if v and v.strip()]
+
+
+_KEY_VARIABLES = ("SHENMA_API_KEY", "OPENAI_API_KEY")
+
+
+def known_keys() -> tuple[str, ...]:
+    """Every key a live registered source knows (never show the result). A source that fails is skipped:
+    masking must not break a view."""
+    with _sources_lock:
+        refs = list(_sources)
+    keys: dict[str, None] = dict.fromkeys(k for k in _environment_keys() if len(k) >= _MIN_KEY)
+    for ref in refs:
+        source = ref()
+        if source is None:
+            continue
+        try:
+            items = list(source())
+        except Exception:  # a broken key file must not stop masking the other keys
+            continue
+        for item in items:
+            value = item[0] if isinstance(item, tuple) else item
+            raw = value.reveal() if isinstance(value, Secret) else value
+            if isinstance(raw, str) and len(raw) >= _MIN_KEY:
+                keys[raw] = None
+    return tuple(keys)
+
+
+def mask_known(text: str) -> str:
+    """``text`` with every run of 10+ characters of any key a live session knows masked (see
+    :func:`redact`) or in the key environment variables. For the last step before a screen; with no key
+    known it costs two environment look-ups."""
+    if not text:
+        return text
+    keys = known_keys()
+    return _matcher(keys).mask(text) if keys else text
+
+
+def known_key_in(text: str) -> bool:
+    """True if ``text`` holds a run of 10+ characters of a key a live session knows."""
+    keys = known_keys() if text else ()
+    return bool(keys) and bool(_matcher(keys).runs(text))
+
+
+# C0 controls but tab and newline, DEL, C1, BiDi embeddings/overrides/isolates, line/paragraph separators.
+_QUOTE_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def excerpt(text: str, limit: int = 80, *, keys: Iterable[Optional[str]] = ()) -> str:
     """``text`` on one line, cut to ``limit`` with "…", for quoting what a server or a tool sent.
 
-    Keys are masked first (the known ``keys``, then key-shaped tokens), then whitespace is collapsed, then
-    the text is cut: a cut through a key, or a key with whitespace in it, would defeat later masking.
+    Keys are masked first (the known ``keys``, the keys of live sessions, then key-shaped tokens), then
+    control characters become spaces and whitespace is collapsed, then the text is cut: a cut through a
+    key, or a key with whitespace in it, would defeat later masking.
     """
-    text = redact(text, *keys)
+    text = redact(text, *keys, *known_keys())
+    text = _SURROGATE.sub("\ufffd", _QUOTE_UNSAFE.sub(" ", text))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 

@@ -34,7 +34,7 @@ from ._journal import Journal, Round
 from ._keys import KeyStore
 from ._models import Delta, Reply, ReplyBuilder
 from ._prompt import Conversation
-from ._secret import Secret, excerpt, host_of, is_loopback_host
+from ._secret import Secret, excerpt, host_of, is_loopback_host, register_key_source
 from ._settings import Settings
 
 if TYPE_CHECKING:
@@ -282,6 +282,8 @@ class Session:
         self.journal = Journal(store, self.known_keys)
         # Whose words the advice in an error uses: "python" (api_key=, model=) or "magic" (%chat key, -m).
         self.door: str = "python"
+        # What any view shows is masked with this session's keys too (see _secret.mask_known).
+        register_key_source(self.known_keys)
         self.notebook: Optional[str] = None
         self.conversation_id = uuid.uuid4().hex
         # The other sides of a resumed comparison, by model (the plain conversation is ``conversation``).

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Optional
 
+from ._cleantext import clean_text
 from ._defaults import DEFAULT_BASE_URL, DEFAULT_MODEL
 from ._errors import ConfigError
-from ._secret import looks_like_key
+from ._secret import known_key_in, looks_like_key
 
 __all__ = ["DISPLAY_MODES", "Settings", "check_setting", "parse_setting"]
 
@@ -33,14 +35,35 @@ def _number(name: str, value: Any, *, integer: bool) -> float:
     return value
 
 
-def _text(name: str, value: Any) -> str:
+# Control characters (C0 but tab and newline, DEL, C1), BiDi controls and line separators: a setting is
+# echoed to terminals and into every status line and table, where these would act, not show.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def _text(name: str, value: Any, *, lines: bool = False) -> str:
+    """Text a setting may hold: no key (neither key-shaped nor a run of one the package knows), no
+    control character (``lines``: tab and newline allowed), lone surrogates made U+FFFD."""
     if not isinstance(value, str):
         raise ConfigError(f"{name} must be text, not {type(value).__name__}")
-    if looks_like_key(value):
+    text = clean_text(value)
+    if looks_like_key(text) or known_key_in(text):
         raise ConfigError(
             f"{name}: that looks like an API key", "keys are entered with %chat key, never typed"
         )
-    return value
+    # One-line settings may end in whitespace (it is stripped), not hold it inside.
+    inner = text.replace("\r\n", "\n") if lines else text.strip(" \t\r\n")
+    bad = _CONTROL.search(inner)
+    if bad is not None or (not lines and ("\n" in inner or "\t" in inner)):
+        where = bad.group(0) if bad is not None else ("\n" if "\n" in inner else "\t")
+        raise ConfigError(
+            f"{name} holds the control character U+{ord(where):04X}, which is refused",
+            "use plain printable text",
+        )
+    return text
+
+
+def _system(name: str, value: Any) -> str:
+    return _text(name, value, lines=True)
 
 
 def _model(name: str, value: Any) -> str:
@@ -99,8 +122,39 @@ def _prices(name: str, value: Any) -> dict[str, Any]:
         raise ConfigError(f"{name} must be a dict of model → price")
     from ._pricing import parse_prices
 
+    for model, entry in value.items():
+        if isinstance(model, str):
+            _text(f"{name} key", model)
+        numbers = (
+            entry.values()
+            if isinstance(entry, Mapping)
+            else entry
+            if isinstance(entry, (tuple, list))
+            else ()
+        )
+        for number in numbers:
+            _price_number(name, model, number)
     parse_prices(value)  # raises a one-line ConfigError naming the model
     return dict(value)
+
+
+# Per million tokens (or per call). Far above any real price, low enough that no token count can make a
+# cost overflow to inf.
+_MAX_PRICE = 1e9
+
+
+def _price_number(name: str, model: Any, number: Any) -> None:
+    if number is None or isinstance(number, bool) or not isinstance(number, (int, float)):
+        return  # parse_prices names what is wrong with it
+    try:
+        as_float = float(number)
+    except OverflowError:
+        as_float = math.inf
+    if not math.isfinite(as_float) or not 0 <= as_float <= _MAX_PRICE:
+        raise ConfigError(
+            f"{name}: the price for {model!r} must be a finite number between 0 and {_MAX_PRICE:g}",
+            "prices are per million tokens, e.g. {'input': 1.05, 'output': 4.2}",
+        )
 
 
 # name -> checker. The bounds are wide: they exist to refuse what cannot work (0, negative, nan, inf),
@@ -108,7 +162,7 @@ def _prices(name: str, value: Any) -> dict[str, Any]:
 _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "model": _model,
     "base_url": _base_url,
-    "system": _text,
+    "system": _system,
     "temperature": _range(0, 2, none=True),
     "max_tokens": _range(1, 10_000_000, integer=True, none=True),
     "timeout": _range(0.1, 86_400, unit=" s"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import sqlite3
 import stat
@@ -25,6 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Union
 
+from ._cleantext import clean_text
 from ._errors import ShenmaError
 from ._exchange import (
     ConversationRecord,
@@ -58,6 +60,33 @@ _TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _SQL_CHUNK = 500  # host parameters per IN (...) query, well under SQLite's limit
 # What a replay may use. ``request_key != ''`` lets SQLite use the partial index on request keys.
 _ANSWERED = "request_key != '' AND complete = 1 AND error IS NULL"
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _count(value: Any) -> int:
+    """A token count as SQLite can hold it: a server may send any number (or none) here."""
+    try:
+        number = float(value) if isinstance(value, float) else int(value)
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    if isinstance(number, float):
+        if not math.isfinite(number):
+            return 0
+        number = int(number)
+    return min(max(0, number), _INT64_MAX)
+
+
+def _finite(value: Any) -> Optional[float]:
+    """A cost as SQLite can hold it, or None when it is no number (inf, nan, too large for a float)."""
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 class StoreError(ShenmaError):
@@ -344,7 +373,8 @@ class Store:
 
     @staticmethod
     def _scrub_text(text: str, keys: tuple[str, ...]) -> str:
-        return mask_keys(redact(text, *keys))
+        # Lone surrogates first: SQLite (UTF-8) cannot take them, and a split pair is joined back.
+        return mask_keys(redact(clean_text(text), *keys))
 
     def _scrub(self, value: Any, keys: tuple[str, ...]) -> Any:
         if isinstance(value, str):
@@ -418,14 +448,14 @@ class Store:
             self._json(list(exchange.tool_calls), keys),
             maybe(exchange.finish_reason),
             self._json(exchange.usage, keys) if exchange.usage is not None else None,
-            max(0, int(exchange.prompt_tokens)),
-            max(0, int(exchange.completion_tokens)),
-            float(exchange.cost) if exchange.cost is not None else None,
+            _count(exchange.prompt_tokens),
+            _count(exchange.completion_tokens),
+            _finite(exchange.cost),
             int(bool(exchange.cost_estimated)),
             clean(exchange.currency, keys),
             maybe(exchange.error),
             int(bool(exchange.complete)),
-            exchange.request_key,
+            clean_text(exchange.request_key),
             clean(exchange.conversation, keys),
             clean(exchange.branch, keys),
             int(exchange.turn),

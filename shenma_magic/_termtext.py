@@ -19,10 +19,11 @@ import unicodedata
 from typing import Optional
 
 from ._highlight import highlight_terminal
+from ._secret import mask_known
 
 __all__ = ["TerminalBlocks", "align_table", "display_width", "terminal_safe"]
 
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 DIM = "\x1b[2m"
 RESET = "\x1b[0m"
 
@@ -42,8 +43,9 @@ def _mark(match: re.Match[str]) -> str:
 
 
 def terminal_safe(text: str) -> str:
-    """``text`` with every control character shown as a visible mark (or ``\\r`` dropped)."""
-    return _UNSAFE.sub(_mark, text)
+    """``text`` with every control character shown as a visible mark (or ``\\r`` dropped), and no key a
+    live session knows (a dropped ``\\r`` must not join a key's pieces)."""
+    return mask_known(_UNSAFE.sub(_mark, mask_known(text)))
 
 
 def display_width(text: str) -> int:

@@ -19,9 +19,10 @@ from pathlib import PurePath
 from typing import Annotated, Any, NamedTuple, Optional, Union
 
 from ._annotations import EMPTY, parameter_hints
+from ._cleantext import clean_text
 from ._errors import ShenmaError
 from ._schema import MAPPINGS, SEQUENCES, SETS, UNIONS, is_model_class
-from ._secret import excerpt
+from ._secret import excerpt, mask_known
 from ._toolreg import Tool
 from ._toolspec import SKIPPED_KINDS
 
@@ -95,7 +96,8 @@ def describe_call(name: str, arguments: str, limit: int = 120) -> str:
         inner = " ".join(str(arguments).split())
     else:
         inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in parsed.items())
-    text = f"{name}({inner})"
+    # Masked before the cut: a cut through a key would leave a run the mask no longer sees whole.
+    text = clean_text(mask_known(f"{name}({inner})"))
     if len(text) > limit:
         text = text[: max(limit - 2, len(name) + 1)] + "…)"
     return text
@@ -178,11 +180,14 @@ def _as_text(result: object) -> str:
         pass
     try:
         return repr(result)
-    except Exception:  # a broken __repr__ must not turn a successful call into a crash
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a broken __repr__ (even one raising SystemExit) must not crash the turn
         return f"<{type(result).__name__} object>"
 
 
 def _cap(text: str, limit: int = RESULT_LIMIT) -> str:
+    text = clean_text(text)  # a tool may return lone surrogates; no request body can carry them
     if len(text) <= limit:
         return text
     note = f"\n…[truncated: the result was {len(text):,} characters]"
@@ -214,7 +219,9 @@ def run_tool(tool: Tool, arguments: Mapping[str, object]) -> ToolOutcome:
     The result is sent as text: a ``str`` as is, anything JSON can hold as JSON, the rest as ``repr()``,
     cut at :data:`RESULT_LIMIT` characters with a note. Exceptions in the tool, and arguments that do not
     fit its signature, become the error text, so the model can see what went wrong and try again;
-    ``KeyboardInterrupt`` is not caught, so the user can still stop a tool that hangs.
+    ``SystemExit`` and any other ``BaseException`` become the error text too (a tool cannot end the
+    kernel's cell that way); ``KeyboardInterrupt`` is not caught, so the user can still stop a tool that
+    hangs (the turn stops as for Ctrl-C while streaming).
     """
     fn = tool.function
     positional: list[object] = []
@@ -250,7 +257,9 @@ def run_tool(tool: Tool, arguments: Mapping[str, object]) -> ToolOutcome:
             return _failed(f"error: TypeError: {exc} (parameters: {_describe_parameters(sig)})")
     try:
         result = fn(*positional, **keywords)
-    except Exception as exc:  # the model gets the error and can react; the notebook gets no traceback
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # the model gets the error and can react; the notebook gets no traceback
         return _failed(_error_text(exc))
     if inspect.isawaitable(result):
         close = getattr(result, "close", None)

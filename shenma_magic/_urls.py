@@ -205,13 +205,14 @@ def _idna(name: str, shown: str) -> str:
 
 def _path(path: str, shown: str) -> str:
     path = path.rstrip("/")
-    stripped = True
-    while stripped:  # until none is left, so that the canonical form parses to itself
-        stripped = False
-        for suffix in _SUFFIXES:
-            if path.endswith(suffix):
-                path = path[: -len(suffix)].rstrip("/")
-                stripped = True
+    for suffix in _SUFFIXES:
+        if path.endswith(suffix):
+            path = path[: -len(suffix)].rstrip("/")
+            break
+    # One endpoint is stripped; a path naming another after it (".../chat/completions/chat/completions")
+    # is a mistake with no one reading, and stripping on would make a base nobody wrote ("/v1/chat").
+    if any(path.endswith(suffix) for suffix in _SUFFIXES):
+        raise _refuse("the path names an endpoint twice", shown)
     if not path:
         return "/v1"
     segments = path.split("/")[1:]
