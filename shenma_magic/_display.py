@@ -1,34 +1,47 @@
 """Showing a reply while it streams, and leaving a normal output behind when it ends.
 
-Three views share one small interface (``on_delta`` per delta, ``refresh`` at most every update
-interval, ``finish`` once):
+Views share one small interface (``on_delta`` per delta, ``refresh`` at most every update interval,
+``finish`` once):
 
-* :class:`WidgetView` (Jupyter frontends): finished Markdown blocks are appended once to an ``Output``
-  widget; only the growing tail and the status line are re-sent, so the traffic to the browser stays
-  proportional to the answer, not to the answer times the number of updates.
-* :class:`MarkdownView`: the same without ipywidgets, re-sending the rendered answer at a slower rate.
+* :class:`~._live.LiveView` (Jupyter frontends; also under its old names ``WidgetView`` and
+  ``MarkdownView``): plain display outputs updated in place, each finished Markdown block sent once.
 * :class:`TextView` (terminal IPython, in :mod:`._terminal`): text to stdout as it arrives.
 
 When a reply ends (also on error or interrupt) the live view is replaced in place by a normal
 ``text/html`` + ``text/markdown`` + ``text/plain`` output, so a saved notebook, nbconvert, GitHub and
-any frontend show the answer without a kernel or widget state.
+any frontend show the answer without a kernel; :class:`Extras` is the cell's log of outputs that makes
+that replacement keep everything else the cell showed.
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any, Optional, Protocol
 
-from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
-from ._render import BlockSplitter, escape, render_html, safe_markdown
+from . import _layout as layout
+from ._live import LiveView, OutputLog
+from ._models import Delta, Reply
+from ._render import escape, render_html, safe_markdown
 from ._terminal import TextView
 
-__all__ = ["Extras", "MarkdownView", "TextView", "View", "WidgetView", "final_bundle"]
+__all__ = [
+    "Extras",
+    "LiveView",
+    "MarkdownView",
+    "OutputLog",
+    "TextView",
+    "View",
+    "WidgetView",
+    "final_bundle",
+]
 
-_MUTED = "color: var(--jp-ui-font-color2, #777); font-size: 0.85em;"
-_ERROR = "color: var(--jp-error-color1, #c62828);"
-_CONTENT = "line-height: var(--jp-content-line-height, 1.6); font-size: var(--jp-content-font-size1, 14px);"
-_REASONING_PREVIEW = 600
+_MUTED = layout.MUTED
+
+# The names the magic knows the live view by; one view serves both settings now (no widgets needed).
+WidgetView = LiveView
+MarkdownView = LiveView
 
 
 class View(Protocol):
@@ -39,40 +52,56 @@ class View(Protocol):
     def finish(self, reply: Reply, status: str) -> None: ...
 
 
-def final_bundle(reply: Reply, status: str) -> dict[str, str]:
-    """The output a finished reply leaves in the notebook: the answer as Markdown, HTML and plain text."""
+def final_bundle(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] = None) -> dict[str, str]:
+    """The output a finished reply leaves in the notebook: the answer as Markdown, HTML and plain text.
+
+    The HTML is laid out piece by piece as the live view shows it (:mod:`._layout`); ``blocks`` are the
+    answer's pieces a live view already rendered (else they are rendered here).
+    """
     text = reply.text
     md_parts: list[str] = []
     html_parts: list[str] = []
     if reply.reasoning:
-        html_parts.append(
-            f'<details style="{_MUTED}"><summary>reasoning ({len(reply.reasoning)} chars)</summary>'
-            f'<div style="white-space: pre-wrap;">{escape(reply.reasoning)}</div></details>'
-        )
+        html_parts.append(layout.reasoning_line(len(reply.reasoning), full=reply.reasoning))
         quoted = "\n".join("> " + line for line in safe_markdown(reply.reasoning).split("\n"))
         md_parts.append(f"> **reasoning**\n>\n{quoted}\n")
     if text:
         md_parts.append(safe_markdown(text))
-        html_parts.append(render_html(text))
+        if blocks is not None:
+            html_parts.extend(blocks)
+        elif _whole_document(text):
+            html_parts.append(layout.block(render_html(text)))
+        else:
+            html_parts.extend(layout.answer_blocks(text))
     if reply.tool_calls:
         for call in reply.tool_calls:
             fn = call.get("function", {})
             line = f"tool call: {fn.get('name', '?')}({fn.get('arguments', '')})"
             md_parts.append(f"`{line.replace('`', '')}`")
-            html_parts.append(f"<div><code>{escape(line)}</code></div>")
+            html_parts.append(layout.block(f"<code>{escape(line)}</code>", "shenma-tool-call"))
     md_parts.append(f"*{_md_inline(status)}*")
-    html_parts.append(f'<div style="{_MUTED}">{escape(status)}</div>')
+    html_parts.append(layout.status_line(status))
     if reply.error:
         md_parts.append(f"**⚠ {_md_inline(reply.error)}**")
-        html_parts.append(f'<div style="{_ERROR}">⚠ {escape(reply.error)}</div>')
+        html_parts.append(layout.error_line(reply.error))
     plain = text
     if reply.error:
         plain = f"{text}\n\n⚠ {reply.error}" if text else f"⚠ {reply.error}"
     return {
         "text/plain": plain,
         "text/markdown": "\n\n".join(md_parts),
-        "text/html": "\n".join(html_parts),
+        "text/html": layout.frame("".join(html_parts)),
     }
+
+
+def _whole_document(text: str) -> bool:
+    """Link reference or footnote definitions tie blocks together: such an answer is rendered whole."""
+    from ._blocks import BlockCutter
+
+    cutter = BlockCutter()
+    cutter.feed(text)
+    cutter.close()
+    return cutter.references
 
 
 def _md_inline(text: str) -> str:
@@ -82,152 +111,76 @@ def _md_inline(text: str) -> str:
     return text.replace("\n", " ")
 
 
-class WidgetView:
-    """The live view for Jupyter frontends, built from ipywidgets (imported only when a reply is shown).
-
-    Finished blocks are rendered once and appended to an ``Output`` widget at most every
-    ``block_interval`` seconds (until then they show in the live HTML with the tail), so one refresh costs
-    one or two messages whatever the shape of the answer.
-    """
-
-    def __init__(
-        self, *, waiting: str = "waiting for the first token…", block_interval: float = 0.25
-    ) -> None:
-        import ipywidgets as widgets
-        from IPython.display import display
-
-        self._display = display
-        self._splitter = BlockSplitter()
-        self._reasoning: list[str] = []
-        self._reasoning_len = 0
-        self._reasoning_shown = 0
-        self._notice = ""
-        self._pending_html: list[str] = []  # finished blocks, rendered, not yet appended to the Output
-        self._sent_live: Optional[str] = None
-        self._block_interval = block_interval
-        self._last_append = float("-inf")
-        self._capturing = False
-        self._reason = widgets.HTML(layout=widgets.Layout(display="none"))
-        self._blocks = widgets.Output()
-        self._live = widgets.HTML(value=f'<div style="{_MUTED}">{escape(waiting)}</div>')
-        self._box = widgets.VBox([self._reason, self._blocks, self._live])
-        self._handle: Any = display(self._box, display_id=True)
-
-    def on_delta(self, delta: Delta) -> None:
-        if isinstance(delta, TextDelta):
-            for block in self._splitter.feed(delta.text):
-                self._pending_html.append(render_html(block))
-        elif isinstance(delta, ReasoningDelta):
-            self._reasoning.append(delta.text)
-            self._reasoning_len += len(delta.text)
-        elif isinstance(delta, NoticeDelta):
-            self._notice = delta.message
-
-    def refresh(self, status: str) -> None:
-        if self._reasoning_len != self._reasoning_shown:
-            self._show_reasoning()
-        now = time.monotonic()
-        if self._pending_html and now - self._last_append >= self._block_interval:
-            if not self._capturing:
-                # Capture stays on for the rest of the reply: switching it per append costs two messages.
-                self._blocks.__enter__()
-                self._capturing = True
-            # Each finished block is sent exactly once, as an output appended to the Output widget.
-            # A plain <div> per append keeps JupyterLab's last-child margin rule from squeezing blocks.
-            self._display({"text/html": f"<div>{''.join(self._pending_html)}</div>"}, raw=True)
-            self._pending_html = []
-            self._last_append = now
-        notice = f'<div style="{_MUTED}">{escape(self._notice)}</div>' if self._notice else ""
-        tail = self._splitter.tail
-        # The same class and line height as the final output, so nothing jumps when the reply ends.
-        body = "".join(self._pending_html) + (render_html(tail) if tail else "")
-        value = (
-            f'<div class="jp-RenderedHTMLCommon" style="{_CONTENT}">{body}</div>'
-            + notice
-            + f'<div style="{_MUTED}">{escape(status)}</div>'
-        )
-        if value != self._sent_live:
-            self._live.value = value
-            self._sent_live = value
-
-    def _show_reasoning(self) -> None:
-        if len(self._reasoning) > 1:
-            self._reasoning = ["".join(self._reasoning)]
-        text = self._reasoning[0] if self._reasoning else ""
-        preview = text[-_REASONING_PREVIEW:]
-        lead = "…" if len(text) > len(preview) else ""
-        self._reason.value = (
-            f'<div style="{_MUTED} white-space: pre-wrap; border-left: 3px solid #ccc; padding-left: 8px;">'
-            f"<b>reasoning</b> ({len(text)} chars)<br>{lead}{escape(preview)}</div>"
-        )
-        self._reason.layout.display = None
-        self._reasoning_shown = self._reasoning_len
-
-    def finish(self, reply: Reply, status: str) -> None:
-        if self._capturing:
-            self._capturing = False
-            self._blocks.__exit__(None, None, None)
-        self._handle.update(final_bundle(reply, status), raw=True)
-        # Empty the widgets before closing them: a frontend or nbclient that saves widget state would
-        # otherwise keep a second copy of the answer in the notebook's metadata. The kernel's copy of
-        # ``outputs`` is always empty (the frontend fills its own), so the state is sent explicitly.
-        self._blocks.outputs = ()
-        self._blocks.send_state("outputs")
-        self._live.value = ""
-        self._reason.value = ""
-        for widget in (self._reason, self._blocks, self._live, self._box):
-            # Each widget owns a layout (and maybe a style) widget with a comm of its own.
-            for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
-                if part is not None:
-                    part.close()
-            widget.close()
-
-
-class MarkdownView:
-    """A live view for frontends without ipywidgets: the rendered answer re-sent at a slower rate."""
-
-    def __init__(self, *, waiting: str = "waiting for the first token…") -> None:
-        from IPython.display import display
-
-        self._text: list[str] = []
-        self._handle: Any = display(
-            {"text/html": f'<div style="{_MUTED}">{escape(waiting)}</div>', "text/plain": waiting},
-            raw=True,
-            display_id=True,
-        )
-
-    def on_delta(self, delta: Delta) -> None:
-        if isinstance(delta, TextDelta):
-            self._text.append(delta.text)
-
-    def refresh(self, status: str) -> None:
-        text = "".join(self._text)
-        self._text = [text]
-        self._handle.update(
-            {
-                "text/html": render_html(text) + f'<div style="{_MUTED}">{escape(status)}</div>',
-                "text/plain": text,
-            },
-            raw=True,
-        )
-
-    def finish(self, reply: Reply, status: str) -> None:
-        self._handle.update(final_bundle(reply, status), raw=True)
-
-
 class Extras:
-    """Small one-off outputs around a reply: image thumbnails, tool-call lines, yes/no questions."""
+    """The outputs of one ``%%chat`` cell around its replies: image thumbnails, tool-call lines, yes/no
+    questions; and the cell's :class:`OutputLog`, so a live view can swap its outputs for its final one
+    and keep everything else the cell showed (in order).
+
+    Everything a cell shows in a Jupyter frontend should go through :meth:`show` (or be run inside
+    :meth:`capturing`): what does not is lost when a later reply of the same cell ends.
+    """
 
     def __init__(self, *, rich: bool) -> None:
         self._rich = rich  # a Jupyter frontend (rich outputs), or a terminal (plain lines)
+        # In order: ("display", bundle, metadata) or ("stdout"/"stderr", text, {}).
+        self._shown: list[tuple[str, Any, dict[str, Any]]] = []
+
+    def show(self, bundle: dict[str, Any], metadata: Optional[dict[str, Any]] = None) -> None:
+        """Display a mime bundle in the cell and remember it."""
+        self._emit("display", bundle, metadata or {})
+        self._shown.append(("display", bundle, metadata or {}))
+
+    def write(self, name: str, text: str) -> None:
+        """Write to the cell's ``stdout`` or ``stderr`` and remember it."""
+        self._emit(name, text, {})
+        self._shown.append((name, text, {}))
+
+    @staticmethod
+    def _emit(kind: str, payload: Any, metadata: dict[str, Any]) -> None:
+        if kind == "display":
+            from IPython.display import display
+
+            display(payload, raw=True, metadata=metadata or None)
+        else:
+            stream = sys.stdout if kind == "stdout" else sys.stderr
+            stream.write(payload)
+            stream.flush()
+
+    def view(self, **options: Any) -> View:
+        """The live view for one reply in this cell (in a terminal, a :class:`TextView`)."""
+        return LiveView(outputs=self, **options) if self._rich else TextView()
+
+    def replace_live(self, bundle: dict[str, str]) -> None:
+        """:class:`OutputLog`: the cell shows again what it showed before the live view, then ``bundle``."""
+        from IPython.display import clear_output
+
+        # wait=True: the frontend clears when the next output arrives, in the same step, so nothing blinks.
+        clear_output(wait=True)
+        for kind, payload, metadata in self._shown:
+            self._emit(kind, payload, metadata)
+        self.show(bundle)
+
+    @contextlib.contextmanager
+    def capturing(self) -> Iterator[None]:
+        """Run code (a tool) whose prints and displays must survive the end of a later reply: they are
+        captured, then shown through :meth:`show` (a terminal shows them as they come)."""
+        if not self._rich:
+            yield
+            return
+        from IPython.utils.capture import capture_output
+
+        with capture_output() as captured:
+            yield
+        # Prints first, then displays: the order between the two is not kept by IPython's capture.
+        for name, text in (("stdout", captured.stdout), ("stderr", captured.stderr)):
+            if text:
+                self.write(name, text)
+        for output in captured.outputs:
+            self.show(dict(output.data), dict(output.metadata or {}))
 
     def line(self, text: str) -> None:
         if self._rich:
-            from IPython.display import display
-
-            display(
-                {"text/plain": text, "text/html": f'<div style="{_MUTED}">{escape(text)}</div>'}, raw=True
-            )
+            self.show({"text/plain": text, "text/html": layout.frame(layout.muted_line(text))})
         else:
             print(f"[{text}]")
 
@@ -236,8 +189,6 @@ class Extras:
             for image in images:
                 print(f"[image: {image.label}]")
             return
-        from IPython.display import display
-
         cells = []
         for image in images:
             thumb = image.thumbnail or ""
@@ -252,7 +203,7 @@ class Extras:
                 f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
             )
         labels = ", ".join(image.label for image in images)
-        display({"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}, raw=True)
+        self.show({"text/plain": f"[images: {labels}]", "text/html": "".join(cells)})
 
     def ask(self, question: str) -> bool:
         try:
@@ -261,3 +212,10 @@ class Extras:
             self.line(f"cannot ask here ({type(exc).__name__}): register the tool as trusted to let it run")
             return False
         return answer.strip().lower() in ("y", "yes", "是", "好")
+
+
+def _stderr_bundle(text: str) -> dict[str, str]:
+    return {
+        "text/plain": text,
+        "text/html": f'<pre style="color: var(--jp-error-color1, #c62828);">{escape(text)}</pre>',
+    }

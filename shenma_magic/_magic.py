@@ -237,7 +237,7 @@ class ChatMagics(Magics):
         result, steps = run_chat(
             lambda msgs: client.stream(msgs, **options),
             messages,
-            make_view=self._make_view,
+            make_view=lambda: self._make_view(show),
             model=model,
             tools=tools,
             ask=show.ask,
@@ -336,19 +336,14 @@ class ChatMagics(Magics):
 
         return tokens
 
-    def _make_view(self) -> Any:
-        from ._display import MarkdownView, TextView, WidgetView
+    def _make_view(self, show: Any) -> Any:
+        from ._display import LiveView, TextView
 
         mode = self.display
         if mode == "auto":
             mode = "widget" if self._in_jupyter else "text"
-        if mode == "widget":
-            try:
-                return WidgetView()
-            except ImportError:
-                return MarkdownView()
-        if mode == "markdown":
-            return MarkdownView()
+        if mode in ("widget", "markdown"):
+            return LiveView(outputs=show)  # the cell's Extras: earlier outputs survive the final one
         return TextView()
 
     # -- %chat -------------------------------------------------------------------------------------------

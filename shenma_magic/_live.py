@@ -1,0 +1,158 @@
+"""The live view in Jupyter frontends: plain ``text/html`` outputs, updated in place, then one final output.
+
+No widgets: a widget opens comms, and JupyterLab 4 answers the first comm of a kernel by creating a
+kernel subshell on the control channel, whose "idle" status makes the status bar say Idle while the cell
+still runs; comm messages that cross a widget's closing are what fill the log console with "No such
+comm". Display outputs have neither problem, render with the frontend's own HTML renderer (the same one,
+with the same stylesheet and MathJax, as the final output) and work in any frontend that keeps
+display ids (JupyterLab, Notebook 7, VS Code, nbclient).
+
+The outputs of a reply, top to bottom: a head (a style rule, the folded reasoning line), the finished
+blocks, and at the bottom the tail output (the unfinished block, a notice, the status line). A refresh
+re-sends only the tail output; when blocks finish, a new tail output is added below and the old one is
+given the finished blocks, its final content: each block is sent once. What the tail shows is bounded
+(:meth:`BlockCutter.preview`), so a refresh costs a bounded number of bytes whatever the reply's shape.
+
+At the end the reply's outputs are replaced by one final output (``clear_output(wait=True)``, the cell's
+earlier outputs shown again from :class:`OutputLog`, then the final bundle). Since every piece sits in
+the same frame (:mod:`._layout`) in both, the answer does not move when that happens.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol
+
+from . import _layout as layout
+from ._blocks import BlockCutter
+from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
+from ._render import render_html
+
+__all__ = ["LiveView", "OutputLog"]
+
+_LATEST_REASONING = 160  # characters of the latest reasoning shown on its folded line
+
+
+class OutputLog(Protocol):
+    """The cell's outputs so far, so a live view can replace its own outputs by its final one."""
+
+    def replace_live(self, bundle: dict[str, str]) -> None:
+        """Clear the cell's output, show the earlier outputs again, then ``bundle`` (and remember it)."""
+
+
+class LiveView:
+    """Shows a streaming reply in a Jupyter frontend, then leaves one ``text/html`` + ``text/markdown`` +
+    ``text/plain`` output behind (see the module docstring).
+
+    ``outputs`` is the cell's :class:`OutputLog`; without one the final output goes into the last live
+    output and the others are emptied (zero height, but they stay in the notebook as empty outputs).
+    ``tail_limit`` bounds the characters of the unfinished block that a refresh renders and sends.
+    """
+
+    def __init__(
+        self,
+        *,
+        outputs: Optional[OutputLog] = None,
+        waiting: str = "waiting for the first token…",
+        tail_limit: int = 3000,
+    ) -> None:
+        from IPython import display as ipython_display
+
+        self._display: Any = ipython_display.display
+        self._outputs = outputs
+        self._tail_limit = tail_limit
+        self._cutter = BlockCutter()
+        self._pending: list[str] = []  # answer text not yet given to the cutter
+        self._fed = 0  # answer characters received
+        self._blocks: list[str] = []  # every finished block, rendered, in order (reused at the end)
+        self._unsealed: list[str] = []  # finished blocks the tail output does not show as final yet
+        self._reasoning: list[str] = []
+        self._reasoning_len = 0
+        self._reasoning_shown = 0
+        self._notice = ""
+        self._done: list[Any] = []  # live outputs that hold their final content
+        head = {"text/html": layout.frame(layout.LIVE_STYLE)}
+        self._head: Any = self._display(head, raw=True, display_id=True)
+        self._sent = layout.frame(layout.status_line(waiting, live=True))
+        self._tail: Any = self._display({"text/html": self._sent}, raw=True, display_id=True)
+
+    def on_delta(self, delta: Delta) -> None:
+        if isinstance(delta, TextDelta):
+            self._pending.append(delta.text)
+            self._fed += len(delta.text)
+        elif isinstance(delta, ReasoningDelta):
+            self._reasoning.append(delta.text)
+            self._reasoning_len += len(delta.text)
+        elif isinstance(delta, NoticeDelta):
+            self._notice = delta.message
+
+    def _take_pending(self) -> list[str]:
+        if not self._pending:
+            return []
+        text = "".join(self._pending)
+        self._pending = []
+        return self._cutter.feed(text)
+
+    def refresh(self, status: str) -> None:
+        for source in self._take_pending():
+            piece = layout.block(render_html(source))
+            self._blocks.append(piece)
+            self._unsealed.append(piece)
+        if self._reasoning_len != self._reasoning_shown:
+            self._show_reasoning()
+        tail = self._tail_html(status)
+        if self._unsealed:
+            # A new tail output below, then the old one gets the finished blocks: each is sent once.
+            sealed = layout.frame("".join(self._unsealed))
+            self._unsealed = []
+            new_tail = self._display({"text/html": tail}, raw=True, display_id=True)
+            self._tail.update({"text/html": sealed}, raw=True)
+            self._done.append(self._tail)
+            self._tail, self._sent = new_tail, tail
+        elif tail != self._sent:
+            self._tail.update({"text/html": tail}, raw=True)
+            self._sent = tail
+
+    def _tail_html(self, status: str) -> str:
+        preview = self._cutter.preview(self._tail_limit)
+        parts = []
+        if preview.skipped:
+            parts.append(layout.skipped_note(preview.skipped))
+        if preview.markdown.strip():
+            parts.append(layout.block(render_html(preview.markdown)))
+        elif preview.plain:
+            parts.append(
+                layout.block(
+                    layout.escape(preview.plain), style=" white-space: pre-wrap; overflow-wrap: anywhere;"
+                )
+            )
+        if preview.held:
+            parts.append(layout.muted_line("(a formula is being written…)"))
+        if self._notice:
+            parts.append(layout.muted_line(self._notice))
+        parts.append(layout.status_line(status, live=True))
+        return layout.frame("".join(parts))
+
+    def _show_reasoning(self) -> None:
+        if len(self._reasoning) > 1:
+            self._reasoning = ["".join(self._reasoning)]
+        latest = self._reasoning[0][-_LATEST_REASONING:] if self._reasoning else ""
+        latest = " ".join(latest.split())  # one line
+        line = layout.reasoning_line(self._reasoning_len, latest=latest)
+        self._head.update({"text/html": layout.frame(layout.LIVE_STYLE + line)}, raw=True)
+        self._reasoning_shown = self._reasoning_len
+
+    def finish(self, reply: Reply, status: str) -> None:
+        from ._display import final_bundle
+
+        pieces = self._take_pending() + self._cutter.close()
+        self._blocks.extend(layout.block(render_html(source)) for source in pieces)
+        # The blocks rendered while streaming are reused, unless link definitions tie blocks together
+        # (then the answer is rendered whole) or the reply is not the text shown (never, but cheap to check).
+        reuse = not self._cutter.references and self._fed == len(reply.text)
+        bundle = final_bundle(reply, status, blocks=self._blocks if reuse else None)
+        if self._outputs is not None:
+            self._outputs.replace_live(bundle)
+            return
+        for handle in (self._head, *self._done):
+            handle.update({"text/plain": ""}, raw=True)
+        self._tail.update(bundle, raw=True)
