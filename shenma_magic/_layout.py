@@ -37,8 +37,11 @@ _ONE_LINE = "white-space: nowrap; overflow: hidden; text-overflow: ellipsis;"
 
 # While a reply streams, its status line moves to each new output at the bottom: the one it leaves is
 # hidden at once by this rule, in the same layout pass as the new output appears, so the height never
-# dips for a frame. (Where the rule does not apply, the old status line goes one message later.)
-LIVE_STYLE = "<style>.jp-OutputArea-child:not(:last-child) .shenma-live-status { display: none; }</style>"
+# dips for a frame. (JupyterLab keeps an overlay as the output area's last child, hence :has rather
+# than :last-child; where the rule does not apply, the old status line goes one message later.)
+LIVE_STYLE = (
+    "<style>.jp-OutputArea-child:has(~ .jp-OutputArea-child) .shenma-live-status { display: none; }</style>"
+)
 
 
 def escape(text: str) -> str:

@@ -64,7 +64,6 @@ class LiveView:
         self._pending: list[str] = []  # answer text not yet given to the cutter
         self._fed = 0  # answer characters received
         self._blocks: list[str] = []  # every finished block, rendered, in order (reused at the end)
-        self._unsealed: list[str] = []  # finished blocks the tail output does not show as final yet
         self._reasoning: list[str] = []
         self._reasoning_len = 0
         self._reasoning_shown = 0
@@ -93,24 +92,22 @@ class LiveView:
         return self._cutter.feed(text)
 
     def refresh(self, status: str) -> None:
-        for source in self._take_pending():
-            piece = layout.block(render_html(source))
-            self._blocks.append(piece)
-            self._unsealed.append(piece)
+        finished = [layout.block(render_html(source)) for source in self._take_pending()]
+        self._blocks.extend(finished)
         if self._reasoning_len != self._reasoning_shown:
             self._show_reasoning()
-        tail = self._tail_html(status)
-        if self._unsealed:
+        tail = layout.frame(self._tail_html(status))
+        if finished:
             # A new tail output below, then the old one gets the finished blocks: each is sent once.
-            sealed = layout.frame("".join(self._unsealed))
-            self._unsealed = []
+            # The old one showed a part of these blocks and nothing after them (a block is finished as
+            # soon as the next one starts), so the height only grows, also between the two messages.
             new_tail = self._display({"text/html": tail}, raw=True, display_id=True)
-            self._tail.update({"text/html": sealed}, raw=True)
+            self._tail.update({"text/html": layout.frame("".join(finished))}, raw=True)
             self._done.append(self._tail)
-            self._tail, self._sent = new_tail, tail
+            self._tail = new_tail
         elif tail != self._sent:
             self._tail.update({"text/html": tail}, raw=True)
-            self._sent = tail
+        self._sent = tail
 
     def _tail_html(self, status: str) -> str:
         preview = self._cutter.preview(self._tail_limit)
@@ -130,7 +127,7 @@ class LiveView:
         if self._notice:
             parts.append(layout.muted_line(self._notice))
         parts.append(layout.status_line(status, live=True))
-        return layout.frame("".join(parts))
+        return "".join(parts)
 
     def _show_reasoning(self) -> None:
         if len(self._reasoning) > 1:
