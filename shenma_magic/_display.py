@@ -96,7 +96,7 @@ def final_bundle(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] =
 
 def _whole_document(text: str) -> bool:
     """Link reference or footnote definitions tie blocks together: such an answer is rendered whole."""
-    from ._blocks import BlockCutter
+    from ._blockcut import BlockCutter
 
     cutter = BlockCutter()
     cutter.feed(text)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 from typing import Optional
 
-from ._blocks import split_blocks
+from ._blockcut import split_blocks
 from ._render import render_html
 
 __all__ = [

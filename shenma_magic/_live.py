@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any, Optional, Protocol
 
 from . import _layout as layout
-from ._blocks import BlockCutter
+from ._blockcut import BlockCutter
 from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
 from ._render import render_html
 
