@@ -1,253 +1,37 @@
-"""Turning answer text into what a frontend shows: safe HTML, safe Markdown, live blocks, the status line.
+"""Turning answer text into what a frontend shows: one import point for the renderer's pieces.
 
-Pure (markdown-it-py is a pure-Python parser). Model output is untrusted text: outputs made in a running
-Jupyter session are trusted, so raw HTML in them would run ``<script>`` and ``onerror`` in the page.
-Every path from model text to the frontend goes through :func:`render_html` or :func:`safe_markdown`.
+Pure (markdown-it-py and Pygments are pure-Python). Model output is untrusted text: outputs made in a
+running Jupyter session are trusted, so raw HTML in them would run ``<script>`` and ``onerror`` in the
+page. Every path from model text to the frontend goes through :func:`render_html` (HTML),
+:func:`safe_markdown` (the ``text/markdown`` copy) or :func:`escape_text` / :func:`escape` (plain text).
+
+* :mod:`._markdown`: Markdown to safe, self-contained HTML (math, code colours, GFM tables, no remote
+  loads); ``--json`` replies as a JSON block.
+* :mod:`._mdsafe`: Markdown made inert for the ``text/markdown`` copy, and inert pieces (tool calls).
+* :mod:`._blocks`: the live view's cutting of a growing answer into finished blocks.
+* :mod:`._highlight`: Pygments colouring for HTML and terminals.
 """
 
 from __future__ import annotations
 
 import html
-import re
-from typing import Any, Optional
+
+from ._blocks import BlockSplitter
+from ._markdown import code_block_html, escape_text, json_display_text, render_html, render_json_html
+from ._mdsafe import safe_markdown
 
 __all__ = [
     "BlockSplitter",
+    "code_block_html",
     "escape",
+    "escape_text",
+    "json_display_text",
     "render_html",
+    "render_json_html",
     "safe_markdown",
 ]
 
-_md: Any = None
-
-
-def _markdown() -> Any:
-    global _md
-    if _md is None:
-        from markdown_it import MarkdownIt
-
-        # html=False: raw HTML in the text is shown as text. markdown-it's validateLink already refuses
-        # javascript:, vbscript:, file: and non-image data: URLs.
-        _md = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
-    return _md
-
 
 def escape(text: str) -> str:
+    """HTML-escape for text and attribute values (quotes too)."""
     return html.escape(text, quote=True)
-
-
-def render_html(text: str) -> str:
-    """Markdown to HTML with raw HTML shown as text and unsafe links dropped."""
-    return str(_markdown().render(text))
-
-
-# -- safe Markdown --------------------------------------------------------------------------------------
-
-_FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})(.*)$")
-_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.\-]*:")
-_SAFE_SCHEMES = ("http:", "https:", "mailto:", "ftp:")
-# A link or image destination: "](" then optional "<", up to whitespace/")"/">". Also reference
-# definitions "[x]: dest". Entities and control characters are stripped before the scheme is judged.
-_INLINE_DEST = re.compile(r"(\]\(\s*<?)([^\s)>]*)")
-_REF_DEST = re.compile(r"^( {0,3}\[[^\]]+\]:\s*<?)(\S*)", re.MULTILINE)
-_ENTITY = re.compile(r"&#?[a-zA-Z0-9]+;?")
-
-
-def _unsafe_destination(dest: str) -> bool:
-    plain = html.unescape(dest)
-    plain = "".join(ch for ch in plain if ch.isprintable() and not ch.isspace())
-    plain = plain.replace("\\", "")
-    if not _SCHEME.match(plain):
-        return False  # relative links and anchors are harmless
-    return not plain.lower().startswith(_SAFE_SCHEMES)
-
-
-def _neutralize_links(text: str) -> str:
-    def fix(match: re.Match[str]) -> str:
-        return match.group(1) + ("#" if _unsafe_destination(match.group(2)) else match.group(2))
-
-    return _REF_DEST.sub(fix, _INLINE_DEST.sub(fix, text))
-
-
-def _escape_inline(line: str) -> str:
-    """Escape '<' outside code spans of one line; links with unsafe schemes lose their target."""
-    out: list[str] = []
-    i = 0
-    n = len(line)
-    while i < n:
-        ch = line[i]
-        if ch == "`":
-            j = i
-            while j < n and line[j] == "`":
-                j += 1
-            ticks = line[i:j]
-            close = line.find(ticks, j)
-            # A code span only if a run of exactly the same length closes it on this line.
-            while close != -1 and (close + len(ticks) < n and line[close + len(ticks)] == "`"):
-                close = line.find(ticks, close + len(ticks) + 1)
-            if close != -1 and "<" not in line[j:close]:
-                out.append(line[i : close + len(ticks)])
-                i = close + len(ticks)
-                continue
-            # A code span holding '<' is escaped anyway: "&lt;" shown literally in code beats any doubt.
-            out.append(ticks)
-            i = j
-            continue
-        # '>' stays: it is blockquote syntax, and without a '<' no tag can form.
-        out.append("&lt;" if ch == "<" else ch)
-        i += 1
-    return _neutralize_links("".join(out))
-
-
-def safe_markdown(text: str) -> str:
-    """Markdown with raw HTML made inert, for the ``text/markdown`` copy of an answer.
-
-    ``<`` becomes ``&lt;`` everywhere except inside fenced code blocks, so no HTML tag, comment or
-    autolink can form; link destinations with a scheme other than http(s)/mailto/ftp become ``#``.
-    Fenced code keeps its text as written (Markdown never interprets HTML there).
-    """
-    out: list[str] = []
-    fence: Optional[str] = None
-    for line in text.split("\n"):
-        if fence is not None:
-            stripped = line.strip()
-            if stripped.startswith(fence[0]) and set(stripped) == {fence[0]} and len(stripped) >= len(fence):
-                fence = None
-            out.append(line)
-            continue
-        opened = _FENCE_OPEN.match(line)
-        if opened and not (opened.group(1)[0] == "`" and "`" in opened.group(2)):
-            fence = opened.group(1)
-            out.append(line.replace("<", "&lt;") if "<" in opened.group(2) else line)
-            continue
-        out.append(_escape_inline(line))
-    return "\n".join(out)
-
-
-# -- live blocks ----------------------------------------------------------------------------------------
-
-
-class BlockSplitter:
-    """Cuts a growing answer into finished Markdown blocks and a growing tail.
-
-    A finished block never changes again, so the live view sends it to the browser once; only the tail is
-    re-sent while it grows. A block ends at a blank line outside a code fence, once the next line has
-    started and is not indented (an indented line may continue a list item). A block longer than
-    ``max_tail`` is cut too, so the tail stays small: code at a line end (the piece gets a closing fence,
-    the tail gets the opening one back), a table at a row end (the tail gets the header rows back), prose
-    at a sentence end where no code span, emphasis or link is left open. These cuts exist only while
-    streaming: the final output renders the whole answer at once.
-    """
-
-    def __init__(self, max_tail: int = 2000) -> None:
-        self.max_tail = max_tail
-        self._parts: list[str] = []
-        self._done = 0  # answer characters already handed out in finished blocks
-        self._scan = 0  # start of the first line not classified yet
-        self._fence: Optional[str] = None  # the open fence's marker, e.g. "```"
-        self._fence_header = ""  # the open fence's whole first line, e.g. "```python"
-        self._table_header = ""  # the header and delimiter rows of the table being written
-        self._resume = ""  # what the tail needs in front of it after a cut (fence or table header)
-        self._blank = False
-        self._prev_line = ""
-
-    @property
-    def text(self) -> str:
-        if len(self._parts) > 1:
-            self._parts = ["".join(self._parts)]
-        return self._parts[0] if self._parts else ""
-
-    @property
-    def tail(self) -> str:
-        """The unfinished part, as Markdown source that renders on its own."""
-        rest = self.text[self._done :]
-        return f"{self._resume}\n{rest}" if self._resume and rest else rest
-
-    def feed(self, text: str) -> list[str]:
-        """Add answer text; return the blocks it finished, as Markdown sources that render on their own."""
-        if not text:
-            return []
-        self._parts.append(text)
-        full = self.text
-        finished: list[str] = []
-        pos = self._scan
-        while True:
-            nl = full.find("\n", pos)
-            if nl == -1:
-                break
-            line = full[pos:nl]
-            start, pos = pos, nl + 1
-            self._classify(full, line, start, finished)
-            self._prev_line = line
-        self._scan = pos
-        if len(full) - self._done > self.max_tail:
-            self._cut_long(full, pos, finished)
-        return [b for b in finished if b.strip()]
-
-    def _classify(self, full: str, line: str, start: int, finished: list[str]) -> None:
-        stripped = line.strip()
-        if self._fence is not None:
-            marker = self._fence[0]
-            if (
-                stripped.startswith(marker)
-                and set(stripped) == {marker}
-                and len(stripped) >= len(self._fence)
-            ):
-                self._fence = None
-            return
-        if not stripped:
-            self._blank = True
-            return
-        if self._blank and not line[:1].isspace():
-            if start > self._done:
-                finished.append(self._take(full, start))
-            self._resume = ""  # a new block: nothing of the last one is carried over
-            self._table_header = ""
-        self._blank = False
-        opened = _FENCE_OPEN.match(line)
-        if opened and not (opened.group(1)[0] == "`" and "`" in opened.group(2)):
-            self._fence = opened.group(1)
-            self._fence_header = stripped
-        elif stripped.startswith("|") and set(stripped) <= set("|:- ") and "-" in stripped:
-            self._table_header = f"{self._prev_line}\n{line}"
-        elif not stripped.startswith("|"):
-            self._table_header = ""
-
-    def _take(self, full: str, end: int, closing: str = "") -> str:
-        block = full[self._done : end].rstrip("\n")
-        if self._resume:
-            block = f"{self._resume}\n{block}"
-        self._resume = ""
-        self._done = end
-        return f"{block}\n{closing}\n" if closing else block + "\n"
-
-    def _cut_long(self, full: str, pos: int, finished: list[str]) -> None:
-        if self._fence is not None:
-            if pos > self._done:
-                finished.append(self._take(full, pos, closing=self._fence))
-                self._resume = self._fence_header
-            return
-        if self._table_header:
-            if pos > self._done:
-                finished.append(self._take(full, pos))
-                self._resume = self._table_header
-            return
-        segment = full[self._done :]
-        best = -1
-        for marker in ("\n", "。", "！", "？", ". ", "! ", "? "):
-            at = segment.rfind(marker)
-            if at > 0 and _balanced(segment[: at + len(marker)]):
-                best = max(best, at + len(marker))
-        if best > 0:
-            finished.append(self._take(full, self._done + best))
-
-
-def _balanced(text: str) -> bool:
-    """No code span, bold, link or inline math left open: a cut here does not change how either side reads."""
-    return (
-        text.count("`") % 2 == 0
-        and text.count("**") % 2 == 0
-        and text.count("$") % 2 == 0
-        and text.count("[") == text.count("]")
-        and text.count("(") == text.count(")")
-    )
