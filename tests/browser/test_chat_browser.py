@@ -381,7 +381,11 @@ def test_hostile_answer_never_runs_script(
     # The Markdown copy (what nbconvert / GitHub would render) is inert too.
     md = joined(final_output(page, 2)["data"]["text/markdown"])
     assert not re.search(r"<[A-Za-z!/?]", md), md  # no tag, comment or autolink can form
-    assert "](javascript:" not in md and "[click](#)" in md, md
+    from markdown_it import MarkdownIt
+
+    as_rendered = MarkdownIt("commonmark").render(md)  # as nbconvert or GitHub would render the copy
+    assert "javascript:" not in "".join(re.findall(r'href="[^"]*"', as_rendered)), as_rendered
+    assert "click" in as_rendered
 
 
 # --------------------------------------------------------------------------- 4. reasoning and errors

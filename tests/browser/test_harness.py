@@ -94,10 +94,10 @@ def test_stream_widget_markdown_save_and_reopen(
     assert "".join(outputs[1][0]["text"]).split() == ["0", "1", "2", "3", "4"]
     assert _markdown_of(outputs[3]) == ["## Final heading\n\nall **done**"]
 
-    # Kernel gone, page reloaded: the saved Markdown output is still rendered, from the file.
+    # Kernel gone, notebook closed and opened again: the saved Markdown output is rendered from the file.
     server.shutdown_kernels()
     assert server.kernels() == []
-    page.reload()
+    page.reopen()
     page.wait_for_selector_in_output(3, "h2", timeout=10)
     assert _h2(page, 3) == ["Final heading"]
     assert page.prompt(3) == "[4]:"

@@ -255,7 +255,7 @@ def test_reply_typesets_math_highlights_code_aligns_tables_and_never_jumps(
     (out,) = nb["cells"][2]["outputs"]
     assert set(out["data"]) == {"text/html", "text/markdown", "text/plain"}
     server.shutdown_kernels()
-    page.reload()
+    page.reopen()
     page.wait_for_selector_in_output(2, "mjx-container", timeout=20)
     page.page.wait_for_timeout(500)
     assert [d for d, _ in math_forms(page, 2)] == ["false", "false", "true", "true", "true"]
@@ -367,16 +367,16 @@ def test_a_hostile_reply_makes_no_request_off_loopback(
             page.run_cell(1)
             page.wait_cell_idle(1, timeout=30)
             page.wait_for_text_in_output(1, "End of hostile images.")
-            page.page.wait_for_timeout(1000)
+            page.page.wait_for_timeout(500)
             shown = page.cell_output_text(1)
             assert "inline" in shown and "127.0.0.2" in shown  # remote images show as links: alt and host
             assert off_loopback(requests) == [] and leak.hits == [], "while shown"
 
             page.save()
             server.shutdown_kernels()
-            page.reload()
+            page.reopen()
             page.wait_for_text_in_output(1, "End of hostile images.", timeout=20)
-            page.page.wait_for_timeout(1000)
+            page.page.wait_for_timeout(500)
             assert off_loopback(requests) == [] and leak.hits == [], "reopened"
 
             # nbconvert's own template scripts are pointed at a local server: only the reply is on trial.
