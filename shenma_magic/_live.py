@@ -20,6 +20,7 @@ the same frame (:mod:`._layout`) in both, the answer does not move when that hap
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional, Protocol
 
 from . import _layout as layout
@@ -45,7 +46,9 @@ class LiveView:
 
     ``outputs`` is the cell's :class:`OutputLog`; without one the final output goes into the last live
     output and the others are emptied (zero height, but they stay in the notebook as empty outputs).
-    ``tail_limit`` bounds the characters of the unfinished block that a refresh renders and sends.
+    ``tail_limit`` bounds the characters of the unfinished block that a refresh renders, ``tail_bytes``
+    the HTML it sends (highlighted code renders to about ten times its size, so less of it is shown).
+    Rendering the tail takes at most about a quarter of the time: a refresh that comes sooner is skipped.
     """
 
     def __init__(
@@ -54,12 +57,17 @@ class LiveView:
         outputs: Optional[OutputLog] = None,
         waiting: str = "waiting for the first token…",
         tail_limit: int = 3000,
+        tail_bytes: int = 12_000,
     ) -> None:
         from IPython import display as ipython_display
 
         self._display: Any = ipython_display.display
         self._outputs = outputs
         self._tail_limit = tail_limit
+        self._tail_bytes = tail_bytes
+        self._html_per_char = 1.0  # what the last preview rendered to, bytes of HTML per character
+        self._render_cost = 0.0  # seconds the last preview took to render
+        self._rendered_at = float("-inf")
         self._cutter = BlockCutter()
         self._pending: list[str] = []  # answer text not yet given to the cutter
         self._fed = 0  # answer characters received
@@ -92,10 +100,12 @@ class LiveView:
         return self._cutter.feed(text)
 
     def refresh(self, status: str) -> None:
-        finished = [layout.block(render_html(source)) for source in self._take_pending()]
-        self._blocks.extend(finished)
         if self._reasoning_len != self._reasoning_shown:
             self._show_reasoning()
+        finished = [layout.block(render_html(source)) for source in self._take_pending()]
+        self._blocks.extend(finished)
+        if not finished and time.monotonic() - self._rendered_at < 4 * self._render_cost:
+            return  # a big tail: rendering it this often would cost more than a quarter of the time
         tail = layout.frame(self._tail_html(status))
         if finished:
             # A new tail output below, then the old one gets the finished blocks: each is sent once.
@@ -110,12 +120,16 @@ class LiveView:
         self._sent = tail
 
     def _tail_html(self, status: str) -> str:
-        preview = self._cutter.preview(self._tail_limit)
+        start = time.monotonic()
+        limit = max(200, min(self._tail_limit, int(self._tail_bytes / self._html_per_char)))
+        preview = self._cutter.preview(limit)
         parts = []
         if preview.skipped:
             parts.append(layout.skipped_note(preview.skipped))
         if preview.markdown.strip():
-            parts.append(layout.block(render_html(preview.markdown)))
+            rendered = render_html(preview.markdown)
+            self._html_per_char = max(1.0, len(rendered) / len(preview.markdown))
+            parts.append(layout.block(rendered))
         elif preview.plain:
             parts.append(
                 layout.block(
@@ -127,6 +141,8 @@ class LiveView:
         if self._notice:
             parts.append(layout.muted_line(self._notice))
         parts.append(layout.status_line(status, live=True))
+        self._rendered_at = time.monotonic()
+        self._render_cost = self._rendered_at - start
         return "".join(parts)
 
     def _show_reasoning(self) -> None:

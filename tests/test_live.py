@@ -205,7 +205,7 @@ def test_every_finished_block_is_sent_once(frontend: Frontend) -> None:
 
 def test_what_is_shown_only_grows(frontend: Frontend) -> None:
     text = shapes()["table"][:3000] + "\n" + shapes()["prose"]
-    view = LiveView(outputs=Extras(rich=True), tail_limit=5000)
+    view = LiveView(outputs=Extras(rich=True), tail_limit=5000, tail_bytes=10**9)
     seen: set[str] = set()
     for i, piece in enumerate(pieces_of(text, 13)):
         view.on_delta(TextDelta(piece))
