@@ -325,6 +325,10 @@ def make_shapes(names: list[str], scale: float, args: Any) -> list[Shape]:
 
 # --------------------------------------------------------------------------- contestants
 
+# A warm-up %%chat whose echoed reply renders math and the code languages of the reply (Pygments loads a
+# lexer the first time it meets a language): "warm" is a kernel that has shown a reply like this before.
+WARM_UP = "%%chat\nwarm up $x^2$\n\n```python\nx = 1\n```\n\n```bash\necho hi\n```\n\n| a |\n| - |\n| 1 |"
+
 _CLIENT_SETUP = f"""\
 import os, time
 from IPython.display import Markdown, display
@@ -342,7 +346,7 @@ CONTESTANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
     "ours-warm": (
         "%%chat (WidgetView), after one short %%chat",
-        ("%load_ext shenma_magic", "%%chat\nwarm up"),
+        ("%load_ext shenma_magic", WARM_UP),
         f"%%chat --new\n{PROMPT}",
     ),
     "ours-text": (
@@ -352,7 +356,7 @@ CONTESTANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
     "text-mode": (
         "%%chat in text mode writing to a StringIO (a terminal minus the terminal): the CPU floor",
-        ("%load_ext shenma_magic", "%chat display text", "%%chat\nwarm up"),
+        ("%load_ext shenma_magic", "%chat display text", WARM_UP),
         "import contextlib, io\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         f"    get_ipython().run_cell_magic('chat', '--new', {PROMPT!r})\n",
