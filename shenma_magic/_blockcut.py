@@ -29,6 +29,9 @@ _ORDERED = re.compile(r"^\d{1,9}([.)])(?:[ \t]|$)")
 _REFERENCE = re.compile(r"^ {0,3}\[[^\]]+\]:")
 _DELIMITER_ROW = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 _BEGIN = re.compile(r"^\s*\\begin\{([^}]{1,40})\}")
+# A line that may open a container (list item, quote), a fence, a math block or indented content: only a
+# block without one can be cut without asking the parser (paragraphs, headings, tables, rules).
+_MAY_CONTAIN = re.compile(r"[ \t]|[-*+>`~$\\]|\d{1,9}[.)]")
 _OPEN_MARKER = re.compile(r"[-*+]|\d{1,9}[.)]?")
 _UNDECIDED = "?"
 
@@ -78,6 +81,7 @@ class BlockCutter:
         self._math_line = 0  # index in _lines of the line that opened it
         self._lists: set[str] = set()  # the kinds of list item in the current block
         self._refusals = 0  # cuts the parser refused in the current block
+        self._simple = True  # no line of the current block could open a container or a fence
         self._table_head = ""  # header and delimiter rows of the table the current block ends in
         self._table_line = 0  # index in _lines of that header row
         self._table_start = -1  # index in _lines of the first row of a possible table being written
@@ -159,13 +163,14 @@ class BlockCutter:
         if self._refusals >= _MAX_REFUSALS:
             return
         source = self._source_of_lines()
-        if not _starts_fresh(source, len(self._lines), line):
+        if not self._simple and not _starts_fresh(source, len(self._lines), line):
             # The rules above missed a container that goes on (a fence in a list item that a less
             # indented line closed, say): no cut here. A block refused too often stays whole.
             self._refusals += 1
             return
         finished.append(source)
         self._refusals = 0
+        self._simple = True
         self._lines = []
         self._starts = []
         self._chars = 0
@@ -194,6 +199,8 @@ class BlockCutter:
             return
         self._blank = False
         self._content = True
+        if self._simple and _MAY_CONTAIN.match(line):
+            self._simple = False
         # Fences are looked for inside a display-math block too: a renderer without math sees them, and
         # a cut is safe only where no reading of the text has a fence or a math block open.
         fence = _FENCE.match(line)
