@@ -236,3 +236,27 @@ def test_notice_reasoning_and_waiting_line(frontend: Frontend) -> None:
     html = frontend.html()
     assert "reasoning (1,000 chars)" in html and "skipped a malformed event" in html
     assert len(html) < 3000  # the reasoning is one folded line while streaming, not the whole text
+
+
+def test_what_a_tool_shows_survives_the_next_reply(
+    frontend: Frontend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extras = Extras(rich=True)
+    first = LiveView(outputs=extras)
+    stream(first, ["Calling ", "a tool."])
+    first.finish(Reply("Calling a tool.", finish_reason="tool_calls"), "round 1")
+    with extras.capturing():
+        print("the tool printed this")
+        from IPython.display import display
+
+        display({"text/plain": "a chart", "text/html": "<b>a chart</b>"}, raw=True)
+    extras.line("ran: tool() → 42")
+    second = LiveView(outputs=extras)
+    stream(second, pieces_of(shapes()["prose"][:3000], 13), every=2)
+    second.finish(Reply(shapes()["prose"][:3000], finish_reason="stop"), "round 2")
+    shown = [o.data.get("text/plain", "") for o in frontend.outputs]
+    assert shown[0].startswith("Calling a tool.")
+    assert shown[1:3] == ["a chart", "ran: tool() → 42"], shown
+    assert len(shown) == 4 and shown[3].startswith("## Part 0")
+    # The print is a stream (stdout here, a stream output in a kernel): written again after the clear.
+    assert capsys.readouterr().out.count("the tool printed this\n") == 2
