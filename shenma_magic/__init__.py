@@ -3,8 +3,10 @@ server into the notebook.
 
     %load_ext shenma_magic
 
-The public Python API (usable outside IPython) is re-exported here. Heavy modules (``requests``, the
-display) are imported on first use, so ``%load_ext`` stays light.
+The public Python API (usable outside IPython) is re-exported here: :class:`Session` (the chat engine),
+:class:`ChatClient` (one request), :class:`Reply`, the deltas a stream yields, and the error family. The
+decoders stay importable from their modules (``shenma_magic._sse``...). Heavy modules (``requests``, the
+display, the tools) are imported on first use, so ``%load_ext`` stays light.
 """
 
 from __future__ import annotations
@@ -31,17 +33,17 @@ from ._models import (
     NoticeDelta,
     ReasoningDelta,
     Reply,
-    ReplyBuilder,
     TextDelta,
     ToolCallDelta,
     UsageDelta,
 )
-from ._sse import LineDecoder, ServerSentEvent, SSEDecoder
+from ._session import ChatInterrupted, Session
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
     from ._client import ChatClient
+    from ._tools import ToolRegistry
 
 __version__ = "0.1.0"
 
@@ -49,27 +51,29 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "ChatClient",
+    "ChatInterrupted",
     "ConfigError",
     "ConnectError",
     "ConnectionLostError",
     "Delta",
     "FinishDelta",
     "InsecureTransportError",
+    "JSONRecoveryError",
+    "JSONValidationError",
     "KeyInRequestError",
     "LimitExceededError",
-    "LineDecoder",
     "MetaDelta",
     "NoticeDelta",
     "ProtocolError",
     "ReasoningDelta",
     "Reply",
-    "ReplyBuilder",
-    "SSEDecoder",
-    "ServerSentEvent",
+    "Session",
     "ShenmaError",
     "StreamError",
     "TextDelta",
     "ToolCallDelta",
+    "ToolError",
+    "ToolRegistry",
     "UsageDelta",
     "__version__",
     "last_reply",
@@ -77,20 +81,16 @@ __all__ = [
     "tool",
     "tools",
     "unload_ipython_extension",
+    "wait",
 ]
 
 
-_registry: Any = None
+def tools() -> ToolRegistry:
+    """The default tool registry: what ``%%chat`` (and every Session made without ``tools=``) offers the
+    model (``add``, ``remove``...)."""
+    from ._session import default_tools
 
-
-def tools() -> Any:
-    """The tool registry ``%%chat`` offers to the model (a ``ToolRegistry``: ``add``, ``remove``...)."""
-    global _registry
-    if _registry is None:
-        from ._tools import ToolRegistry
-
-        _registry = ToolRegistry()
-    return _registry
+    return default_tools()
 
 
 def tool(fn: Any = None, *, trusted: bool = False, name: Any = None) -> Any:
@@ -102,6 +102,13 @@ def tool(fn: Any = None, *, trusted: bool = False, name: Any = None) -> Any:
     return tools().tool(fn, trusted=trusted, name=name)
 
 
+# Public names whose modules are only imported when used (``%load_ext`` stays light).
+_LAZY = {
+    "JSONRecoveryError": "._jsonout",
+    "JSONValidationError": "._jsonout",
+    "ToolError": "._tools",
+    "ToolRegistry": "._tools",
+}
 _DEPRECATED = {"TimeoutError": "APITimeoutError", "ConnectionLost": "ConnectionLostError"}
 
 
@@ -111,6 +118,10 @@ def __getattr__(name: str) -> Any:
         from ._client import ChatClient
 
         return ChatClient
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     if name in _DEPRECATED:
         import warnings
 
@@ -124,11 +135,22 @@ def __getattr__(name: str) -> Any:
 
 def last_reply() -> Reply | None:
     """The last ``%%chat`` reply in this IPython session (also bound by ``%%chat -o NAME``), or None."""
-    from IPython import get_ipython
+    from ._session import current_session
 
-    ip = get_ipython()
-    magics = ip.magics_manager.registry.get("ChatMagics") if ip is not None else None
-    return getattr(magics, "last", None)
+    session = current_session()
+    return session.last if session is not None else None
+
+
+def wait(timeout: float | None = None) -> list[Any]:
+    """Block until every background reply (``%%chat --bg``) of the notebook's session has ended.
+
+    Returns the jobs waited for (with ``timeout``, those still running when it passed). Ctrl-C stops them
+    all, keeping their partial answers, and raises KeyboardInterrupt.
+    """
+    from ._session import current_session
+
+    session = current_session()
+    return session.wait(timeout) if session is not None else []
 
 
 def load_ipython_extension(ip: InteractiveShell) -> None:

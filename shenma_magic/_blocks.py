@@ -126,11 +126,14 @@ class BlockSplitter:
 
 
 def _balanced(text: str) -> bool:
-    """No code span, bold, link or inline math left open: a cut here does not change how either side reads."""
+    """No code span, bold, link or math left open: a cut here does not change how either side reads."""
+    double = text.count("$$")
     return (
         text.count("`") % 2 == 0
         and text.count("**") % 2 == 0
-        and text.count("$") % 2 == 0
+        and double % 2 == 0
+        and (text.count("$") - 2 * double) % 2 == 0
         and text.count("[") == text.count("]")
         and text.count("(") == text.count(")")
+        and text.count("\\begin{") == text.count("\\end{")
     )

@@ -6,8 +6,10 @@ This is the only module that imports ``requests``; it is imported lazily so ``%l
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
-import time
+import socket
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
@@ -145,8 +147,12 @@ class ChatClient:
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
         self._session = session
-        # Injected by tests to avoid real sleeping; the default honours Ctrl-C like any sleep.
-        self._sleep: Callable[[float], None] = time.sleep
+        self._aborted = threading.Event()
+        self._live: set[requests.Response] = set()
+        self._live_lock = threading.Lock()
+        # Injected by tests to avoid real sleeping; the default honours Ctrl-C like any sleep and ends
+        # early on abort().
+        self._sleep: Callable[[float], object] = self._aborted.wait
 
     def __repr__(self) -> str:
         shown = mask(self._key.reveal()) if self._key else None
@@ -162,6 +168,16 @@ class ChatClient:
         if self._session is not None:
             self._session.close()
             self._session = None
+
+    def abort(self) -> None:
+        """Stop this client for good, from any thread: replies in flight end at once (their connections are
+        shut down, so a read waiting on a silent server returns), a retry wait is cut short, and no new
+        request is sent. For a reply streaming on another thread (``%%chat --bg``)."""
+        self._aborted.set()
+        with self._live_lock:
+            live = list(self._live)
+        for response in live:
+            _shut(response)
 
     def __enter__(self) -> ChatClient:
         return self
@@ -203,6 +219,8 @@ class ChatClient:
         while True:
             failure: ShenmaError
             wait: Optional[float] = None
+            if self._aborted.is_set():
+                raise ConnectError(f"the request to {host} was stopped before it was sent")
             try:
                 response = self.session.request(
                     method,
@@ -304,6 +322,10 @@ class ChatClient:
         assert response is not None
         read_timeout = timeout if timeout is not None else self.timeout
         key = self._key.reveal()
+        with self._live_lock:
+            self._live.add(response)
+        if self._aborted.is_set():  # abort() ran while the request was being sent
+            _shut(response)
         try:
             # The one boundary every reply passes: errors and notices built from what the server sent
             # (which may echo the key) are masked here, once, whatever layer made them.
@@ -314,6 +336,8 @@ class ChatClient:
         except ShenmaError as exc:
             raise self._redact(exc) from None
         finally:
+            with self._live_lock:
+                self._live.discard(response)
             response.close()
 
     def _read_reply(self, response: requests.Response, read_timeout: float) -> Iterator[Delta]:
@@ -455,6 +479,20 @@ def _read_limited(response: requests.Response, limit: int) -> bytes:
         if size >= limit:
             break
     return b"".join(parts)[:limit]
+
+
+def _shut(response: requests.Response) -> None:
+    """End a response from another thread: shutting the socket down wakes a read blocked on it (closing
+    it would not); then close it."""
+    raw = response.raw
+    conn = getattr(raw, "connection", None) or getattr(raw, "_connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+    # Closing from another thread mid-read may race with that read; the socket is down either way.
+    with contextlib.suppress(Exception):
+        response.close()
 
 
 def _drain_quickly(response: requests.Response) -> None:

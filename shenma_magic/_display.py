@@ -11,6 +11,9 @@ When a reply ends (also on error or interrupt) the live view is replaced in plac
 ``text/html`` + ``text/markdown`` + ``text/plain`` output, so a saved notebook, nbconvert, GitHub and
 any frontend show the answer without a kernel; :class:`Extras` is the cell's log of outputs that makes
 that replacement keep everything else the cell showed.
+
+A view fed from another thread (``%%chat --bg``) is given an :class:`Outlet`: then every display message
+goes through it, with its cell's parent header.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Optional, Protocol
 
 from . import _layout as layout
-from ._live import LiveView, OutputLog
+from ._live import LiveView, Outlet, OutputLog
 from ._models import Delta, Reply
 from ._render import escape, render_html, safe_markdown
 from ._terminal import TextView
@@ -30,11 +33,14 @@ __all__ = [
     "Extras",
     "LiveView",
     "MarkdownView",
+    "Outlet",
     "OutputLog",
     "TextView",
     "View",
     "WidgetView",
     "final_bundle",
+    "images_bundle",
+    "line_bundle",
 ]
 
 _MUTED = layout.MUTED
@@ -50,6 +56,30 @@ class View(Protocol):
     def refresh(self, status: str) -> None: ...
 
     def finish(self, reply: Reply, status: str) -> None: ...
+
+
+def line_bundle(text: str) -> dict[str, str]:
+    """A small muted line (tool calls, notes) as a display bundle."""
+    return {"text/plain": text, "text/html": layout.frame(layout.muted_line(text))}
+
+
+def images_bundle(images: list[Any]) -> dict[str, str]:
+    """Thumbnails of the images sent with a question, with their labels."""
+    cells = []
+    for image in images:
+        thumb = image.thumbnail or ""
+        # Only our own thumbnail data: URLs are put in src; the label is escaped text.
+        img = (
+            f'<img src="{escape(thumb)}" style="max-height: 96px; max-width: 160px;">'
+            if thumb.startswith("data:image/")
+            else ""
+        )
+        cells.append(
+            f'<figure style="display:inline-block; margin: 4px;">{img}'
+            f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
+        )
+    labels = ", ".join(image.label for image in images)
+    return {"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}
 
 
 def final_bundle(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] = None) -> dict[str, str]:
@@ -120,8 +150,9 @@ class Extras:
     :meth:`capturing`): what does not is lost when a later reply of the same cell ends.
     """
 
-    def __init__(self, *, rich: bool) -> None:
-        self._rich = rich  # a Jupyter frontend (rich outputs), or a terminal (plain lines)
+    def __init__(self, *, rich: bool, outlet: Optional[Outlet] = None) -> None:
+        self._rich = rich or outlet is not None  # a Jupyter frontend (rich outputs), or a terminal
+        self._outlet = outlet  # the cell's outlet, for a cell fed from another thread (%%chat --bg)
         # In order: ("display", bundle, metadata) or ("stdout"/"stderr", text, {}).
         self._shown: list[tuple[str, Any, dict[str, Any]]] = []
 
@@ -135,9 +166,11 @@ class Extras:
         self._emit(name, text, {})
         self._shown.append((name, text, {}))
 
-    @staticmethod
-    def _emit(kind: str, payload: Any, metadata: dict[str, Any]) -> None:
-        if kind == "display":
+    def _emit(self, kind: str, payload: Any, metadata: dict[str, Any]) -> None:
+        if self._outlet is not None:
+            # An outlet shows display outputs only; a print from a tool becomes a plain-text output.
+            self._outlet.display(payload if kind == "display" else {"text/plain": payload})
+        elif kind == "display":
             from IPython.display import display
 
             display(payload, raw=True, metadata=metadata or None)
@@ -148,17 +181,26 @@ class Extras:
 
     def view(self, **options: Any) -> View:
         """The live view for one reply in this cell (in a terminal, a :class:`TextView`)."""
-        return LiveView(outputs=self, **options) if self._rich else TextView()
+        if not self._rich:
+            return TextView()
+        return LiveView(outputs=self, outlet=self._outlet, **options)
 
-    def replace_live(self, bundle: dict[str, str]) -> None:
+    def replace_live(self, bundle: dict[str, str]) -> bool:
         """:class:`OutputLog`: the cell shows again what it showed before the live view, then ``bundle``."""
-        from IPython.display import clear_output
+        if self._outlet is not None:
+            clear = getattr(self._outlet, "clear", None)  # an outlet that can send clear_output
+            if clear is None:
+                return False
+            clear(wait=True)
+        else:
+            from IPython.display import clear_output
 
-        # wait=True: the frontend clears when the next output arrives, in the same step, so nothing blinks.
-        clear_output(wait=True)
+            # wait=True: the frontend clears when the next output arrives, in the same step: no blink.
+            clear_output(wait=True)
         for kind, payload, metadata in self._shown:
             self._emit(kind, payload, metadata)
         self.show(bundle)
+        return True
 
     @contextlib.contextmanager
     def capturing(self) -> Iterator[None]:
@@ -180,7 +222,7 @@ class Extras:
 
     def line(self, text: str) -> None:
         if self._rich:
-            self.show({"text/plain": text, "text/html": layout.frame(layout.muted_line(text))})
+            self.show(line_bundle(text))
         else:
             print(f"[{text}]")
 
@@ -189,21 +231,7 @@ class Extras:
             for image in images:
                 print(f"[image: {image.label}]")
             return
-        cells = []
-        for image in images:
-            thumb = image.thumbnail or ""
-            # Only our own thumbnail data: URLs are put in src; the label is escaped text.
-            img = (
-                f'<img src="{escape(thumb)}" style="max-height: 96px; max-width: 160px;">'
-                if thumb.startswith("data:image/")
-                else ""
-            )
-            cells.append(
-                f'<figure style="display:inline-block; margin: 4px;">{img}'
-                f'<figcaption style="font-size: 0.8em;">{escape(image.label)}</figcaption></figure>'
-            )
-        labels = ", ".join(image.label for image in images)
-        self.show({"text/plain": f"[images: {labels}]", "text/html": "".join(cells)})
+        self.show(images_bundle(images))
 
     def ask(self, question: str) -> bool:
         try:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import copy
 import json
 import re
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ._errors import ConfigError, ShenmaError
+from ._schema import JSON_TYPES, is_model_class, json_type, matches_json_type, model_schema
 from ._secret import excerpt
 
 __all__ = ["JSONRecoveryError", "JSONValidationError", "recover_json", "response_format", "validate_against"]
@@ -42,18 +43,13 @@ class JSONValidationError(JSONRecoveryError):
     """The reply holds JSON, but not of the shape the schema asks for."""
 
 
-def _model_class(schema: Any) -> bool:
-    # pydantic (v2) recognised by its API, so pydantic is never imported for people who do not use it.
-    return isinstance(schema, type) and callable(getattr(schema, "model_json_schema", None))
-
-
 def _clean_name(raw: str) -> str:
     """OpenAI wants ``^[A-Za-z0-9_-]{1,64}$``; a title like "Person record" or "回复" is not that."""
     name = _NAME_CHARS.sub("_", raw).strip("_")[:64]
     return name or "reply"
 
 
-def response_format(schema: Any = None, *, name: Optional[str] = None) -> dict[str, Any]:
+def response_format(schema: object = None, *, name: Optional[str] = None) -> dict[str, Any]:
     """The request's ``response_format``: ``json_object`` without a schema, ``json_schema`` with one.
 
     ``schema`` is None, a JSON Schema dict (named by ``name``, else its ``title``, else ``"reply"``), or a
@@ -65,14 +61,8 @@ def response_format(schema: Any = None, *, name: Optional[str] = None) -> dict[s
     """
     if schema is None:
         return {"type": "json_object"}
-    if _model_class(schema):
-        try:
-            body = schema.model_json_schema()
-        except Exception as exc:  # pydantic refuses some field types (callables, arbitrary classes)
-            raise ConfigError(
-                f"cannot describe {schema.__name__} as JSON Schema: {str(exc).splitlines()[0]}",
-                "use JSON-friendly field types",
-            ) from exc
+    if is_model_class(schema):
+        body = model_schema(schema)
         default_name = schema.__name__
     elif isinstance(schema, dict):
         try:
@@ -95,7 +85,7 @@ def response_format(schema: Any = None, *, name: Optional[str] = None) -> dict[s
     }
 
 
-def _key(value: Any) -> str:
+def _key(value: object) -> str:
     # Values are compared as JSON text: in Python 1 == True and [1] == [1.0], which JSON tells apart.
     return json.dumps(value, sort_keys=True, ensure_ascii=False)
 
@@ -137,7 +127,12 @@ class _ParseFailure(Exception):
         self.pos = pos
 
 
-def _decode_at(text: str, start: int) -> tuple[Any, int]:
+class _Decoded(NamedTuple):
+    value: Any  # any JSON value, as json.loads gives it
+    end: int  # where it ends in the whole text
+
+
+def _decode_at(text: str, start: int) -> _Decoded:
     """``raw_decode`` at ``start``, returning the absolute end.
 
     It decodes a window that doubles only while the window's edge could be the cause: a failed attempt
@@ -158,11 +153,16 @@ def _decode_at(text: str, start: int) -> tuple[Any, int]:
             raise _ParseFailure(str(exc).split(";")[0], start + 1) from None
         else:
             if whole or end < len(window):  # a number that ends at the edge may go on past it
-                return value, start + end
+                return _Decoded(value, start + end)
         size *= 2
 
 
-def _embedded(text: str) -> tuple[list[Any], Optional[str]]:
+class _Embedded(NamedTuple):
+    values: list[Any]
+    failure: Optional[str]  # the first parse failure, for the message
+
+
+def _embedded(text: str) -> _Embedded:
     """Every top-level JSON object or array in the text, and the first parse failure (for the message).
 
     When a value fails to parse, scanning resumes where the parser gave up, so the objects nested inside a
@@ -174,7 +174,7 @@ def _embedded(text: str) -> tuple[list[Any], Optional[str]]:
     while True:
         opener = _OPENERS.search(text, i)
         if opener is None:
-            return found, failure
+            return _Embedded(found, failure)
         start = opener.start()
         try:
             value, i = _decode_at(text, start)
@@ -249,27 +249,6 @@ def recover_json(text: str) -> Any:
     raise JSONRecoveryError(f"the reply is not JSON{detail}: {excerpt(body)}", _HINT)
 
 
-_JSON_TYPES = {
-    "object": lambda v: isinstance(v, dict),
-    "array": lambda v: isinstance(v, list),
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "null": lambda v: v is None,
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    # JSON Schema counts 3.0 as an integer.
-    "integer": lambda v: (
-        (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer())
-    ),
-}
-
-
-def _json_type_name(value: Any) -> str:
-    for name in ("null", "boolean", "integer", "number", "string", "array", "object"):
-        if _JSON_TYPES[name](value):
-            return name
-    return type(value).__name__
-
-
 def _pydantic_summary(exc: Exception) -> str:
     errors = getattr(exc, "errors", None)
     try:
@@ -286,7 +265,7 @@ def _pydantic_summary(exc: Exception) -> str:
     return "; ".join(parts) + more
 
 
-def validate_against(value: Any, schema: Any) -> Any:
+def validate_against(value: Any, schema: object) -> Any:
     """Check ``value`` against ``schema``; return it (for a pydantic model class: the model instance).
 
     A dict schema gets a light check only, of the top-level ``type`` and ``required`` keys (no jsonschema
@@ -298,7 +277,7 @@ def validate_against(value: Any, schema: Any) -> Any:
     """
     if schema is None:
         return value
-    if _model_class(schema):
+    if is_model_class(schema):
         try:
             return schema.model_validate(value)
         except ValueError as exc:  # pydantic's ValidationError is a ValueError
@@ -310,10 +289,11 @@ def validate_against(value: Any, schema: Any) -> Any:
         raise ConfigError(f"a {type(schema).__name__} cannot be used as a JSON schema", f"give {_ACCEPTED}")
     wanted = schema.get("type")
     kinds = [wanted] if isinstance(wanted, str) else wanted if isinstance(wanted, list) else []
-    known = [k for k in kinds if isinstance(k, str) and k in _JSON_TYPES]
-    if known and not any(_JSON_TYPES[k](value) for k in known):
+    known = [k for k in kinds if isinstance(k, str) and k in JSON_TYPES]
+    if known and not any(matches_json_type(value, k) for k in known):
+        actual = json_type(value) or type(value).__name__
         raise JSONValidationError(
-            f"the reply is a JSON {_json_type_name(value)}, but the schema asks for {' or '.join(known)}",
+            f"the reply is a JSON {actual}, but the schema asks for {' or '.join(known)}",
             "ask again, or say the expected shape in the prompt",
         )
     required = schema.get("required")

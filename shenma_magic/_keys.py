@@ -115,6 +115,14 @@ class KeyStore:
             found = True
         return found
 
+    def known_keys(self) -> list[str]:
+        """Every key this store could send anywhere (entered, saved, or in the environment), so that a log
+        or an output can mask them; never for sending."""
+        keys = [secret.reveal() for secret in self._session.values()]
+        keys.extend(self._read_file().values())
+        keys.extend((self._environ.get(var) or "").strip() for var in ("SHENMA_API_KEY", "OPENAI_API_KEY"))
+        return [key for key in dict.fromkeys(keys) if key]
+
     def saved_hosts(self) -> list[str]:
         return sorted(self._read_file())
 

@@ -28,7 +28,7 @@ from ._blockcut import BlockCutter
 from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
 from ._render import render_html
 
-__all__ = ["LiveView", "OutputLog"]
+__all__ = ["LiveView", "Outlet", "OutputLog"]
 
 _LATEST_REASONING = 160  # characters of the latest reasoning shown on its folded line
 
@@ -36,16 +36,42 @@ _LATEST_REASONING = 160  # characters of the latest reasoning shown on its folde
 class OutputLog(Protocol):
     """The cell's outputs so far, so a live view can replace its own outputs by its final one."""
 
-    def replace_live(self, bundle: dict[str, str]) -> None:
-        """Clear the cell's output, show the earlier outputs again, then ``bundle`` (and remember it)."""
+    def replace_live(self, bundle: dict[str, str]) -> bool:
+        """Clear the cell's output, show the earlier outputs again, then ``bundle`` (and remember it).
+        False if this cell's output cannot be cleared (then nothing was done)."""
+
+
+class Outlet(Protocol):
+    """Where a view's display messages go when it is not fed from its cell's own thread."""
+
+    def display(self, bundle: dict[str, Any]) -> str:
+        """Show a new output in the cell; returns its display id."""
+        ...
+
+    def update(self, display_id: str, bundle: dict[str, Any]) -> None:
+        """Replace the output shown with ``display_id``."""
+        ...
+
+
+class _OutletHandle:
+    """A display handle for an output shown through an :class:`Outlet`."""
+
+    def __init__(self, outlet: Outlet, bundle: dict[str, Any]) -> None:
+        self._outlet = outlet
+        self._id = outlet.display(bundle)
+
+    def update(self, bundle: dict[str, Any], raw: bool = True) -> None:
+        self._outlet.update(self._id, bundle)
 
 
 class LiveView:
     """Shows a streaming reply in a Jupyter frontend, then leaves one ``text/html`` + ``text/markdown`` +
     ``text/plain`` output behind (see the module docstring).
 
-    ``outputs`` is the cell's :class:`OutputLog`; without one the final output goes into the last live
-    output and the others are emptied (zero height, but they stay in the notebook as empty outputs).
+    ``outputs`` is the cell's :class:`OutputLog`; without one (or if it cannot clear the cell) the final
+    output goes into the last live output and the others are emptied (zero height, but they stay in the
+    notebook as empty outputs). With an ``outlet`` every display message goes through it (a view fed
+    from another thread).
     ``tail_limit`` bounds the characters of the unfinished block that a refresh renders, ``tail_bytes``
     the HTML it sends (highlighted code renders to about ten times its size, so less of it is shown).
     Rendering the tail takes at most about a quarter of the time: a refresh that comes sooner is skipped.
@@ -55,13 +81,17 @@ class LiveView:
         self,
         *,
         outputs: Optional[OutputLog] = None,
+        outlet: Optional[Outlet] = None,
         waiting: str = "waiting for the first token…",
         tail_limit: int = 3000,
         tail_bytes: int = 12_000,
     ) -> None:
-        from IPython import display as ipython_display
+        if outlet is not None:
+            self._display: Any = lambda bundle, **_: _OutletHandle(outlet, bundle)
+        else:
+            from IPython import display as ipython_display
 
-        self._display: Any = ipython_display.display
+            self._display = ipython_display.display
         self._outputs = outputs
         self._tail_limit = tail_limit
         self._tail_bytes = tail_bytes
@@ -163,8 +193,7 @@ class LiveView:
         # (then the answer is rendered whole) or the reply is not the text shown (never, but cheap to check).
         reuse = not self._cutter.references and self._fed == len(reply.text)
         bundle = final_bundle(reply, status, blocks=self._blocks if reuse else None)
-        if self._outputs is not None:
-            self._outputs.replace_live(bundle)
+        if self._outputs is not None and self._outputs.replace_live(bundle):
             return
         for handle in (self._head, *self._done):
             handle.update({"text/plain": ""}, raw=True)

@@ -26,7 +26,16 @@ from urllib.parse import urlsplit
 
 from ._highlight import highlight_html
 
-__all__ = ["code_block_html", "escape_text", "parse", "render_html", "render_json_html", "safe_url"]
+__all__ = [
+    "code_block_html",
+    "escape_text",
+    "json_display_text",
+    "parse",
+    "render_html",
+    "render_json_html",
+    "safe_url",
+    "tool_call_html",
+]
 
 # Deeper than any real answer; below MAX_DEPTH the rest of a container is shown as plain text.
 _MAX_NESTING = 48
@@ -109,6 +118,22 @@ def _render_text(self: Any, tokens: list[Any], idx: int, options: Any, env: Any)
     return escape_text(tokens[idx].content)
 
 
+def _inside_link(tokens: list[Any], idx: int, env: Any) -> bool:
+    # Link depth before each token of this inline run, computed once per run (a paragraph of many
+    # images must not cost a scan per image).
+    cache = env.setdefault("_link_depth", {}) if isinstance(env, dict) else {}
+    key = id(tokens)
+    depths = cache.get(key)
+    if depths is None or depths[0] is not tokens:
+        running = 0
+        levels = []
+        for token in tokens:
+            levels.append(running)
+            running += (token.type == "link_open") - (token.type == "link_close")
+        depths = cache[key] = (tokens, levels)
+    return bool(depths[1][idx] > 0)
+
+
 def _render_image(self: Any, tokens: list[Any], idx: int, options: Any, env: Any) -> str:
     token = tokens[idx]
     src = str(token.attrGet("src") or "")
@@ -118,8 +143,8 @@ def _render_image(self: Any, tokens: list[Any], idx: int, options: Any, env: Any
     if _DATA_IMAGE.fullmatch(src):
         return f'<img src="{src}" alt="{html.escape(alt)}"{title_attr} style="max-width:100%">'
     label = escape_text(image_label(alt, src))
-    if not src or not safe_url(src):
-        return f"<span>{label}</span>"
+    if not src or not safe_url(src) or _inside_link(tokens, idx, env):
+        return f"<span>{label}</span>"  # a link inside a link is no HTML: the outer link wins
     return f'<a href="{html.escape(src)}" rel="{_REL}" target="_blank"{title_attr}>{label}</a>'
 
 
@@ -127,9 +152,10 @@ def _render_link_open(self: Any, tokens: list[Any], idx: int, options: Any, env:
     token = tokens[idx]
     href = str(token.attrGet("href") or "")
     if not safe_url(href):
-        # markdown-it already refuses javascript: and friends; anything else odd shows as text.
+        # markdown-it already refuses javascript: and friends; anything else odd (ftp:, data:, tel:)
+        # is not followed: its text shows, its target only as a tooltip.
         token.meta["dropped"] = True
-        return "<span>"
+        return f'<span title="{html.escape(href)}">'
     title = token.attrGet("title")
     title_attr = f' title="{html.escape(str(title))}"' if title else ""
     return f'<a href="{html.escape(href)}" rel="{_REL}" target="_blank"{title_attr}>'
@@ -258,10 +284,7 @@ def _layout(state: Any) -> None:
             if not token.attrGet("style"):
                 token.attrSet("style", "text-align:left")
         elif kind == "blockquote_open":
-            token.attrSet(
-                "style",
-                "margin:0 0 1em 0;padding:0 1em;border-left:4px solid var(--jp-border-color2,#e0e0e0)",
-            )
+            token.attrSet("style", _QUOTE)
 
 
 def _build() -> Any:
@@ -355,3 +378,10 @@ def json_display_text(text: str) -> str:
 def render_json_html(text: str) -> str:
     """A ``--json`` reply as a highlighted JSON code block of exactly the received text."""
     return code_block_html(json_display_text(text), "json")
+
+
+def tool_call_html(name: str, arguments: str) -> str:
+    """A model's tool call: the name as code, the arguments as a JSON block (as received if not JSON)."""
+    code = html.escape(name or "?", quote=False)
+    head = f'<div style="margin:0 0 0.5em 0">tool call <code>{code}</code></div>\n'
+    return head + (code_block_html(json_display_text(arguments), "json") if arguments else "")

@@ -10,6 +10,8 @@ page. Every path from model text to the frontend goes through :func:`render_html
 * :mod:`._mdsafe`: Markdown made inert for the ``text/markdown`` copy, and inert pieces (tool calls).
 * :mod:`._blocks`: the live view's cutting of a growing answer into finished blocks.
 * :mod:`._highlight`: Pygments colouring for HTML and terminals.
+* :mod:`._termtext` / :mod:`._terminal`: terminal text (control characters neutralised, tables aligned,
+  code coloured) and the terminal view.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ from __future__ import annotations
 import html
 
 from ._blocks import BlockSplitter
-from ._markdown import code_block_html, escape_text, json_display_text, render_html, render_json_html
-from ._mdsafe import safe_markdown
+from ._markdown import (
+    code_block_html,
+    escape_text,
+    json_display_text,
+    render_html,
+    render_json_html,
+    tool_call_html,
+)
+from ._mdsafe import markdown_code_span, markdown_fence, markdown_text, safe_markdown, tool_call_markdown
 
 __all__ = [
     "BlockSplitter",
@@ -26,9 +35,14 @@ __all__ = [
     "escape",
     "escape_text",
     "json_display_text",
+    "markdown_code_span",
+    "markdown_fence",
+    "markdown_text",
     "render_html",
     "render_json_html",
     "safe_markdown",
+    "tool_call_html",
+    "tool_call_markdown",
 ]
 
 

@@ -33,6 +33,13 @@ _STREAM_FAULTS = frozenset({"disconnect", "truncate", "malformed", "stall"})
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+@pytest.fixture(autouse=True)
+def _private_log(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test (and every kernel or process it starts) logs to a folder of its own, never to the
+    developer's ~/.local/share/shenma-magic."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("xdg-data")))
+
+
 @pytest.fixture
 def relay() -> Iterator[Relay]:
     """A started :class:`tests.relay.Relay` on 127.0.0.1, stopped after the test."""

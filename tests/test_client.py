@@ -16,11 +16,11 @@ from shenma_magic import (
     InsecureTransportError,
     NoticeDelta,
     ProtocolError,
-    ReplyBuilder,
     StreamError,
     TextDelta,
 )
 from shenma_magic._client import normalize_base_url
+from shenma_magic._models import ReplyBuilder
 from tests.relay import Relay, Scripted, chat_chunk, error_body, sse, stream_of
 
 KEY = "sk-TESTKEY0123456789abcdefSECRET9f3a"

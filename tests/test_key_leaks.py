@@ -125,9 +125,13 @@ def scripted_paths(relay: Relay) -> list[tuple[str, list[Scripted]]]:
         ("r", []),
         ("print(repr(r), str(r), r.error, r.notices, r.usage, vars(r))", []),
         ("_m = get_ipython().magics_manager.registry['ChatMagics']\n_m", []),
-        ("_m.keys, _m._clients, list(_m._clients.values())", []),
-        ("_m.keys.resolve(_m.resolved_base_url())", []),
-        ("_c = list(_m._clients.values())[0]\n_c, vars(_c), _c._headers('x')['Authorization'] != ''", []),
+        ("_m.session.keys, _m.session._clients, list(_m.session._clients.values())", []),
+        ("_m.session.keys.resolve(_m.session.base_url)", []),
+        (
+            "_c = list(_m.session._clients.values())[0]\n"
+            "_c, vars(_c), _c._headers('x')['Authorization'] != ''",
+            [],
+        ),
         ("%chat help", []),
         # -- a server that echoes the key back
         ("%%chat -o r\nq401", [echo_401]),
@@ -285,8 +289,9 @@ def test_the_key_never_leaks_from_a_shell(
 
     # Every repr a user may print.
     magics = shell.magics_manager.registry["ChatMagics"]
-    reprs = [repr(magics), str(magics), repr(magics.keys), repr(magics.last), repr(shell.user_ns["r"])]
-    for client in magics._clients.values():
+    reprs = [repr(magics), str(magics), repr(magics.session.keys), repr(magics.last)]
+    reprs.append(repr(shell.user_ns["r"]))
+    for client in magics.session._clients.values():
         reprs += [repr(client), str(client), repr(vars(client))]
     reprs.append(repr(Reply("x", error=f"{MASK}")))
     texts["reprs"] = "\n".join(reprs)

@@ -130,7 +130,7 @@ def test_failed_turn_before_text_is_not_recorded_but_partial_is(ip: InteractiveS
         ("user", "first"),
         ("assistant", "echo: first"),
         ("user", "cut"),
-        ("assistant", "partial"),
+        ("assistant", "partial\n\n[this answer is incomplete: the connection or the server failed]"),
         ("user", "next"),
     ]
 
@@ -225,7 +225,7 @@ def test_ctrl_c_keeps_the_partial_answer(ip: InteractiveShell, relay: Relay, cap
     ip.run_cell_magic("chat", "", "next")  # the kernel is still usable, and the partial answer was recorded
     assert sent_messages(relay)[-3:] == [
         ("user", "long question"),
-        ("assistant", "partial answer"),
+        ("assistant", "partial answer\n\n[this answer is incomplete: the user interrupted it]"),
         ("user", "next"),
     ]
 
@@ -245,7 +245,7 @@ def test_line_magic_settings_models_history(ip: InteractiveShell, relay: Relay, 
         ip.run_line_magic("chat", "frobnicate")
     with pytest.raises(UsageError, match="temperature"):
         ip.run_line_magic("chat", "temperature warm")
-    assert KEY not in repr(magics(ip)) and KEY not in repr(magics(ip).keys)
+    assert KEY not in repr(magics(ip)) and KEY not in repr(magics(ip).session.keys)
 
 
 def test_load_ext_registers_config_and_help(ip: InteractiveShell) -> None:

@@ -24,6 +24,9 @@ from tests.test_render_safety import URLS
 # What a frontend does with text/markdown: CommonMark (+ GFM tables), raw HTML passed through.
 FRONTEND = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 FRONTEND_BREAKS = MarkdownIt("commonmark", {"html": True, "breaks": True, "linkify": False}).enable(["table"])
+# A renderer that follows any link (marked, for one, does not refuse javascript: by itself).
+PERMISSIVE = MarkdownIt("commonmark", {"html": True}).enable(["table"])
+PERMISSIVE.validateLink = lambda url: True  # type: ignore[method-assign]
 
 MARKDOWN_TAGS = {
     "#root", "p", "a", "code", "pre", "em", "strong", "s", "br", "hr", "img",
@@ -35,7 +38,7 @@ BAD_SCHEME = re.compile(r"\s*(javascript|vbscript|data|file|livescript)\s*:", re
 
 
 def assert_inert(markdown: str) -> None:
-    for renderer in (FRONTEND, FRONTEND_BREAKS):
+    for renderer in (FRONTEND, FRONTEND_BREAKS, PERMISSIVE):
         markup = renderer.render(markdown)
         root = parse_html(markup)
         for el in root.iter():
@@ -50,11 +53,6 @@ def assert_inert(markdown: str) -> None:
                     assert not BAD_SCHEME.match(value), (value, markdown)
                 if name == "src":
                     assert el.tag == "img" and DATA_RASTER.fullmatch(value), (value, markdown)
-        # markdown-it itself refuses some schemes; the Markdown must not even ask for them.
-        lowered = re.sub(r"\s", "", markdown.lower())
-        for scheme in ("javascript:", "vbscript:", "data:text", "file:"):
-            assert not re.search(r"(?<!\\)\]\(<?" + scheme, lowered), (scheme, markdown)
-            assert "<" + scheme not in lowered, (scheme, markdown)
 
 
 HOSTILE = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +111,9 @@ def test_quickstart_runs_and_saves_answers_as_markdown(relay: Relay, tmp_path: P
     shown = json.dumps(tool_cell.outputs, ensure_ascii=False)
     assert "ran: add(a=1234, b=4321)" in shown and "5555" in shown
     assert "echo: tool said 5555" in shown
-    assert any(m.get("role") == "tool" and m["content"] == "5555" for m in requests[-1]["messages"])
-    assert requests[-1]["tools"][0]["function"]["name"] == "add"
+    tool_request = next(r for r in requests if any(m.get("role") == "tool" for m in r["messages"]))
+    assert any(m.get("role") == "tool" and m["content"] == "5555" for m in tool_request["messages"])
+    assert tool_request["tools"][0]["function"]["name"] == "add"
     # Usage totals.
     usage = "".join(
         o.get("text", "")
@@ -120,6 +122,10 @@ def test_quickstart_runs_and_saves_answers_as_markdown(relay: Relay, tmp_path: P
         for o in c.outputs
     )
     assert "gpt-4o-mini" in usage and "calls" in usage
+    # The plain-Python section: Session carried its own conversation on.
+    session_cell = next(c for c in nb.cells if "Session()" in c.source)
+    shown = json.dumps(session_cell.outputs, ensure_ascii=False)
+    assert "echo: 周树人和鲁迅是兄弟吗？" in shown and "['user', 'assistant', 'user', 'assistant']" in shown
     # The key is nowhere in the saved notebook; only its mask may be.
     saved = json.dumps(nb, ensure_ascii=False)
     assert KEY not in saved
@@ -142,7 +148,7 @@ def test_error_and_reasoning_are_saved_too(relay: Relay, tmp_path: Path) -> None
     execute(nb, relay, tmp_path)
     reasoning, failed, works = (c.outputs for c in nb.cells[1:])
     data = reasoning[-1]["data"]
-    assert "<h1>答案</h1>" in data["text/html"] and "<strong>42</strong>" in data["text/html"]
+    assert re.search(r"<h1[^>]*>答案</h1>", data["text/html"]) and "<strong>42</strong>" in data["text/html"]
     assert "让我想想……" in data["text/html"] and "<details" in data["text/html"]
     assert data["text/plain"] == "# 答案\n\n**42**"  # the raw answer, reasoning apart
     fail = failed[-1]["data"]

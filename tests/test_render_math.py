@@ -150,3 +150,24 @@ def test_mathjax_never_sees_math_we_did_not_mark(source: str) -> None:
     for string, in_math in mathjax_strings(markup):
         if not in_math:
             assert MATH_START.search(string) is None or string == "$", string
+
+
+@pytest.mark.parametrize(
+    "math",
+    [
+        "$$\n" + "x_{i} + y_{i} \\\\\n" * 200 + "$$\n",
+        "\\begin{align}\n" + "a &= b \\\\\n" * 200 + "\\end{align}\n",
+        "\\[\n" + "x + y \\\\\n" * 200 + "\\]\n",
+    ],
+)
+def test_live_blocks_never_cut_a_long_display_math_block(math: str) -> None:
+    from shenma_magic._render import BlockSplitter
+
+    text = "Intro.\n\n" + math + "\nAfter.\n"
+    splitter = BlockSplitter(max_tail=300)
+    blocks: list[str] = []
+    for i in range(0, len(text), 11):
+        blocks.extend(splitter.feed(text[i : i + 11]))
+    pieces = [*blocks, splitter.tail]
+    live = [m for piece in pieces for m in _math(render_html(piece))]
+    assert live == _math(render_html(text)) and len(live) == 1

@@ -160,3 +160,25 @@ def test_no_generated_markdown_loads_anything(source: str) -> None:
 )
 def test_no_image_or_link_form_loads_anything(alt: str, url: str, title: str, form: str) -> None:
     assert_nothing_loads(render_html(form.format(a=alt, u=url, t=title)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.text(max_size=30), arguments=st.text(max_size=100))
+def test_tool_call_html_shows_name_and_arguments_exactly(name: str, arguments: str) -> None:
+    from shenma_magic._render import json_display_text, tool_call_html
+
+    markup = tool_call_html(name, arguments)
+    assert_nothing_loads(markup)
+    root = parse_html(markup)
+    assert root.find_all("div")[0].find_all("code")[0].text == (name or "?")
+    if arguments:
+        assert root.find_all("pre")[0].text == json_display_text(arguments)
+
+
+def test_an_image_inside_a_link_is_the_links_text() -> None:
+    root = parse_html(render_html("[![badge](http://evil.example/b.svg)](https://ok.example/project)"))
+    links = root.find_all("a")
+    assert [(a.attrs["href"], a.text) for a in links] == [
+        ("https://ok.example/project", "🖼 badge (evil.example)")
+    ]
+    assert all(not a.find_all("a")[1:] for a in links)  # no anchor nested in another

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, TypedDict, Union
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from shenma_magic._errors import ConfigError, ShenmaError
 from shenma_magic._tools import (
@@ -24,6 +26,7 @@ from shenma_magic._tools import (
     ToolError,
     ToolRegistry,
     describe_call,
+    describe_message,
     parse_arguments,
     run_tool,
     tool_messages,
@@ -331,6 +334,17 @@ def test_unresolvable_string_annotation_means_any() -> None:
 
     p = params(f)
     assert p["properties"] == {"x": {}, "y": {"type": "integer"}}
+
+
+@pytest.mark.parametrize("hint", [[int], {"a": 1}, {int}, slice(1)])
+def test_annotations_that_are_not_types_mean_any(hint: Any) -> None:
+    # Legal Python (an annotation is any expression); unhashable ones used to crash the registration.
+    def f(x: int, y: int) -> Any:
+        return y
+
+    f.__annotations__["y"] = hint
+    assert params(f)["properties"] == {"x": {"type": "integer"}, "y": {}}
+    assert run_tool(tool(f), {"x": 1, "y": [2]}) == ("[2]", True)
 
 
 def test_defaults_that_json_cannot_hold_are_left_out() -> None:
@@ -749,6 +763,69 @@ def test_tool_messages_fill_missing_ids_consistently() -> None:
 def test_tool_messages_count_mismatch() -> None:
     with pytest.raises(ValueError):
         tool_messages([{"id": "a", "function": {"name": "f", "arguments": ""}}], [])
+
+
+# -- messages as %chat history shows them ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ({"role": "user", "content": "北京天气？"}, "北京天气？"),
+        ({"role": "user", "content": "two\n\nlines"}, "two lines"),
+        (
+            {"role": "user", "content": [{"type": "text", "text": "what is this?"}, {"type": "image_url"}]},
+            "what is this? [image]",
+        ),
+        ({"role": "user", "content": [{"type": "input_audio"}, "junk"]}, "[input_audio] [?]"),
+        ({"role": "assistant", "content": None}, ""),
+        ({"role": "tool", "tool_call_id": "c", "content": '{"sky": "晴"}'}, '{"sky": "晴"}'),
+        ({"role": "assistant", "content": None, "tool_calls": "junk"}, ""),
+        ({"tool_calls": [{"function": {"name": "f", "arguments": {"x": 1}}}]}, '→ f({"x": 1})'),
+        ({"role": "assistant", "content": None, "tool_calls": [{"function": {"name": "f", "arguments": ""}}]},
+         "→ f({})"),
+        ({"role": "assistant", "content": None, "tool_calls": [{"function": None}, "junk"]}, ""),
+    ],
+)  # fmt: skip
+def test_describe_message(message: dict[str, Any], shown: str) -> None:
+    assert describe_message(message) == shown
+
+
+def test_a_tool_call_turn_is_shown_by_its_calls_not_as_an_empty_list() -> None:
+    calls = [
+        {"id": "a", "function": {"name": "get_weather", "arguments": '{"city": "北京"}'}},
+        {"id": "b", "function": {"name": "now", "arguments": ""}},
+    ]
+    assistant, *_ = tool_messages(calls, ["晴", "12:00"])
+    assert assistant["content"] is None  # what the API wants; the description is for people
+    assert describe_message(assistant) == '→ get_weather({"city": "北京"}), now({})'
+    assistant, *_ = tool_messages(calls[:1], ["晴"], content="Let me check.")
+    assert describe_message(assistant) == 'Let me check. → get_weather({"city": "北京"})'
+
+
+json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "role": st.sampled_from(["user", "assistant", "tool", "system"]),
+            "content": json_like,
+            "tool_calls": json_like
+            | st.lists(st.fixed_dictionaries({}, optional={"function": json_like | st.dictionaries(
+                st.sampled_from(["name", "arguments"]), json_like)})),
+        },
+    )
+)  # fmt: skip
+def test_describe_message_takes_anything_and_gives_one_line(message: dict[str, Any]) -> None:
+    # What a restored or hand-edited conversation holds is not up to us: never raise, never break a line.
+    shown = describe_message(message)
+    assert isinstance(shown, str) and len(shown.splitlines()) <= 1 and shown == shown.strip()
 
 
 # -- nothing heavy at import ---------------------------------------------------------------------------------

@@ -1,0 +1,262 @@
+"""``%%chat --bg`` with real kernels (ipykernel 7.x and 6.x) through jupyter_client, against the relay.
+
+Each kernel's IOPub messages are applied as JupyterLab does (tests/frontend.py), so "the output is in the
+right cell" is checked the way a user would see it: outputs by parent, updates by display id, widgets
+by comm id.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.frontend import WIDGET_MIME
+from tests.kernels import Kernel, ipykernel_version, kernel_python
+from tests.relay import Relay, Scripted, stream_of
+
+pytestmark = pytest.mark.slow
+
+KEY = "sk-BACKGROUNDKEY0123456789abcdef55"
+SETUP = """\
+%load_ext shenma_magic
+import ipywidgets, shenma_magic._client, shenma_magic._display  # loaded by any earlier %%chat
+"""
+
+
+def words(n: int) -> str:
+    return " ".join(f"word{i}" for i in range(1, n + 1))
+
+
+@pytest.fixture(scope="module")
+def relay() -> Iterator[Relay]:
+    with Relay() as server:
+        yield server
+
+
+def kernel_env(relay: Relay, tmp: Path) -> dict[str, str]:
+    return {
+        "SHENMA_BASE_URL": relay.url,
+        "SHENMA_API_KEY": KEY,
+        "XDG_CONFIG_HOME": str(tmp / "config"),
+        "IPYTHONDIR": str(tmp / "ipython"),
+    }
+
+
+@pytest.fixture(scope="module", params=["7", "6"])
+def kernel(
+    request: pytest.FixtureRequest, relay: Relay, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Kernel]:
+    python = kernel_python(request.param)
+    assert ipykernel_version(python).startswith(request.param + ".")
+    k = Kernel(python, kernel_env(relay, tmp_path_factory.mktemp("k")))
+    k.execute(SETUP)
+    yield k
+    k.shutdown(now=True)
+
+
+def final_data(k: Kernel, msg_id: str) -> dict[str, Any]:
+    outputs = k.outputs(msg_id)
+    assert len(outputs) == 1, outputs
+    data: dict[str, Any] = outputs[0]["data"]
+    return data
+
+
+def wait_for(condition: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def paragraphs(n: int) -> list[str]:
+    # Finished paragraphs make the live view append blocks while other cells run, not only re-send its tail.
+    return [f"Paragraph {i} of the answer.\n\n" for i in range(1, n + 1)]
+
+
+def test_bg_reply_streams_into_its_own_cell_while_other_cells_run(kernel: Kernel, relay: Relay) -> None:
+    k = kernel
+    relay.enqueue(Scripted(chunks=stream_of(paragraphs(30), delay=0.1)))
+    a = k.run("%%chat --bg -o r --new\nwrite thirty paragraphs")
+    _, started = k.reply(a)
+    print(f"--bg cell returned in {started:.3f} s")
+    assert started < 1.0, f"the --bg cell took {started:.2f} s to return"
+    assert wait_for(lambda: "Paragraph 2 " in k.text(a), 5), k.text(a)
+    b = k.run('print("cell B output")')
+    _, quick = k.reply(b)
+    print(f"a cell run while the reply streams returned in {quick:.3f} s")
+    assert quick < 0.5, f"a cell took {quick:.2f} s while a reply streamed"
+    # A cell that is still running while the reply streams: the dangerous case for routing.
+    c = k.run('import time; time.sleep(1.0); print("cell C output")')
+    k.reply(c)
+    live = k.text(a)
+    assert "Paragraph 1 " in live and "Paragraph 30 " not in live, live  # A showed it as it streamed
+    d = k.run("%chat wait\nprint(r.complete, r.count('Paragraph'))")
+    k.reply(d, timeout=30)
+    for cell in (b, c, d):
+        k.settle(cell)
+    assert k.text(b) == "cell B output\n"
+    assert k.text(c) == "cell C output\n"
+    assert k.text(d) == "1 background reply ended\nTrue 30\n"
+    data = final_data(k, a)
+    assert WIDGET_MIME not in data
+    assert data["text/plain"] == "".join(paragraphs(30))
+    assert "Paragraph 30 of the answer." in data["text/markdown"] and "gpt-4o-mini" in data["text/markdown"]
+    with k.lock:
+        assert not [m for m in k.frontend.orphans if "Paragraph" in str(m["content"])]
+        # The view's widgets were emptied and closed: no second copy of the answer in widget state.
+        assert not [w for w in k.frontend.widgets.values() if "Paragraph" in str(w)]
+
+
+def test_the_checker_sees_output_from_a_plain_thread_land_in_the_running_cell(kernel: Kernel) -> None:
+    # The trap the outlet avoids, shown with the same frontend rules: without it, display() from a thread
+    # goes to whichever cell is running (both ipykernel versions).
+    k = kernel
+    a = k.execute(
+        "import threading, time\n"
+        "from IPython.display import display\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), display('from the thread'))).start()"
+    )
+    b = k.run("time.sleep(1.0)")
+    k.reply(b)
+    k.settle(b)
+    assert "from the thread" in k.text(b)
+    assert "from the thread" not in k.text(a)
+
+
+def test_turns_of_one_conversation_wait_for_each_other_and_new_ones_do_not(
+    kernel: Kernel, relay: Relay
+) -> None:
+    k = kernel
+    before = len(relay.chat_requests)
+    first = k.run("%%chat --bg --new\n/slow 10 1")
+    second = k.run("%%chat --bg -o r2\nwhat did you say?")
+    k.reply(second)
+    assert wait_for(lambda: "waiting for background reply" in k.text(second), 3), k.text(second)
+    # A --new turn starts at once, while the first still streams.
+    other = k.run("%%chat --bg --new\n/slow 4 0.4")
+    k.reply(other)
+    assert wait_for(lambda: len(relay.chat_requests) >= before + 2, 3)
+    requests = relay.chat_requests[before:]
+    assert requests[1].json["messages"][-1]["content"] == "/slow 4 0.4"
+    assert len(requests[1].json["messages"]) == 1
+    k.execute("%chat wait")
+    requests = relay.chat_requests[before:]
+    assert len(requests) == 3
+    asked_second = requests[2].json["messages"]
+    # Sent after the first turn ended, with it in the history.
+    assert [msg["role"] for msg in asked_second] == ["user", "assistant", "user"]
+    assert asked_second[1]["content"] == words(10)
+    assert final_data(k, first)["text/plain"] == words(10)
+    assert final_data(k, second)["text/plain"] == "echo: what did you say?"
+    assert final_data(k, other)["text/plain"] == words(4)
+    assert "True" in k.text(k.execute("print(r2.complete)"))
+
+
+def test_ctrl_c_on_wait_stops_replies_and_keeps_partial_answers(kernel: Kernel, relay: Relay) -> None:
+    k = kernel
+    a = k.run("%%chat --bg -o cut --new\n/slow 200 40")
+    k.reply(a)
+    assert wait_for(lambda: "word3 " in k.text(a), 10), k.text(a)
+    request = relay.chat_requests[-1]
+    w = k.run("%chat wait")
+    time.sleep(0.3)
+    k.km.interrupt_kernel()
+    reply, _ = k.reply(w)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ChatInterrupted"
+    k.settle(w)
+    assert "stopped 1 background reply: the partial answers are kept" in k.text(w)
+    assert relay.wait(lambda: request.outcome == "client_closed", 5), request.outcome
+    check = k.execute("print(cut.complete, 3 <= len(cut.split()) < 200, cut.error)")
+    assert k.text(check).startswith("False True interrupted"), k.text(check)
+    data = final_data(k, a)
+    assert data["text/plain"].startswith("word1 word2 word3") and "word200" not in data["text/plain"]
+    assert "interrupted" in data["text/markdown"]
+
+
+def test_shutdown_with_a_reply_in_flight_closes_its_connection(relay: Relay, tmp_path: Path) -> None:
+    k = Kernel(kernel_python("7"), kernel_env(relay, tmp_path))
+    try:
+        k.execute(SETUP)
+        a = k.run("%%chat --bg\n/slow 300 60")
+        k.reply(a)
+        assert wait_for(lambda: "word2 " in k.text(a), 10)
+        request = relay.chat_requests[-1]
+    finally:
+        started = time.monotonic()
+        k.shutdown(now=False)
+        took = time.monotonic() - started
+    assert relay.wait(lambda: request.outcome == "client_closed", 5), request.outcome
+    # shutdown_kernel waits up to 5 s for a clean exit before killing: a clean exit is well under it.
+    assert took < 4.0, f"shutdown took {took:.1f} s"
+
+
+def test_headless_run_keeps_the_whole_answer_in_the_bg_cell(relay: Relay, tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(SETUP),
+        nbformat.v4.new_code_cell("%%chat --bg -o r\n/slow 12 0.6"),
+        nbformat.v4.new_code_cell("print(r.complete, len(r.split()))"),
+    ]
+    old = dict(os.environ)
+    os.environ.update({**kernel_env(relay, tmp_path), "PYTHONPATH": str(Path(__file__).parent.parent)})
+    try:
+        NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    outputs = nb.cells[1].outputs
+    rich = [o for o in outputs if o.output_type == "display_data"]
+    assert len(rich) == 1, outputs
+    data = rich[0]["data"]
+    assert WIDGET_MIME not in data and data["text/plain"] == words(12)
+    assert re.search(r"ran in the foreground", data["text/markdown"])
+    assert nb.cells[2].outputs[0]["text"] == "True 12\n"
+
+
+def test_a_foreground_turn_waits_for_the_background_one_and_says_so(kernel: Kernel, relay: Relay) -> None:
+    k = kernel
+    bg = k.run("%%chat --bg --new\n/slow 8 0.8")
+    k.reply(bg)
+    fg = k.execute("%%chat -o after\nand then?")
+    assert "waiting for background reply" in k.text(fg)
+    asked = relay.chat_requests[-1].json["messages"]
+    assert [msg["role"] for msg in asked] == ["user", "assistant", "user"] and asked[1]["content"] == words(8)
+    assert final_data(k, bg)["text/plain"] == words(8)
+    assert "echo: and then?" in k.text(fg)
+
+
+def test_an_untrusted_tool_is_not_run_from_the_background_and_the_cell_says_why(kernel: Kernel) -> None:
+    k = kernel
+    k.execute("import shenma_magic\n@shenma_magic.tool\ndef add(a: int, b: int) -> int:\n    return a + b")
+    try:
+        bg = k.run('%%chat --bg --new\n/tool add {"a": 1, "b": 2}')
+        k.reply(bg)
+        other = k.run("time.sleep(1.0)")  # the tool round happens while this cell runs
+        k.reply(other)
+        k.execute("%chat wait")
+        shown = k.text(bg)
+        assert "a background reply cannot ask" in shown and "not run: add(a=1, b=2)" in shown
+        assert "echo: tool said error: the user did not allow this call" in shown
+        assert k.text(other) == ""
+    finally:
+        k.execute("shenma_magic.tools().clear()")
+
+
+def test_jobs_lists_what_is_in_flight(kernel: Kernel) -> None:
+    k = kernel
+    bg = k.run("%%chat --bg --new\n/slow 6 1.5")
+    k.reply(bg)
+    listed = k.execute("%chat jobs")
+    assert re.search(r"#\d+\s+running\s+[\d.]+ s\s+gpt-4o-mini: /slow 6 1.5", k.text(listed)), k.text(listed)
+    k.execute("%chat wait")
+    assert k.text(k.execute("%chat jobs")) == "no background replies in flight\n"

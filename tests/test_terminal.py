@@ -1,0 +1,250 @@
+"""The terminal view: outside control characters never reach the terminal; tables and code read well."""
+
+from __future__ import annotations
+
+import io
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shenma_magic._display import TextView as ReExported
+from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
+from shenma_magic._terminal import TextView
+from shenma_magic._termtext import TerminalBlocks, align_table, display_width, terminal_safe
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+# The package's own styling: SGR with these parameters only (dim, bold, italic, underline, colours,
+# resets). Conceal (8), blink (5, 6) or anything else would come from outside.
+_SGR = re.compile(r"\x1b\[([0-9;]*)m")
+_OWN = {
+    "",
+    "0",
+    "1",
+    "2",
+    "3",
+    "4",
+    "22",
+    "23",
+    "24",
+    "39",
+    *map(str, range(30, 38)),
+    *map(str, range(90, 98)),
+}
+_FORBIDDEN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def assert_only_own_sequences(written: str) -> None:
+    for match in _SGR.finditer(written):
+        assert set(match.group(1).split(";")) <= _OWN, match.group(0)
+    rest = _SGR.sub("", written)
+    bad = _FORBIDDEN.search(rest)
+    assert bad is None, (bad.group(0) if bad else "", rest)
+    written.encode("utf-8")  # nothing a stream cannot carry (lone surrogates)
+
+
+HOSTILE = [
+    "\x1b]52;c;ZXZpbCBjbGlwYm9hcmQ=\x07",  # OSC 52: write the clipboard
+    "\x1b]52;c;ZXZpbA==\x1b\\",
+    "\x1b]0;owned title\x07",
+    "\x1b]2;title\x1b\\",
+    "\x1b[8m",  # conceal: hid "finish: length"
+    "\x1b[2J\x1b[H",
+    "\x1b[1A\x1b[2K",
+    "\x1b[?1049h",
+    "\x1bc",
+    "\x1b[6n",
+    "\r",
+    "safe\rrm -rf ~",
+    "\b\b\b",
+    "\x07",
+    "\x9b31m",  # 8-bit CSI
+    "\x9d0;t\x9c",  # 8-bit OSC
+    "\x85\x8d",
+    "\u202e",  # RIGHT-TO-LEFT OVERRIDE
+    "\u2066\u2067\u2068\u2069",
+    "\u202a\u202b\u202c\u202d",
+    "\ud83d",  # half of a surrogate pair
+    "\x00\x7f",
+]
+MARKDOWN = [
+    "```python\n",
+    "```\n",
+    "~~~\n",
+    "| a | 值 |\n",
+    "|---|:-:|\n",
+    "| 中文 | x |\n",
+    "\n",
+    "  ",
+    "`",
+    "|",
+]
+
+
+@pytest.mark.parametrize("attack", HOSTILE)
+@pytest.mark.parametrize("where", ["text", "reasoning", "notice", "status", "error", "code", "table"])
+def test_no_outside_control_reaches_the_terminal(attack: str, where: str) -> None:
+    out = TTY()
+    view = TextView(out)
+    text = f"before {attack} after"
+    if where == "reasoning":
+        view.on_delta(ReasoningDelta(text))
+    elif where == "notice":
+        view.on_delta(NoticeDelta(text))
+    elif where == "code":
+        view.on_delta(TextDelta(f"```python\nx = '{attack}'\n```\n"))
+    elif where == "table":
+        view.on_delta(TextDelta(f"| a | b |\n|---|---|\n| {attack} | 1 |\n"))
+    elif where == "text":
+        view.on_delta(TextDelta(text))
+    status = f"model{attack} · finish: length" if where == "status" else "model · finish: length"
+    view.finish(Reply(text="x", error=text if where == "error" else None), status)
+    written = out.getvalue()
+    assert_only_own_sequences(written)
+    assert "finish: length" in written
+
+
+_TEXT = st.one_of(st.text(max_size=20), st.sampled_from(HOSTILE), st.sampled_from(MARKDOWN))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    deltas=st.lists(
+        st.tuples(st.sampled_from(["text", "text", "text", "reasoning", "notice"]), _TEXT), max_size=25
+    ),
+    status=st.text(max_size=20),
+    error=st.none() | st.text(max_size=20),
+    tty=st.booleans(),
+)
+def test_any_server_text_writes_only_the_packages_own_sequences(
+    deltas: list[tuple[str, str]], status: str, error: str | None, tty: bool
+) -> None:
+    out: io.StringIO = TTY() if tty else io.StringIO()
+    view = TextView(out)
+    kinds: dict[str, Any] = {"text": TextDelta, "reasoning": ReasoningDelta, "notice": NoticeDelta}
+    for kind, text in deltas:
+        view.on_delta(kinds[kind](text))
+    view.finish(Reply(text="", error=error), status)
+    written = out.getvalue()
+    assert_only_own_sequences(written)
+    if not tty:
+        assert "\x1b" not in written
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.one_of(st.sampled_from(MARKDOWN + HOSTILE + [" ", "-", "*"]), st.just("WORD")), max_size=40)
+)
+def test_every_word_reaches_the_terminal_in_order(parts: list[str]) -> None:
+    words = []
+    text_parts = []
+    for part in parts:
+        if part == "WORD":
+            words.append(f"w{len(words)}k")
+            text_parts.append(words[-1])
+        else:
+            text_parts.append(part)
+    text = "".join(text_parts)
+    for tty in (False, True):
+        out: io.StringIO = TTY() if tty else io.StringIO()
+        view = TextView(out)
+        for i in range(0, len(text), 5):
+            view.on_delta(TextDelta(text[i : i + 5]))
+        view.finish(Reply(text=text), "status")
+        assert re.findall(r"w\d+k", _SGR.sub("", out.getvalue())) == words
+
+
+def test_prose_streams_as_it_arrives_and_a_table_waits_for_its_end() -> None:
+    out = TTY()
+    view = TextView(out)
+    view.on_delta(TextDelta("Hello wor"))
+    assert out.getvalue() == "Hello wor"
+    view.on_delta(TextDelta("ld\n\n| a | b |\n|---|---|\n| 1 | 2"))
+    assert out.getvalue() == "Hello world\n\n"
+    view.on_delta(TextDelta(" |\n\nafter"))
+    assert out.getvalue().endswith("| 1   | 2   |\n\nafter")
+
+
+def test_tables_align_with_wide_characters_counted_twice() -> None:
+    rows = align_table(
+        ["| 名前 | n | note |", "|:--|--:|:-:|", "| 中文名字 | 1 | ok |", "| a | 12345 | é |", "| x |"]
+    )
+    assert rows is not None
+    widths = {display_width(row) for row in rows}
+    assert len(widths) == 1, rows  # every line is as wide as the others, on screen
+    assert rows[1].split("|")[1].strip().startswith(":")  # left kept explicit
+    assert rows[1].split("|")[2].strip().endswith(":") and not rows[1].split("|")[2].strip().startswith(":")
+    cells = [c for c in rows[3].split("|")[1:-1]]
+    assert cells[1] == " 12345 " and cells[0].startswith(" a ")
+    assert align_table(["| not | a table |", "| just | pipes |"]) is None
+
+
+@pytest.mark.parametrize(
+    ("char", "width"), [("a", 1), ("中", 2), ("ｱ", 1), ("Ａ", 2), ("é", 1), ("\u0301", 0)]
+)
+def test_display_width(char: str, width: int) -> None:
+    assert display_width(char) == width
+
+
+def test_code_is_coloured_on_a_tty_and_plain_otherwise() -> None:
+    source = "Look:\n```python\ndef f():\n    return 1\n```\ndone\n"
+    plain = io.StringIO()
+    TextView(plain).on_delta(TextDelta(source))
+    assert plain.getvalue() == source
+    tty = TTY()
+    view = TextView(tty)
+    view.on_delta(TextDelta(source))
+    written = tty.getvalue()
+    assert _SGR.sub("", written) == source  # the same text, with colour added
+    code_part = written.split("```python")[1]
+    assert _SGR.search(code_part.split("```")[0]) is not None
+
+
+def test_unclosed_fence_and_table_at_the_end_are_written_by_finish() -> None:
+    for source in ("```python\nx = 1", "| a | b |\n|---|---|\n| 1 | 2 |"):
+        out = TTY()
+        view = TextView(out)
+        view.on_delta(TextDelta(source))
+        view.finish(Reply(text=source), "done")
+        assert "1" in _SGR.sub("", out.getvalue()) and out.getvalue().rstrip().endswith("[done]\x1b[0m")
+
+
+def test_terminal_safe_marks_controls_visibly() -> None:
+    assert terminal_safe("a\x1b[8mb") == "a␛[8mb"
+    assert terminal_safe("x\r\ny\rz") == "x\nyz"
+    assert terminal_safe("\u202eabc") == "<U+202E>abc"
+    assert terminal_safe("\x9b") == "<U+009B>"
+    assert terminal_safe("tab\tand\nnewline 中文") == "tab\tand\nnewline 中文"
+
+
+def test_text_view_keeps_its_constructor_and_is_reexported() -> None:
+    assert ReExported is TextView
+    out = io.StringIO()
+    view = TextView(out)
+    view.on_delta(TextDelta("hi"))
+    view.finish(Reply(text="hi"), "s")
+    assert out.getvalue() == "hi\n[s]\n"
+
+
+def test_a_stream_that_cannot_encode_everything_still_gets_the_answer() -> None:
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="ascii")
+    view = TextView(stream)
+    view.on_delta(TextDelta("中文 and text\n"))
+    view.finish(Reply(text="x"), "done")
+    stream.flush()
+    assert b"and text" in raw.getvalue() and b"[done]" in raw.getvalue()
+
+
+def test_blocks_state_machine_is_pure_and_complete() -> None:
+    blocks = TerminalBlocks(tty=False)
+    text = "a\n\n    indented | not a table\n  | t | u |\n  |---|---|\nend"
+    out = "".join(blocks.feed(ch) for ch in text) + blocks.finish()
+    assert re.sub(r"[\s|-]", "", out) == re.sub(r"[\s|-]", "", text)
