@@ -107,10 +107,13 @@ class LiveView:
         self._reasoning_shown = 0
         self._notice = ""
         self._done: list[Any] = []  # live outputs that hold their final content
-        head = {"text/html": layout.frame(layout.LIVE_STYLE)}
+        head = {"text/html": layout.frame(layout.LIVE_STYLE), "text/plain": ""}
         self._head: Any = self._display(head, raw=True, display_id=True)
-        self._sent = layout.frame(layout.status_line(waiting, live=True))
-        self._tail: Any = self._display({"text/html": self._sent}, raw=True, display_id=True)
+        self._sent = {
+            "text/html": layout.frame(layout.status_line(waiting, live=True)),
+            "text/plain": waiting,
+        }
+        self._tail: Any = self._display(self._sent, raw=True, display_id=True)
 
     def on_delta(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
@@ -132,40 +135,46 @@ class LiveView:
     def refresh(self, status: str) -> None:
         if self._reasoning_len != self._reasoning_shown:
             self._show_reasoning()
-        finished = [layout.block(render_html(source)) for source in self._take_pending()]
+        sources = self._take_pending()
+        finished = [layout.block(render_html(source)) for source in sources]
         self._blocks.extend(finished)
         if not finished and time.monotonic() - self._rendered_at < 4 * self._render_cost:
             return  # a big tail: rendering it this often would cost more than a quarter of the time
-        tail = layout.frame(self._tail_html(status))
+        tail = self._tail_bundle(status)
         if finished:
             # A new tail output below, then the old one gets the finished blocks: each is sent once.
             # The old one showed a part of these blocks and nothing after them (a block is finished as
             # soon as the next one starts), so the height only grows, also between the two messages.
-            new_tail = self._display({"text/html": tail}, raw=True, display_id=True)
-            self._tail.update({"text/html": layout.frame("".join(finished))}, raw=True)
+            new_tail = self._display(tail, raw=True, display_id=True)
+            sealed = {"text/html": layout.frame("".join(finished)), "text/plain": "".join(sources)}
+            self._tail.update(sealed, raw=True)
             self._done.append(self._tail)
             self._tail = new_tail
         elif tail != self._sent:
-            self._tail.update({"text/html": tail}, raw=True)
+            self._tail.update(tail, raw=True)
         self._sent = tail
 
-    def _tail_html(self, status: str) -> str:
+    def _tail_bundle(self, status: str) -> dict[str, str]:
+        """The tail output: the unfinished block (bounded), a notice, the status line; HTML and text."""
         start = time.monotonic()
         limit = max(200, min(self._tail_limit, int(self._tail_bytes / self._html_per_char)))
         preview = self._cutter.preview(limit)
         parts = []
+        text = ""
         if preview.skipped:
             parts.append(layout.skipped_note(preview.skipped))
         if preview.markdown.strip():
             rendered = render_html(preview.markdown)
             self._html_per_char = max(1.0, len(rendered) / len(preview.markdown))
             parts.append(layout.block(rendered))
+            text = preview.markdown
         elif preview.plain:
             parts.append(
                 layout.block(
                     layout.escape(preview.plain), style=" white-space: pre-wrap; overflow-wrap: anywhere;"
                 )
             )
+            text = preview.plain
         if preview.held:
             parts.append(layout.muted_line("(a formula is being written…)"))
         if self._notice:
@@ -173,7 +182,8 @@ class LiveView:
         parts.append(layout.status_line(status, live=True))
         self._rendered_at = time.monotonic()
         self._render_cost = self._rendered_at - start
-        return "".join(parts)
+        # The text copy is for frontends that show no HTML (jupyter console, text-only tools).
+        return {"text/html": layout.frame("".join(parts)), "text/plain": f"{text.rstrip()}\n[{status}]"}
 
     def _show_reasoning(self) -> None:
         if len(self._reasoning) > 1:
@@ -181,7 +191,10 @@ class LiveView:
         latest = self._reasoning[0][-_LATEST_REASONING:] if self._reasoning else ""
         latest = " ".join(latest.split())  # one line
         line = layout.reasoning_line(self._reasoning_len, latest=latest)
-        self._head.update({"text/html": layout.frame(layout.LIVE_STYLE + line)}, raw=True)
+        self._head.update(
+            {"text/html": layout.frame(layout.LIVE_STYLE + line), "text/plain": f"[reasoning: …{latest}]"},
+            raw=True,
+        )
         self._reasoning_shown = self._reasoning_len
 
     def finish(self, reply: Reply, status: str) -> None:
