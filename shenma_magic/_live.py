@@ -1,17 +1,21 @@
 """The live view in Jupyter frontends: plain ``text/html`` outputs, updated in place, then one final output.
 
-No widgets: a widget opens comms, and JupyterLab 4 answers the first comm of a kernel by creating a
-kernel subshell on the control channel, whose "idle" status makes the status bar say Idle while the cell
-still runs; comm messages that cross a widget's closing are what fill the log console with "No such
-comm". Display outputs have neither problem, render with the frontend's own HTML renderer (the same one,
-with the same stylesheet and MathJax, as the final output) and work in any frontend that keeps
-display ids (JupyterLab, Notebook 7, VS Code, nbclient).
+No widgets. A widget opens comms, and JupyterLab 4.6 (``commsOverSubshells``, default per comm target)
+answers the first comm of a target by sending ``create_subshell_request`` on the control channel; the
+kernel's busy/idle status for that request is taken as the kernel's state, so the status bar said Idle
+while the cell still ran. And the ``Output`` widget's frontend sends its outputs back to the kernel each
+time one is appended: those still in flight when the kernel closes the widget reach a closed comm, and
+ipykernel's "No such comm" warning (a stderr stream no cell owns) lands in JupyterLab's log console.
+Display outputs have neither problem, render with the frontend's own HTML renderer (the same one, with
+the same stylesheet and MathJax, as the final output) and work in any frontend that keeps display ids
+(JupyterLab, Notebook 7, VS Code, nbclient); each also carries a text copy for text-only frontends.
 
 The outputs of a reply, top to bottom: a head (a style rule, the folded reasoning line), the finished
 blocks, and at the bottom the tail output (the unfinished block, a notice, the status line). A refresh
 re-sends only the tail output; when blocks finish, a new tail output is added below and the old one is
 given the finished blocks, its final content: each block is sent once. What the tail shows is bounded
-(:meth:`BlockCutter.preview`), so a refresh costs a bounded number of bytes whatever the reply's shape.
+(:meth:`BlockCutter.preview`, in characters and in rendered bytes) and rendering it takes at most about a
+quarter of the time, so a refresh costs bounded bytes and CPU whatever the reply's shape.
 
 At the end the reply's outputs are replaced by one final output (``clear_output(wait=True)``, the cell's
 earlier outputs shown again from :class:`OutputLog`, then the final bundle). Since every piece sits in
