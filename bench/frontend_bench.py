@@ -683,6 +683,71 @@ def check_saved_outputs(relay: Relay, chunks: list[Any], env: dict[str, str]) ->
     }
 
 
+# --------------------------------------------------------------------------- three models at once
+
+THREE_MODELS = (("model-a", 0.5), ("model-b", 0.75), ("model-c", 1.0))  # name, share of --seconds
+
+
+def run_three_models(relay: Relay, env: dict[str, str], chars: int, seconds: float, batch: int) -> int:
+    """``%%chat -m model-a,model-b,model-c``: three replies of ``chars`` each (different text), streamed at
+    once at different speeds; the budget is the one answer's, against the three replies' bytes together."""
+    replies = [make_reply(chars, seed=20240601 + i) for i in range(len(THREE_MODELS))]
+    total_bytes = sum(len(r.encode("utf-8")) for r in replies)
+    km, kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=120)
+    try:
+        setup = execute(kc, "%load_ext shenma_magic")
+        if setup.status != "ok":
+            print(f"three models: setup failed:\n{setup.error}", file=sys.stderr)
+            return 1
+        for (model, share), reply in zip(THREE_MODELS, replies, strict=True):
+            _deltas, chunks = reply_stream(reply, seconds * share, batch)
+            relay.enqueue(Scripted(chunks=chunks, model=model))
+        first_request = len(relay.chat_requests)
+        cell = f"%%chat -m {','.join(m for m, _ in THREE_MODELS)}\n{PROMPT}"
+        run = execute(kc, cell, relay=relay, marker=replies[0][2:4])
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel()
+    if run.status != "ok":
+        print(f"three models: the cell failed:\n{run.error}", file=sys.stderr)
+        return 1
+    run.name = "three"
+    s = analyse(run)
+    streams = relay.chat_requests[first_request:]
+    spread = max(r.at for r in streams) - min(r.at for r in streams) if streams else float("nan")
+    ratio = s.json_bytes / total_bytes
+    slowest = max(share for _, share in THREE_MODELS) * seconds
+    summed = sum(share for _, share in THREE_MODELS) * seconds
+    print()
+    print(
+        f"three models at once: 3 replies x {chars:,} chars = {total_bytes:,} UTF-8 bytes, streams of "
+        + ", ".join(f"{seconds * share:.1f} s" for _, share in THREE_MODELS)
+        + f" (one after another: {summed:.1f} s)"
+    )
+    print(
+        f"{'messages':>9}{'visible':>8}{'total KB':>10}{'xreplies':>9}{'upd/s med':>10}{'upd/s max':>10}"
+        f"{'first text s':>13}{'total s':>8}{'requests spread s':>18}"
+    )
+    print(
+        f"{s.messages:>9,}{s.visible:>8,}{s.json_bytes / 1024:>10,.1f}{ratio:>9.1f}{s.rate_median:>10.1f}"
+        f"{s.rate_max:>10.1f}{_fmt(s.first_text, '>13.2f')}{s.total:>8.2f}{spread:>18.2f}"
+    )
+    checks = [
+        ("live updates <= 20/s (max)", f"{s.rate_max:.1f}", s.rate_max <= 20),
+        ("total bytes <= 20x replies' bytes", f"{ratio:.1f}x", ratio <= 20),
+        (
+            "total time < the streams one after another",
+            f"{s.total:.2f} s",
+            s.total < slowest + 0.5 * (summed - slowest),
+        ),
+    ]
+    for label, value, ok in checks:
+        print(f"  {label:<34}{value:>9}  {'met' if ok else 'NOT met'}")
+    parts = ", ".join(f"{t} {n:,}/{b / 1024:,.1f}" for t, (n, b) in sorted(s.by_type.items()))
+    print(f"  messages by type (count / KB): {parts}")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -710,6 +775,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--scale", type=float, default=1.0, help="size factor for the large shapes")
     parser.add_argument("--no-notebook", action="store_true", help="skip the nbclient saved-output check")
+    parser.add_argument(
+        "--three-models", action="store_true", help="also run %%%%chat -m a,b,c (three at once)"
+    )
     args = parser.parse_args(argv)
     names = list(SHAPES)[1:] if "all" in args.shapes else args.shapes
     shapes = make_shapes(names, args.scale, args)
@@ -747,6 +815,10 @@ def main(argv: list[str] | None = None) -> int:
             results.append((shape, reply_bytes, stats))
             if shape.name == "mixed" and not args.no_notebook:
                 notebook = check_saved_outputs(relay, chunks, env)
+        if args.three_models:
+            chars = args.chars or (2000 if args.quick else 20000)
+            seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 8.0)
+            failed = run_three_models(relay, env, chars, seconds, args.batch) != 0 or failed
     print()
     print(f"load average at the end: {_load()}")
     for shape, reply_bytes, stats in results:

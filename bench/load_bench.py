@@ -86,6 +86,14 @@ def run_ipython(code: str, env: dict[str, str]) -> tuple[float, str]:
     return wall, done.stdout.split("@@", 1)[1].strip()
 
 
+def _progress(text: str) -> None:
+    """Rewritten in place on a terminal; one line each where \\r would not rewrite (a log, a pipe)."""
+    if sys.stderr.isatty():
+        print(f"\r{text}", end="", file=sys.stderr, flush=True)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
+
 def startup(rounds: int, env: dict[str, str]) -> None:
     walls: dict[str, list[float]] = {name: [] for name in VARIANTS}
     inner: dict[str, list[float]] = {name: [] for name in VARIANTS}
@@ -95,8 +103,9 @@ def startup(rounds: int, env: dict[str, str]) -> None:
             if r >= 2:  # two warm-up rounds
                 walls[name].append(wall)
                 inner[name].append(float(out))
-        print(f"\rround {r + 1}/{rounds + 2}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+        _progress(f"round {r + 1}/{rounds + 2}")
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
     bare = walls["bare"]
     print(f"start-up, {rounds} rounds (medians; fresh `ipython --quick -c ...` each)")
     head = f"{'variant':<13}{'wall s':>9}{'added s':>10}{'in-process s':>14}{'min..max wall':>17}"
@@ -170,10 +179,15 @@ def modules_check(env: dict[str, str]) -> None:
     _, base = run_ipython("import sys; print('@@', " + _MEMBERSHIP + ")", env)
     print(f"                 (bare terminal IPython:        {base})")
 
-    from jupyter_client.manager import start_new_kernel
+    from jupyter_client.manager import KernelManager
 
-    km, kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=120)
+    # IPC, not TCP: the kernel talks to this process only, and does not warn that TCP is unencrypted.
+    km = KernelManager(kernel_name="python3", transport="ipc")
+    km.start_kernel(env=env)
+    kc = km.client()
+    kc.start_channels()
     try:
+        kc.wait_for_ready(timeout=120)
         lines: list[str] = []
 
         def keep(msg: dict) -> None:

@@ -159,11 +159,6 @@ def run_ours(chunks: Iterable[bytes]) -> str:
                 break
         if decoder.done:
             break
-    else:
-        for event in sse.flush():
-            for delta in decoder.decode(event):
-                if isinstance(delta, TextDelta):
-                    out.append(delta.text)
     return "".join(out)
 
 

@@ -14,6 +14,11 @@ Where a background turn runs (:func:`placement`):
 
 Turns of one conversation never overlap: a turn (background or not) started while another of the same
 conversation is in flight waits for it, so each is sent with the history before it.
+
+A comparison (``%%chat -m a,b --bg``) is placed the same way; its columns view is fed from the job's
+thread (which runs the comparison's refresh loop), through the outlet in a kernel
+(:class:`~._columns.ColumnsWidgetView` with ``outlet=``), each answer printed whole as it ends in a terminal
+(:class:`ColumnsReportView`), with a note on every status line when headless (:class:`ColumnsWithNote`).
 """
 
 from __future__ import annotations
@@ -23,18 +28,25 @@ import contextvars
 import io
 import sys
 import weakref
-from collections.abc import Callable, Hashable
-from typing import Any, Optional, TypeVar
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
 
 from ._display import TextView, View
 from ._jobs import Cancelled, CancelToken, Job, JobRegistry
 from ._models import Delta, Reply, ReplyBuilder
 from ._outlet import KernelOutlet, kernel_of
 
+if TYPE_CHECKING:
+    from ._compare import ColumnsView, LaneResult
+
 T = TypeVar("T")
 
 __all__ = [
     "FOREGROUND_NOTE",
+    "ColumnsAsView",
+    "ColumnsReportView",
+    "ColumnsWithNote",
     "Placement",
     "ReportView",
     "WithNote",
@@ -139,6 +151,83 @@ class ReportView:
     def finish(self, reply: Reply, status: str) -> None:
         self._text.finish(reply, status)
         self._write(f"\n{self._header()}\n{self._buffer.getvalue()}")
+
+
+class ColumnsWithNote:
+    """A comparison's columns whose status lines end with a note (``--bg`` run in the foreground)."""
+
+    def __init__(self, view: ColumnsView, note: str) -> None:
+        self._view = view
+        self._note = note
+
+    def _noted(self, status: str) -> str:
+        return f"{status} · {self._note}" if status else self._note
+
+    def on_delta(self, index: int, delta: Delta) -> None:
+        self._view.on_delta(index, delta)
+
+    def refresh(self, index: int, status: str) -> int:
+        return self._view.refresh(index, self._noted(status))
+
+    def finish(self, index: int, reply: Reply, status: str) -> int:
+        return self._view.finish(index, reply, self._noted(status))
+
+    def close(self, results: Sequence[LaneResult]) -> None:
+        self._view.close([replace(result, status=self._noted(result.status)) for result in results])
+
+
+class ColumnsReportView:
+    """Terminal: nothing while the answers stream, then each model's answer in one write as it ends, headed
+    by its job (as :class:`ReportView` does for one reply), so each goes above the prompt."""
+
+    def __init__(
+        self,
+        models: Sequence[str],
+        header: Callable[[], str],
+        write: Optional[Callable[[str], None]] = None,
+    ) -> None:
+        from ._columns import ColumnsTextView
+
+        self._buffer = io.StringIO()  # not a terminal: no progress lines redrawn in place
+        self._text = ColumnsTextView(models, self._buffer)
+        self._header = header
+        self._write = write or _write_stdout
+
+    def on_delta(self, index: int, delta: Delta) -> None:
+        pass
+
+    def refresh(self, index: int, status: str) -> int:
+        return 0
+
+    def finish(self, index: int, reply: Reply, status: str) -> int:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._text.finish(index, reply, status)
+        self._write(f"\n{self._header()}\n{self._buffer.getvalue()}")
+        return 1
+
+    def close(self, results: Sequence[LaneResult]) -> None:
+        pass
+
+
+class ColumnsAsView:
+    """A comparison's columns where :func:`start_turn` wants the turn's first view. Only ``finish`` does
+    anything (a job stopped before it started): every column ends with that news."""
+
+    def __init__(self, columns: ColumnsView, models: Sequence[str]) -> None:
+        self._columns = columns
+        self._models = list(models)
+
+    def on_delta(self, delta: Delta) -> None:
+        pass
+
+    def refresh(self, status: str) -> None:
+        pass
+
+    def finish(self, reply: Reply, status: str) -> None:
+        from ._compare import end_all
+
+        end_all(self._columns, self._models, reply, status)
 
 
 def _write_stdout(text: str) -> None:

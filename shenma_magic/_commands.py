@@ -72,14 +72,27 @@ def run_command(magic: ChatMagics, words: list[str]) -> Any:
 
 
 def help_text() -> str:
-    width = max(len(c.usage) for c in _ORDER)
+    """The table of commands: usage on the left, what it does on the right (or below, for a long usage)."""
+    width = 32
+    pad = " " * (width + 4)
     lines = ["%chat commands:"]
     for entry in _ORDER:
         first, *rest = entry.help.split("\n")
-        lines.append(f"  {entry.usage:<{width}}  {first}")
-        lines.extend(f"  {'':<{width}}  {more}" for more in rest)
-    lines.append(f"  {'%chat NAME VALUE':<{width}}  set a setting: {', '.join(sorted(SETTABLE))}")
+        if len(entry.usage) > width:
+            lines.append(f"  {entry.usage}")
+            lines.append(pad + first)
+        else:
+            lines.append(f"  {entry.usage:<{width}}  {first}")
+        lines.extend(pad + more for more in rest)
+    lines.append(f"  {'%chat NAME VALUE':<{width}}  set one of the settings:")
+    lines.extend(_wrap(", ".join(sorted(SETTABLE)), pad, 110))
     return "\n".join(lines)
+
+
+def _wrap(text: str, indent: str, limit: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, limit, initial_indent=indent, subsequent_indent=indent)
 
 
 SETTABLE = (
@@ -131,13 +144,17 @@ def show_settings(magic: ChatMagics, rest: list[str]) -> None:
         ("timeout", f"{settings.timeout:g} s of silence"),
         ("max_time", f"{settings.max_time:g} s per reply"),
         ("max_history", f"{settings.max_history} turns"),
-        ("conversation", _count(len(session.conversation), "turn")),
+        ("conversation", _count(len(session.conversation), "turn") + _branch_note(session.branches.models)),
         ("display", settings.display),
         ("log", f"on ({_shown_path(magic)})" if settings.log else "off (%chat log on)"),
         ("cache", "on: answers from the log when it can" if settings.cache else "off"),
     ]
     width = max(len(name) for name, _ in rows)
     print("\n".join(f"{name:<{width}}  {value}" for name, value in rows))
+
+
+def _branch_note(models: list[str]) -> str:
+    return f", then a branch for each of {', '.join(models)}" if models else ""
 
 
 def _count(n: int, word: str) -> str:
@@ -189,17 +206,27 @@ def list_models(magic: ChatMagics, rest: list[str]) -> None:
     print("\n".join(f"  {m}" for m in models))
 
 
-@command("history", "%chat history", "show the conversation")
+@command("history", "%chat history", "show the conversation (and each model's branch after a comparison)")
 def show_history(magic: ChatMagics, rest: list[str]) -> None:
-    turns = magic.session.conversation.turns
-    if not turns:
-        print("the conversation is empty")
-        return
     from ._toolrun import describe_message
 
+    session = magic.session
+    turns = session.conversation.turns
+    branches = session.branches
+    if not turns and not branches:
+        print("the conversation is empty")
+        return
     for turn in turns:
         for message in turn:
             print(f"{message['role']:>9}: {excerpt(describe_message(message), 100)}")
+    for model in branches:
+        print(f"── branch {model} ──")
+        branch = branches.branch(model).turns
+        if not branch:
+            print("           (no answer yet)")
+        for turn in branch:
+            for message in turn:
+                print(f"  {message['role']:>9}: {excerpt(describe_message(message), 98)}")
 
 
 @command("reset", "%chat reset", "forget the conversation (same as %%chat --new)", aliases=("new", "clear"))
@@ -208,9 +235,10 @@ def reset(magic: ChatMagics, rest: list[str]) -> None:
     print("conversation cleared")
 
 
-@command("last", "%chat last", "the last reply (also bound by %%chat -o NAME)")
+@command("last", "%chat last", "the last reply, or model → reply after a comparison (also bound by -o NAME)")
 def last(magic: ChatMagics, rest: list[str]) -> Any:
-    return magic.session.last
+    session = magic.session
+    return session.last_comparison if session.last_comparison is not None else session.last
 
 
 @command(

@@ -51,6 +51,7 @@ _TRANSPORT_OPTIONS = frozenset(
         "connect_timeout",
         "read_timeout",
         "total_timeout",
+        "max_time",
         "max_retries",
         "stream",
         "stream_options",

@@ -4,17 +4,30 @@ A :class:`NotebookFrontend` is what ``%%chat`` hands to :meth:`Session.run`: a l
 plain text in terminal IPython (or as ``%chat display`` says). ``%%chat --bg`` hands
 :meth:`Session.start` a :class:`BackgroundFrontend` (a Jupyter frontend: everything through the cell's
 outlet) or a :class:`TerminalBackgroundFrontend` (the whole reply printed once it has ended); a headless run
-gets a :class:`NotedFrontend` around the usual one, since it runs in the foreground there.
+gets a :class:`NotedFrontend` around the usual one, since it runs in the foreground there. A comparison
+(``-m a,b --bg``) gets the same three with columns: :class:`BackgroundColumns` (for
+:meth:`Session.start_compare`), :class:`TerminalBackgroundColumns` and :class:`NotedColumns`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from ._columns import NotebookColumns
+    from ._compare import ColumnsView
     from ._display import Outlet, View
 
-__all__ = ["BackgroundFrontend", "NotebookFrontend", "NotedFrontend", "TerminalBackgroundFrontend"]
+__all__ = [
+    "BackgroundColumns",
+    "BackgroundFrontend",
+    "NotebookFrontend",
+    "NotedColumns",
+    "NotedFrontend",
+    "TerminalBackgroundColumns",
+    "TerminalBackgroundFrontend",
+]
 
 CANNOT_ASK = "a background reply cannot ask: register the tool as trusted, or run the cell without --bg"
 WAITING = "waiting for the first token…"
@@ -64,6 +77,25 @@ class NotedFrontend:
 
     def ask(self, question: str) -> bool:
         return self._frontend.ask(question)
+
+    def notify(self, line: str) -> None:
+        self._frontend.notify(line)
+
+    def show_images(self, images: list[Any]) -> None:
+        self._frontend.show_images(images)
+
+
+class NotedColumns:
+    """The usual comparison frontend, with a note at the end of every column's status line."""
+
+    def __init__(self, frontend: NotebookColumns, note: str) -> None:
+        self._frontend = frontend
+        self._note = note
+
+    def make_columns(self, models: Sequence[str]) -> ColumnsView:
+        from ._background import ColumnsWithNote
+
+        return ColumnsWithNote(self._frontend.make_columns(models), self._note)
 
     def notify(self, line: str) -> None:
         self._frontend.notify(line)
@@ -124,3 +156,27 @@ class TerminalBackgroundFrontend:
     def show_images(self, images: list[Any]) -> None:
         for image in images:
             print(f"[image: {image.label}]")
+
+
+class BackgroundColumns(BackgroundFrontend):
+    """A ``--bg`` comparison in a Jupyter frontend: the columns, lines and thumbnails through the outlet."""
+
+    def make_columns(self, models: Sequence[str]) -> ColumnsView:
+        from ._columns import ColumnsMarkdownView, ColumnsWidgetView
+
+        waiting, self._waiting = self._waiting, WAITING
+        if self._mode in ("auto", "widget"):
+            try:
+                return ColumnsWidgetView(models, outlet=self._outlet, waiting=waiting)
+            except ImportError:
+                pass
+        return ColumnsMarkdownView(models, outlet=self._outlet, waiting=waiting)
+
+
+class TerminalBackgroundColumns(TerminalBackgroundFrontend):
+    """A ``--bg`` comparison in terminal IPython: each model's answer printed whole as it ends."""
+
+    def make_columns(self, models: Sequence[str]) -> ColumnsView:
+        from ._background import ColumnsReportView
+
+        return ColumnsReportView(models, lambda: self.header)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import importlib
 import io
 import os
 import re
+import stat
 import struct
 import sys
 from collections.abc import Mapping
@@ -391,40 +393,101 @@ def _part(data: bytes, mime: str, what: str, thumbnail: Optional[str], *, note: 
     )
 
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _kind(mode: int) -> str:
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 def _from_path(path: Path, shown: str, *, max_bytes: int, max_side: int) -> ImagePart:
+    """Read an image file: only a regular file (after following links), its size checked with ``fstat``
+    before reading, and never more than the limit read (a device such as /dev/zero, a FIFO or a file that
+    grows while it is read cannot hang or fill memory)."""
     try:
         path = path.expanduser()
-        if not path.exists():
+        try:
+            target = path.resolve(strict=True)
+        except FileNotFoundError:
             raise ConfigError(
                 f"no such image file: {shown}",
                 f"check the path (relative paths start from the working directory, {os.getcwd()})",
-            )
-        if path.is_dir():
-            raise ConfigError(f"{shown} is a directory, not an image file", "give the path of one image file")
-        size = path.stat().st_size
-        name = path.name
-        if size > _HARD_LIMIT or (max_bytes > 0 and size > max_bytes and _pil() is None):
-            # Do not read hundreds of megabytes only to refuse them: the header tells what it is.
-            with path.open("rb") as fh:
-                head = fh.read(512)
-            if sniff_mime(head) is None:
-                description = _describe(head)
-                raise ConfigError(f"{name} is not a {_FORMATS} image: {description}", _hint_for(description))
-            if size > _HARD_LIMIT:
-                raise ConfigError(
-                    f"{name} is {_human_size(size)}, too large to process (over {_human_size(_HARD_LIMIT)})",
-                    "resize it before sending",
-                )
+            ) from None
+        except (RuntimeError, OSError) as exc:  # RuntimeError: a symlink loop before Python 3.13
+            if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
+                raise
             raise ConfigError(
-                f"{name} is {_human_size(size)}, over the {_human_size(max_bytes)} limit",
-                "install Pillow (pip install pillow) to downscale automatically, or resize it",
-            )
-        data = path.read_bytes()
+                f"{shown} is a loop of symbolic links", "give the path of one image file"
+            ) from None
+        linked = f" (a link to {target})" if path.is_symlink() else ""
+        before = target.stat()
+        if not stat.S_ISREG(before.st_mode):
+            what = _kind(before.st_mode)
+            hint = "give the path of one image file" if what == "a directory" else "give a regular image file"
+            raise ConfigError(f"{shown}{linked} is {what}, not an image file", hint)
+        # O_NONBLOCK: if a FIFO is swapped in between the check and the open, the open does not wait for a
+        # writer; fstat below then refuses it.
+        fd = os.open(target, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+        with os.fdopen(fd, "rb", buffering=0) as fh:
+            info = os.fstat(fh.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ConfigError(
+                    f"{shown}{linked} is {_kind(info.st_mode)}, not an image file",
+                    "give a regular image file",
+                )
+            size = info.st_size
+            name = path.name
+            if size > _HARD_LIMIT or (max_bytes > 0 and size > max_bytes and _pil() is None):
+                # Do not read hundreds of megabytes only to refuse them: the header tells what it is.
+                head = _read_at_most(fh, 512)
+                if sniff_mime(head) is None:
+                    description = _describe(head)
+                    raise ConfigError(
+                        f"{name} is not a {_FORMATS} image: {description}", _hint_for(description)
+                    )
+                if size > _HARD_LIMIT:
+                    hard = _human_size(_HARD_LIMIT)
+                    raise ConfigError(
+                        f"{name} is {_human_size(size)}, too large to process (over {hard})",
+                        "resize it before sending",
+                    )
+                raise ConfigError(
+                    f"{name} is {_human_size(size)}, over the {_human_size(max_bytes)} limit",
+                    "install Pillow (pip install pillow) to downscale automatically, or resize it",
+                )
+            data = _read_at_most(fh, _HARD_LIMIT + 1)
+            if len(data) > _HARD_LIMIT:
+                raise ConfigError(
+                    f"{name} grew past {_human_size(_HARD_LIMIT)} while it was read",
+                    "send a file that is not being written",
+                )
     except OSError as exc:
         raise ConfigError(
             f"cannot read {shown}: {exc.strerror or exc}", "check the path and its permissions"
         ) from exc
     return _from_bytes(data, name, max_bytes=max_bytes, max_side=max_side)
+
+
+def _read_at_most(fh: Any, limit: int) -> bytes:
+    """Up to ``limit`` bytes (fewer only at the end of the file)."""
+    parts: list[bytes] = []
+    left = limit
+    while left > 0:
+        piece = fh.read(min(left, 1024 * 1024))
+        if not piece:
+            break
+        parts.append(piece)
+        left -= len(piece)
+    return b"".join(parts)
 
 
 def _from_data_url(url: str, *, max_bytes: int, max_side: int) -> ImagePart:

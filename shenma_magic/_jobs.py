@@ -143,8 +143,7 @@ class JobRegistry:
     ) -> None:
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
-        self._jobs: list[Job[Any]] = []
-        self._last_by_order: dict[Hashable, Job[Any]] = {}
+        self._jobs: list[Job[Any]] = []  # in flight, in start order
         self._spawn = spawn or _daemon_thread
 
     # -- starting ------------------------------------------------------------------------------------------
@@ -166,17 +165,15 @@ class JobRegistry:
         """
         with self._lock:
             job: Job[T] = Job(next(self._numbers), label, order)
-            before = self._last_by_order.get(order) if order is not None else None
-            if order is not None:
-                self._last_by_order[order] = job
             self._jobs.append(job)
 
         def body() -> None:
             try:
-                if before is not None:
-                    while not before.ended.wait(0.05):
-                        if job.token.cancelled:
-                            raise Cancelled(job.token.reason)
+                # Every earlier one, not only the last: that one may be stopped while the others still run.
+                while order is not None and (before := self._last(order, before=job)) is not None:
+                    before.ended.wait(0.05)
+                    if job.token.cancelled:
+                        raise Cancelled(job.token.reason)
                 if job.token.cancelled:
                     raise Cancelled(job.token.reason)
                 job.state = "running"
@@ -202,12 +199,16 @@ class JobRegistry:
         return job
 
     def _ended(self, job: Job[Any]) -> None:
-        with self._lock:
-            if job.order is not None and self._last_by_order.get(job.order) is job:
-                del self._last_by_order[job.order]
-            with contextlib.suppress(ValueError):
-                self._jobs.remove(job)
+        with self._lock, contextlib.suppress(ValueError):
+            self._jobs.remove(job)
         job.ended.set()
+
+    def _last(self, order: Hashable, before: Optional[Job[Any]] = None) -> Optional[Job[Any]]:
+        """The newest job in flight with this order key (started before ``before``, if given)."""
+        last = float("inf") if before is None else before.number
+        with self._lock:
+            same = [j for j in self._jobs if j.order == order and j.number < last]
+        return same[-1] if same else None
 
     # -- looking -------------------------------------------------------------------------------------------
 
@@ -218,8 +219,7 @@ class JobRegistry:
 
     def busy(self, order: Hashable) -> Optional[Job[Any]]:
         """The last job in flight with this order key (the one a new turn would wait for), or None."""
-        with self._lock:
-            return self._last_by_order.get(order)
+        return self._last(order)
 
     # -- waiting and stopping ------------------------------------------------------------------------------
 

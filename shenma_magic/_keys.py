@@ -5,7 +5,13 @@ dir, one key per host), ``SHENMA_API_KEY``, then ``OPENAI_API_KEY``. A key only 
 belongs to: a saved key to its host; an environment key to the host of ``SHENMA_BASE_URL`` /
 ``OPENAI_BASE_URL`` (default api.whatai.cc / api.openai.com) or to this machine (127.0.0.1, localhost),
 where local relays and test servers live. So a notebook that points ``base_url`` somewhere else cannot
-walk off with your key.
+walk off with your key. Hosts are compared in the one canonical form of
+:func:`~shenma_magic._urls.parse_base_url`, the same parse that decides where the request goes.
+
+A key with a character an HTTP header cannot carry (a zero-width space, a full-width letter, an inner
+space) is refused with one line when it is entered and when it would first be used, naming where it came
+from and never quoting it. Raw key strings are kept out of the frames that raise, so a verbose traceback
+cannot show one.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 from typing import Optional
 
 from ._errors import ConfigError
-from ._secret import Secret, host_of, is_loopback_host
+from ._secret import Secret, header_problem, host_of, is_loopback_host
 
 __all__ = ["KeyStore", "key_file_path"]
 
@@ -92,15 +98,22 @@ class KeyStore:
 
     def set(self, base_url: str, key: str, *, save: bool = False) -> str:
         """Use ``key`` for the host of ``base_url`` (this session; also in the key file if ``save``).
-        Returns the host."""
+        Returns the host.
+
+        Raises:
+            ConfigError: the URL is refused, the key is empty, or it holds a character an HTTP header
+                cannot carry (named by code point, never quoted).
+        """
+        secret = Secret(key.strip())
+        del key  # from here on only the masked wrapper is in this frame
         host = host_of(base_url)
-        key = key.strip()
-        if not key:
-            raise ConfigError("no key entered", "run %chat key again and paste the key at the prompt")
-        self._session[host] = Secret(key)
+        if not secret:
+            raise ConfigError("no key entered", "paste the key again at the prompt")
+        _check_header_safe(secret, "the key entered")
+        self._session[host] = secret
         if save:
             keys = self._read_file()
-            keys[host] = key
+            keys[host] = secret.reveal()
             self._write_file(keys)
         return host
 
@@ -115,34 +128,82 @@ class KeyStore:
             found = True
         return found
 
-    def known_keys(self) -> list[str]:
-        """Every key this store could send anywhere (entered, saved, or in the environment), so that a log
-        or an output can mask them; never for sending."""
-        keys = [secret.reveal() for secret in self._session.values()]
-        keys.extend(self._read_file().values())
-        keys.extend((self._environ.get(var) or "").strip() for var in ("SHENMA_API_KEY", "OPENAI_API_KEY"))
-        return [key for key in dict.fromkeys(keys) if key]
-
-    def saved_hosts(self) -> list[str]:
-        return sorted(self._read_file())
-
     def resolve(self, base_url: str) -> tuple[Optional[Secret], str]:
-        """The key to send to ``base_url``'s host, and where it came from (for ``%chat`` to show)."""
+        """The key to send to ``base_url``'s host, and where it came from (for ``%chat`` to show).
+
+        Raises:
+            ConfigError: the URL is refused, or the chosen key holds a character an HTTP header cannot
+                carry (the line names its source: the key file or the environment variable).
+        """
         host = host_of(base_url)
         if host in self._session:
             return self._session[host], "entered with %chat key"
-        saved = self._read_file().get(host)
+        saved = self._saved_key(host)
         if saved:
-            return Secret(saved), f"key file {self.path}"
+            _check_header_safe(saved, f"the key saved for {host} in {self.path}")
+            return saved, f"key file {self.path}"
         local = is_loopback_host(host)
         for var, url_var, home in (
             ("SHENMA_API_KEY", "SHENMA_BASE_URL", SHENMA_HOME),
             ("OPENAI_API_KEY", "OPENAI_BASE_URL", OPENAI_HOME),
         ):
-            value = (self._environ.get(var) or "").strip()
+            value = self._env_key(var)
             if not value:
                 continue
-            env_home = host_of(self._environ[url_var]) if self._environ.get(url_var) else home
-            if host == env_home or local:
-                return Secret(value), f"${var}"
+            if host == self._env_home(url_var, home) or local:
+                _check_header_safe(value, f"${var}")
+                return value, f"${var}"
         return None, ""
+
+    def known_keys(self) -> list[str]:
+        """Every key this store knows: entered this session, saved in the key file, and in
+        ``SHENMA_API_KEY`` / ``OPENAI_API_KEY``. For refusing request bodies that carry one and for masking
+        them in whatever a server sends back; never show the result."""
+        keys = [secret.reveal() for secret in self._session.values()]
+        keys.extend(self._read_file().values())
+        for var in ("SHENMA_API_KEY", "OPENAI_API_KEY"):
+            value = (self._environ.get(var) or "").strip()
+            if value:
+                keys.append(value)
+        return list(dict.fromkeys(keys))
+
+    def key_sources(self) -> list[tuple[Secret, str]]:
+        """Each known key with where it came from (``$SHENMA_API_KEY``, ``key file``...), keys masked."""
+        out = [(secret, f"entered this session for {host}") for host, secret in self._session.items()]
+        out.extend((Secret(key), f"key file ({host})") for host, key in self._read_file().items())
+        for var in ("SHENMA_API_KEY", "OPENAI_API_KEY"):
+            secret = self._env_key(var)
+            if secret:
+                out.append((secret, f"${var}"))
+        return out
+
+    # -- helpers that keep raw keys out of the caller's frame ---------------------------------------------
+
+    def _saved_key(self, host: str) -> Optional[Secret]:
+        value = self._read_file().get(host)
+        return Secret(value) if value else None
+
+    def _env_key(self, var: str) -> Optional[Secret]:
+        value = (self._environ.get(var) or "").strip()
+        return Secret(value) if value else None
+
+    def _env_home(self, url_var: str, default: str) -> Optional[str]:
+        url = self._environ.get(url_var)
+        if not url:
+            return default
+        try:
+            return host_of(url)
+        except ConfigError:
+            # A malformed SHENMA_BASE_URL scopes its key nowhere (this machine excepted): sending it on a
+            # guess of what the URL meant is exactly what must not happen.
+            return None
+
+
+def _check_header_safe(secret: Secret, source: str) -> None:
+    """Refuse a key an HTTP header cannot carry, naming where it came from and never quoting it."""
+    problem = header_problem(secret.reveal())
+    if problem:
+        raise ConfigError(
+            f"{source} holds {problem}, which an HTTP header cannot carry",
+            "copy the key again from the relay's console (only visible ASCII, no spaces); nothing was sent",
+        )

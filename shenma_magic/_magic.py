@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import shlex
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unicode, validate
 
+from ._branches import BranchError
 from ._commands import NO_KEY_HINT, run_command
 from ._errors import ConfigError, ShenmaError
 from ._identity import notebook_identity
@@ -25,6 +26,9 @@ from ._scrub import scrub_key_from_history
 from ._secret import looks_like_key
 from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session, set_current_session
 from ._settings import DISPLAY_MODES, Settings, check_setting
+
+if TYPE_CHECKING:
+    from ._comparison import ComparisonOutcome
 
 __all__ = ["ChatMagics", "register", "unregister"]
 
@@ -85,6 +89,7 @@ class ChatMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         # The engine; everything the chat owns (conversation, clients, keys, usage, last reply) lives there.
         self.session = Session()
+        self.session.door = "magic"  # errors advise %chat key, -m, --timeout
 
     @validate(*Settings.names())
     def _check(self, proposal: Any) -> Any:
@@ -132,7 +137,12 @@ class ChatMagics(Magics):
         """The error as the magic shows it: what happened, and what to do in this notebook."""
         if isinstance(exc, MissingKeyError):
             return f"{exc.message}: {NO_KEY_HINT}"
-        return str(exc)
+        if isinstance(exc, BranchError):
+            return (
+                f"{exc.message}: continue one with -m NAME, all of them with a plain %%chat, "
+                "or start over with --new"
+            )
+        return self.session.describe_error(exc)
 
     def ask_secret(self, prompt: str) -> str:
         return _ask_secret(prompt)
@@ -140,7 +150,12 @@ class ChatMagics(Magics):
     # -- %%chat ------------------------------------------------------------------------------------------
 
     @magic_arguments()
-    @argument("-m", "--model", help="Model for this cell (e.g. gpt-4o-mini, deepseek-r1).")
+    @argument(
+        "-m",
+        "--model",
+        help="Model for this cell (e.g. gpt-4o-mini), or several separated by commas to compare their "
+        "answers side by side (e.g. gpt-4o-mini,deepseek-r1).",
+    )
     @argument("-s", "--system", help="System prompt for this cell (quote it).")
     @argument("-t", "--temperature", type=float, help="Sampling temperature, 0 to 2.")
     @argument("--max-tokens", type=int, help="Upper bound on the answer's tokens.")
@@ -162,6 +177,14 @@ class ChatMagics(Magics):
     )
     @argument("--no-tools", action="store_true", help="Do not offer the registered tools for this cell.")
     @argument(
+        "--over",
+        help="Run the cell once per row of this variable (a list, pandas Series or DataFrame): {} is the "
+        "row's value, {column} its field; each row is its own request, kept in the local store. "
+        "-o gets the answers (a list, or a Series with the data's index).",
+    )
+    @argument("--concurrency", type=int, help="With --over: requests in flight at most (default 8).")
+    @argument("--max-cost", type=float, help="With --over: stop sending before the cost passes this amount.")
+    @argument(
         "--cache",
         action="store_true",
         default=None,
@@ -180,7 +203,9 @@ class ChatMagics(Magics):
     def chat(self, line: str, cell: str) -> None:
         """Send the cell to the model as the user message and stream the reply.
 
-        The next %%chat cell continues the conversation (--new starts over). {name}, {name.attr} and
+        The next %%chat cell continues the conversation (--new starts over). With -m a,b,c every model
+        answers at once, side by side; the next plain %%chat continues each model's own side of the
+        conversation, -m b continues b's alone (and from then on only b's). {name}, {name.attr} and
         {name[key]} are filled from your variables; other braces stay as written; {{ and }} are literal.
         Settings: %chat (show), %chat model NAME, %chat key, %chat models, %chat history, %chat reset.
         """
@@ -189,10 +214,18 @@ class ChatMagics(Magics):
             args = parse_argstring(self.chat, line)
         except UsageError as exc:
             raise UsageError(f"{exc} (see %%chat? for the options)") from None
+        if args.over is not None:
+            return self._chat_over(args, cell)
+        for flag, given in (("--concurrency", args.concurrency), ("--max-cost", args.max_cost)):
+            if given is not None:
+                raise UsageError(f"{flag} goes with --over NAME (a prompt over the rows of a table)")
         request = self._request(args, cell)
         session = self.synced_session()
         from ._frontend import NotebookFrontend, NotedFrontend
 
+        if request.models or (request.model is None and session.branch_models() and not request.new):
+            self._compare(session, request, args.out, background=bool(args.bg))
+            return
         frontend: Any = NotebookFrontend(rich=self.in_jupyter, display=session.settings.display)
         if args.bg:
             from ._background import FOREGROUND_NOTE, placement
@@ -258,10 +291,142 @@ class ChatMagics(Magics):
     def _describe(self, exc: BaseException) -> str:
         return self.one_line(exc) if isinstance(exc, ShenmaError) else f"{type(exc).__name__}: {exc}"
 
-    def _request(self, args: Any, cell: str) -> ChatRequest:
-        """The cell's options as one checked request (one UsageError line for anything wrong)."""
+    def _compare(
+        self, session: Session, request: ChatRequest, out: Optional[str], *, background: bool
+    ) -> None:
+        """A comparison cell: the models' answers side by side; -o gets model → Reply."""
+        from ._columns import NotebookColumns
+
+        frontend: Any = NotebookColumns(rich=self.in_jupyter, display=session.settings.display)
+        if background:
+            from ._background import FOREGROUND_NOTE, placement
+            from ._frontend import NotedColumns
+
+            where = placement(self.shell)
+            if where.threaded:
+                self._start_compare_in_background(session, request, where, out)
+                return
+            # A headless runner keeps only what a cell shows before it returns: run it here, and say so.
+            frontend = NotedColumns(frontend, FOREGROUND_NOTE)
+        try:
+            outcome = session.run_compare(request, frontend)
+        except ShenmaError as exc:
+            raise UsageError(self.one_line(exc)) from None
+        self._bind_comparison(outcome, out, frontend)
+        if outcome.interrupted:
+            kept = (
+                "the partial answers are kept" if any(outcome.replies.values()) else "no answer had arrived"
+            )
+            stop = ChatInterrupted(f"interrupted (Ctrl-C): {kept}")
+            stop.replies = outcome.replies  # type: ignore[attr-defined]
+            raise stop from None
+
+    def _bind_comparison(self, outcome: ComparisonOutcome, out: Optional[str], frontend: Any) -> None:
+        for model, error in outcome.json_errors.items():
+            frontend.notify(f"⚠ {model}: {error} (the text is kept in its Reply)")
+        if out:
+            self.user_ns[out] = outcome.replies
+
+    def _start_compare_in_background(
+        self, session: Session, request: ChatRequest, where: Any, out: Optional[str]
+    ) -> None:
+        from ._background import thread_runner
+        from ._frontend import BackgroundColumns, TerminalBackgroundColumns
+
+        busy = None if request.new else session.jobs.busy(session.conversation)
+        frontend: Any
+        if where.outlet is not None:
+            waiting = (
+                f"waiting for background reply #{busy.number} in this conversation to end…" if busy else None
+            )
+            frontend = BackgroundColumns(
+                where.outlet, display=session.settings.display, **({"waiting": waiting} if waiting else {})
+            )
+        else:
+            frontend = TerminalBackgroundColumns("")
+
+        def ended(job: Job[ComparisonOutcome]) -> None:
+            # On the job's thread, once every model has ended: -o is bound now, not when the cell returned.
+            if job.result is not None:
+                self._bind_comparison(job.result, out, frontend)
+            elif job.error is not None and not isinstance(job.error, Cancelled):
+                frontend.notify(f"⚠ the background comparison failed: {self._describe(job.error)}")
+
+        try:
+            job = session.start_compare(request, frontend, runner=thread_runner(), on_end=ended)
+        except ShenmaError as exc:
+            raise UsageError(self.one_line(exc)) from None
+        if isinstance(frontend, TerminalBackgroundColumns):
+            frontend.header = f"[#{job.number} {job.label}]"
+            print(f"[#{job.number} in the background: %chat wait, %chat jobs]")
+
+    def _chat_over(self, args: Any, cell: str) -> None:
+        """``%%chat --over NAME``: the cell is the template, filled per row (row fields win over the
+        notebook's variables); the answers are bound to -o."""
+        if self._check_options(args, cell):
+            raise UsageError("--over takes one model: -m NAME")
+        for flag, given in (("--image", args.image), ("--new", args.new), ("--bg", args.bg)):
+            if given:
+                raise UsageError(f"{flag} does not combine with --over (every row is a request of its own)")
+        if args.no_vars or not self.fill_vars:
+            raise UsageError("--over fills the cell with each row: it cannot be used with --no-vars")
+        over = _unquote(args.over) or ""
+        data = self._lookup(over, "--over")
+        schema = self._lookup(args.schema, "--schema") if args.schema else None
+        session = self.synced_session()
+        from ._batch import BatchInterrupted, run_map
+
+        options = {
+            name: value
+            for name, value in (
+                ("system", args.system),
+                ("temperature", args.temperature),
+                ("max_tokens", args.max_tokens),
+                ("timeout", args.timeout),
+            )
+            if value is not None
+        }
+        try:
+            answers = run_map(
+                session,
+                cell.strip("\n"),
+                data,
+                namespace=self.user_ns,
+                model=args.model,
+                concurrency=args.concurrency if args.concurrency is not None else 8,
+                json=bool(args.json),
+                schema=schema,
+                max_cost=args.max_cost,
+                cache=args.cache is not False,
+                **options,
+            )
+        except BatchInterrupted as exc:
+            if args.out:
+                self.user_ns[args.out] = exc.results
+            raise
+        except ShenmaError as exc:
+            raise UsageError(self.one_line(exc)) from None
+        if args.out:
+            self.user_ns[args.out] = answers
+        else:
+            from ._frontend import NotebookFrontend
+
+            again = " (run it again: the answers come from the store)" if args.cache is not False else ""
+            NotebookFrontend(rich=self.in_jupyter).notify(f"the answers are not bound: add -o NAME{again}")
+
+    def _check_options(self, args: Any, cell: str) -> tuple[str, ...]:
+        """Check the cell's options (one UsageError line); the models of a comparison, if -m names several."""
         for name in ("model", "system", "out", "schema"):
             setattr(args, name, _unquote(getattr(args, name)))
+        models: tuple[str, ...] = ()
+        if args.model and "," in args.model:
+            from ._comparison import compare_models
+
+            try:
+                models = tuple(compare_models(args.model.split(","), self.session))
+            except ConfigError as exc:
+                raise UsageError(f"-m: {exc}") from None
+            args.model = None
         options = {
             "temperature": ("--temperature", args.temperature),
             "max_tokens": ("--max-tokens", args.max_tokens),
@@ -279,6 +444,11 @@ class ChatMagics(Magics):
             raise UsageError(f"-o needs a Python name, not {args.out!r}")
         if not cell.strip():
             raise UsageError("the cell is empty: write your message below the %%chat line")
+        return models
+
+    def _request(self, args: Any, cell: str) -> ChatRequest:
+        """The cell's options as one checked request (one UsageError line for anything wrong)."""
+        models = self._check_options(args, cell)
         prompt = cell.strip("\n")
         if self.fill_vars and not args.no_vars:
             try:
@@ -301,6 +471,7 @@ class ChatMagics(Magics):
             new=bool(args.new),
             tools=not args.no_tools,
             cache=args.cache,
+            models=models,
         )
 
     def _lookup(self, name: str, option: str) -> Any:
@@ -348,7 +519,7 @@ def _ask_secret(prompt: str) -> str:
 def register(ip: Any) -> None:
     magics = ChatMagics(shell=ip)
     ip.register_magics(magics)
-    set_current_session(magics.session)
+    set_current_session(magics.session, magics.synced_session)
 
 
 def unregister(ip: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Optional, Union
 
 __all__ = [
+    "CUT_REASONS",
     "Delta",
     "FinishDelta",
     "MetaDelta",
@@ -70,6 +71,10 @@ class NoticeDelta(NamedTuple):
 
 Delta = Union[TextDelta, ReasoningDelta, ToolCallDelta, FinishDelta, UsageDelta, MetaDelta, NoticeDelta]
 
+CUT_REASONS = frozenset({"length", "max_tokens"})
+"""Finish reasons that mean the model hit the token limit (``max_tokens`` is Anthropic's name, passed
+through by some relays): the answer is cut short."""
+
 
 class Reply(str):
     """The answer text, as a ``str``, with what else is known about the reply.
@@ -79,7 +84,8 @@ class Reply(str):
         finish_reason: why the model stopped (``"stop"``, ``"length"``...), or None if it never said.
         usage: the server's token counts (``prompt_tokens``, ``completion_tokens``...), or None.
         error: a one-line description of what went wrong, or None.
-        complete: False when the reply was truncated, interrupted or failed.
+        complete: True only when the model finished on its own: False when the reply was cut at the token
+            limit (see ``truncated``), interrupted, failed, lost events, or ended without a finish reason.
         model: the model that answered, as the server named it ("" if unknown).
         tool_calls: the assembled tool calls, as OpenAI-style dicts.
         notices: things that happened on the way without stopping the reply.
@@ -119,7 +125,7 @@ class Reply(str):
         self.usage = usage
         self.error = error
         if complete is None:
-            complete = error is None and finish_reason is not None
+            complete = error is None and finish_reason is not None and finish_reason not in CUT_REASONS
         self.complete = complete
         self.model = model
         self.tool_calls = tool_calls if tool_calls is not None else []
@@ -142,8 +148,16 @@ class Reply(str):
         """The answer as a plain ``str``."""
         return str.__str__(self)
 
+    @property
+    def truncated(self) -> bool:
+        """The model stopped at the token limit (``finish_reason`` ``"length"``): the answer is cut short,
+        and ``complete`` is False. Raise ``max_tokens`` to get the rest."""
+        return self.finish_reason in CUT_REASONS
+
     def __repr__(self) -> str:
         flags = [f"finish_reason={self.finish_reason!r}", f"complete={self.complete!r}"]
+        if self.truncated:
+            flags.append("truncated=True")
         if self.error:
             flags.append(f"error={self.error!r}")
         return f"Reply({str.__repr__(self)}, {', '.join(flags)})"
@@ -170,12 +184,10 @@ class ReplyBuilder:
         self.model = ""
         self.notices: list[str] = []
         self.lossy = False
-        self.chars = 0
 
     def add(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
             self._text.append(delta.text)
-            self.chars += len(delta.text)
             if len(self._text) > 512:
                 # 100k tiny deltas held as 100k strings cost far more than their text; join as we go.
                 self._text = ["".join(self._text)]
@@ -222,7 +234,13 @@ class ReplyBuilder:
         return bool(self._text or self._reasoning or self._tools)
 
     def build(self, *, error: Optional[str] = None, interrupted: bool = False) -> Reply:
-        complete = error is None and not interrupted and self.finish_reason is not None and not self.lossy
+        complete = (
+            error is None
+            and not interrupted
+            and self.finish_reason is not None
+            and self.finish_reason not in CUT_REASONS
+            and not self.lossy
+        )
         return Reply(
             self.text,
             reasoning=self.reasoning,

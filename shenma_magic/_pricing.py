@@ -3,23 +3,31 @@ Pure.
 
 Relays price in their own currency and units, and change prices often, so nothing here knows any price:
 the user supplies a table. When the server reports no usage (some relays drop it from streams), token counts
-are estimated from the text and every figure built on them is marked as an estimate.
+are estimated from the text, bounded by what is known (the request's ``max_tokens``, the server's
+``total_tokens``), and every figure built on them is marked as an estimate.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 import re
 import unicodedata
-from collections.abc import Mapping
-from typing import Any, NamedTuple, Optional
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple, Optional, Union
 
 from ._errors import ConfigError
 
 __all__ = [
+    "Cost",
+    "LedgerRow",
+    "LedgerTotal",
     "Price",
+    "TokenCount",
     "UsageLedger",
+    "estimate_completion_tokens",
+    "estimate_prompt_tokens",
     "estimate_tokens",
     "format_money",
     "parse_prices",
@@ -27,9 +35,18 @@ __all__ = [
     "reply_cost",
 ]
 
+# Chat templates wrap every message in a few tokens (role, start and end markers) and prime the reply with a
+# few more: OpenAI's cookbook counts 3 per message plus the role, and 3 per request; llama.cpp's templates
+# spend as many or more.
+TOKENS_PER_MESSAGE = 4
+TOKENS_PER_REQUEST = 3
+# An image costs at least OpenAI's low-detail base; more at high detail, which cannot be known here.
+TOKENS_PER_IMAGE = 85
+
 _KEYS = {"input", "output", "per_call"}
 _GLOB = re.compile(r"[*?\[]")
-# Ideographs and kana/hangul: tokenizers spend about one token on each (often more, rarely less).
+# Ideographs and kana/hangul: tokenizers spend one to two tokens on each (fewer only for tokenizers built for
+# Chinese), so an estimate counts one and a half.
 _CJK = re.compile(
     "[\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff"
     "\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]"
@@ -38,6 +55,28 @@ _PRICE_HINT = (
     'give each model {"input": ..., "output": ...} (per million tokens), {"per_call": ...}, '
     "or an (input, output) pair"
 )
+
+
+class TokenCount(NamedTuple):
+    """The tokens of one reply: the server's counts, or estimates when ``estimated``."""
+
+    prompt: int
+    completion: int
+    estimated: bool
+
+
+class Cost(NamedTuple):
+    """What one reply cost and the tokens it is based on. ``amount`` is None when there is no price for
+    the model (or a rate needed for a non-zero count is missing); ``estimated`` when either count is."""
+
+    amount: Optional[float]
+    estimated: bool
+    prompt: int
+    completion: int
+
+    @property
+    def tokens(self) -> TokenCount:
+        return TokenCount(self.prompt, self.completion, self.estimated)
 
 
 class Price(NamedTuple):
@@ -131,15 +170,65 @@ def price_for(prices: Mapping[str, Price], model: str) -> Optional[Price]:
 def estimate_tokens(text: str) -> int:
     """A rough token count for when the server reports none.
 
-    CJK characters (Chinese, Japanese kana, Korean hangul, fullwidth punctuation) count about one token
-    each; all other text about one token per 4 characters. Real tokenizers differ by model, typically
-    within ±30% of this. Non-empty text is at least 1 token; empty text is 0.
+    CJK characters (Chinese, Japanese kana, Korean hangul, fullwidth punctuation) count one and a half
+    tokens each; all other text one token per 4 characters. Real tokenizers differ by model, typically
+    within ±40% of this. Non-empty text is at least 1 token; empty text is 0.
     """
     if not text:
         return 0
     other = _CJK.sub("", text)
     cjk = len(text) - len(other)
-    return max(1, cjk + math.ceil(len(other) / 4))
+    return max(1, (3 * cjk + 1) // 2 + math.ceil(len(other) / 4))
+
+
+def _content_tokens(content: Any) -> int:
+    if isinstance(content, str):
+        return estimate_tokens(content)
+    if not isinstance(content, list):
+        return 0
+    tokens = 0
+    for part in content:
+        if isinstance(part, str):
+            tokens += estimate_tokens(part)
+        elif isinstance(part, dict):
+            if part.get("type", "text") == "text" and isinstance(part.get("text"), str):
+                tokens += estimate_tokens(part["text"])
+            elif part.get("type") in ("image_url", "input_image", "image"):
+                tokens += TOKENS_PER_IMAGE
+    return tokens
+
+
+def estimate_prompt_tokens(
+    messages: Sequence[Mapping[str, Any]], *, tools: Optional[Sequence[Mapping[str, Any]]] = None
+) -> int:
+    """A rough count of the prompt tokens a request spends: each message's text (and images, tool calls)
+    plus the chat template's overhead, :data:`TOKENS_PER_MESSAGE` a message and :data:`TOKENS_PER_REQUEST`;
+    the tool specs offered, counted from their JSON."""
+    tokens = TOKENS_PER_REQUEST
+    for message in messages:
+        tokens += TOKENS_PER_MESSAGE + _content_tokens(message.get("content"))
+        name = message.get("name")
+        if isinstance(name, str):
+            tokens += estimate_tokens(name)
+        calls = message.get("tool_calls")
+        if isinstance(calls, list):
+            for call in calls:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    tokens += TOKENS_PER_REQUEST + estimate_tokens(
+                        f"{function.get('name') or ''} {function.get('arguments') or ''}"
+                    )
+    if tools:
+        tokens += estimate_tokens(json.dumps(list(tools), ensure_ascii=False))
+    return tokens
+
+
+def estimate_completion_tokens(text: str, *, max_tokens: Optional[int] = None) -> int:
+    """A rough count of the tokens of a generated ``text``, never above the request's ``max_tokens``."""
+    tokens = estimate_tokens(text)
+    if max_tokens is not None and max_tokens >= 0:
+        tokens = min(tokens, max_tokens)
+    return tokens
 
 
 def _count(usage: Optional[Mapping[str, Any]], *names: str) -> Optional[int]:
@@ -160,34 +249,53 @@ def reply_cost(
     *,
     prompt_text: str = "",
     answer_text: str = "",
-) -> tuple[Optional[float], bool, int, int]:
-    """(cost, estimated, prompt_tokens, completion_tokens) for one reply.
+    messages: Optional[Sequence[Mapping[str, Any]]] = None,
+    tools: Optional[Sequence[Mapping[str, Any]]] = None,
+    max_tokens: Optional[int] = None,
+) -> Cost:
+    """The :class:`Cost` of one reply.
 
     Token counts come from the server's ``usage`` (``prompt_tokens``/``completion_tokens``, or the
-    ``input_tokens``/``output_tokens`` some relays pass through); a count that is missing is estimated from
-    the text with :func:`estimate_tokens`, and ``estimated`` is True. The cost is None when there is no
-    price, or when a token price needed for a non-zero count is missing. A ``per_call`` price is the cost
-    whatever the tokens.
+    ``input_tokens``/``output_tokens`` some relays pass through; one of them from ``total_tokens`` when only
+    the other is given). A count still missing is estimated and ``estimated`` is True: the prompt from
+    ``messages`` (with the chat template's overhead, and ``tools``) or else ``prompt_text``; the completion
+    from ``answer_text``, never above ``max_tokens``. The cost is None when there is no price, or when a
+    token price needed for a non-zero count is missing. A ``per_call`` price is the cost whatever the
+    tokens.
     """
     prompt = _count(usage, "prompt_tokens", "input_tokens")
     completion = _count(usage, "completion_tokens", "output_tokens")
+    total = _count(usage, "total_tokens")
+    if total is not None:
+        if prompt is None and completion is not None and total >= completion:
+            prompt = total - completion
+        elif completion is None and prompt is not None and total >= prompt:
+            completion = total - prompt
     estimated = prompt is None or completion is None
     if prompt is None:
-        prompt = estimate_tokens(prompt_text)
+        prompt = (
+            estimate_prompt_tokens(messages, tools=tools)
+            if messages is not None
+            else estimate_tokens(prompt_text)
+        )
     if completion is None:
-        completion = estimate_tokens(answer_text)
+        completion = estimate_completion_tokens(answer_text, max_tokens=max_tokens)
+    return Cost(_priced(price, 1, prompt, completion), estimated, prompt, completion)
+
+
+def _priced(price: Optional[Price], calls: int, prompt: int, completion: int) -> Optional[float]:
     if price is None:
-        return None, estimated, prompt, completion
+        return None
     if price.per_call is not None:
-        return price.per_call, estimated, prompt, completion
+        return price.per_call * calls
     cost = 0.0
     for tokens, rate in ((prompt, price.input_per_million), (completion, price.output_per_million)):
         if tokens == 0:
             continue
         if rate is None:
-            return None, estimated, prompt, completion
+            return None
         cost += tokens * rate / 1_000_000
-    return cost, estimated, prompt, completion
+    return cost
 
 
 def format_money(amount: float, currency: str = "¥") -> str:
@@ -211,20 +319,50 @@ def _pad(text: str, width: int, *, right: bool = False) -> str:
     return gap + text if right else text + gap
 
 
+class LedgerRow(NamedTuple):
+    """One model's line in the usage ledger."""
+
+    model: str
+    calls: int
+    prompt: int
+    completion: int
+    cost: Optional[float]  # the known part; None when no reply of the model has a price
+    estimated: bool  # some token count (and so some cost) is estimated
+    unpriced: int  # replies without a price: the cost, if any, is a lower bound
+
+
+class LedgerTotal(NamedTuple):
+    """The sum of every row of the usage ledger."""
+
+    calls: int
+    prompt: int
+    completion: int
+    cost: Optional[float]
+    estimated: bool
+    unpriced: int
+
+
 class _Row:
-    __slots__ = ("calls", "completion", "cost", "estimated", "prompt", "unknown")
+    __slots__ = ("calls", "completion", "cost", "estimated", "priced", "prompt", "unpriced")
 
     def __init__(self) -> None:
         self.calls = 0
         self.prompt = 0
         self.completion = 0
         self.cost = 0.0
-        self.unknown = False
+        self.priced = 0  # replies whose cost is in self.cost
         self.estimated = False
+        # Replies recorded without a price: (calls, prompt tokens, completion tokens), priced later if the
+        # user sets a price for the model.
+        self.unpriced = (0, 0, 0)
 
 
 class UsageLedger:
-    """Tokens and money spent, per model, since the ledger was created or reset."""
+    """Tokens and money spent, per model, since the ledger was created or reset.
+
+    A reply recorded without a price keeps its tokens: :meth:`rows`, :meth:`total` and :meth:`table`
+    price them with the prices they are given, so prices set after some replies still count for them.
+    """
 
     def __init__(self) -> None:
         self._rows: dict[str, _Row] = {}
@@ -232,56 +370,78 @@ class UsageLedger:
     def add(
         self, model: str, prompt_tokens: int, completion_tokens: int, cost: Optional[float], estimated: bool
     ) -> None:
-        """Record one reply. ``cost`` None means the price is unknown; the model's total is then unknown."""
+        """Record one reply. ``cost`` None means the price is unknown (for now)."""
         row = self._rows.setdefault(model, _Row())
         row.calls += 1
         row.prompt += prompt_tokens
         row.completion += completion_tokens
         if cost is None:
-            row.unknown = True
+            calls, prompt, completion = row.unpriced
+            row.unpriced = (calls + 1, prompt + prompt_tokens, completion + completion_tokens)
         else:
             row.cost += cost
+            row.priced += 1
         row.estimated = row.estimated or estimated
 
-    def rows(self) -> list[tuple[str, int, int, int, Optional[float], bool]]:
-        """(model, calls, prompt tokens, completion tokens, cost or None if any price was unknown, whether
-        any figure is estimated), in the order the models were first used."""
-        return [
-            (model, r.calls, r.prompt, r.completion, None if r.unknown else r.cost, r.estimated)
-            for model, r in self._rows.items()
-        ]
+    def add_cost(self, model: str, cost: Cost) -> None:
+        """Record one reply from its :class:`Cost`."""
+        self.add(model, cost.prompt, cost.completion, cost.amount, cost.estimated)
 
-    def total(self) -> tuple[int, int, int, Optional[float], bool]:
-        """(calls, prompt tokens, completion tokens, known cost or None if none is known, any estimated)."""
-        rows = list(self._rows.values())
-        known = [r.cost for r in rows if not r.unknown]
-        return (
+    def rows(self, prices: Optional[Mapping[str, Price]] = None) -> list[LedgerRow]:
+        """One :class:`LedgerRow` per model, in the order the models were first used; replies recorded
+        without a price are priced with ``prices`` where it has one for the model."""
+        out = []
+        for model, r in self._rows.items():
+            cost: Optional[float] = r.cost if r.priced else None
+            unpriced, prompt, completion = r.unpriced
+            if unpriced and prices:
+                late = _priced(price_for(prices, model), unpriced, prompt, completion)
+                if late is not None:
+                    cost, unpriced = (cost or 0.0) + late, 0
+            out.append(LedgerRow(model, r.calls, r.prompt, r.completion, cost, r.estimated, unpriced))
+        return out
+
+    def total(self, prices: Optional[Mapping[str, Price]] = None) -> LedgerTotal:
+        """The :class:`LedgerTotal` of :meth:`rows`; its cost is the known part (None if none is known)."""
+        rows = self.rows(prices)
+        known = [r.cost for r in rows if r.cost is not None]
+        return LedgerTotal(
             sum(r.calls for r in rows),
             sum(r.prompt for r in rows),
             sum(r.completion for r in rows),
             sum(known) if known else None,
             any(r.estimated for r in rows),
+            sum(r.unpriced for r in rows),
         )
 
-    def table(self, currency: str = "¥") -> str:
-        """A plain-text table, one line per model and a total; ``~`` marks estimates, ``?`` unknown prices."""
+    def table(self, currency: str = "¥", prices: Optional[Mapping[str, Price]] = None) -> str:
+        """A plain-text table, one line per model and a total, then a legend for the marks that appear:
+        ``~`` estimated, ``?`` no price, ``≥`` a lower bound (some replies had no price)."""
         if not self._rows:
             return "no usage recorded yet"
 
-        def money(cost: Optional[float], estimated: bool) -> str:
+        def money(cost: Optional[float], estimated: bool, unpriced: int) -> str:
             if cost is None:
                 return "?"
-            return ("~" if estimated else "") + format_money(cost, currency)
+            shown = ("~" if estimated else "") + format_money(cost, currency)
+            return "≥ " + shown if unpriced else shown
+
+        def count(tokens: int, estimated: bool) -> str:
+            return ("~" if estimated else "") + f"{tokens:,}"
 
         lines = [["model", "calls", "prompt", "completion", "cost"]]
-        for model, calls, prompt, completion, cost, estimated in self.rows():
-            lines.append([model, f"{calls:,}", f"{prompt:,}", f"{completion:,}", money(cost, estimated)])
-        calls, prompt, completion, known, estimated = self.total()
-        some_unknown = any(r.unknown for r in self._rows.values())
-        total_cost = money(known, estimated)
-        if some_unknown and known is not None:
-            total_cost = "≥ " + total_cost  # the unknown prices can only add to it
-        lines.append(["total", f"{calls:,}", f"{prompt:,}", f"{completion:,}", total_cost])
+        figures: list[tuple[str, Union[LedgerRow, LedgerTotal]]] = [(r.model, r) for r in self.rows(prices)]
+        figures.append(("total", self.total(prices)))
+        for name, row in figures:
+            lines.append(
+                [
+                    name,
+                    f"{row.calls:,}",
+                    count(row.prompt, row.estimated),
+                    count(row.completion, row.estimated),
+                    money(row.cost, row.estimated, row.unpriced),
+                ]
+            )
         widths = [max(_width(line[i]) for line in lines) for i in range(5)]
         out = [
             "  ".join(_pad(cell, widths[i], right=i > 0) for i, cell in enumerate(line)).rstrip()
@@ -290,11 +450,14 @@ class UsageLedger:
         rule = "-" * _width(out[0])
         out.insert(1, rule)
         out.insert(len(out) - 1, rule)
+        cells = [cell for line in lines[1:] for cell in line[1:]]
         notes = []
-        if any(r.estimated for r in self._rows.values()):
+        if any(cell.startswith("~") or cell.startswith("≥ ~") for cell in cells):
             notes.append("~ estimated from the text: the server sent no token counts")
-        if some_unknown:
+        if "?" in cells:
             notes.append("? no price set for this model")
+        if any(cell.startswith("≥") for cell in cells):
+            notes.append("≥ some replies have no price: the cost shown is the part that is known")
         return "\n".join(out + notes)
 
     def reset(self) -> None:

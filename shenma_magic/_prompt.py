@@ -6,6 +6,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional, Union
 
+from ._errors import ConfigError
+
 __all__ = ["Conversation", "fill_variables"]
 
 # {name}, {name.attr}, {name[key]} and chains of them; anything else in braces is left alone, because code
@@ -27,6 +29,18 @@ def _key(text: str) -> Any:
         return text
 
 
+# What a lookup raises when the braces are simply not a placeholder for this object: the text stays as
+# written. Anything else (a property or __getitem__ that fails for its own reasons) is an error to show.
+_NOT_THERE = (AttributeError, KeyError, IndexError, TypeError)
+
+
+def _fill_error(expr: str, what: str, exc: BaseException) -> ConfigError:
+    return ConfigError(
+        f"cannot fill {{{expr}}}: {what} raised {type(exc).__name__}; nothing was sent",
+        f"fix the variable, or write {{{{{expr}}}}} to send the braces as they are",
+    )
+
+
 def _resolve(expr: str, namespace: Mapping[str, Any]) -> Any:
     name_end = re.match(r"[A-Za-z_][A-Za-z0-9_]*", expr)
     assert name_end is not None
@@ -37,14 +51,32 @@ def _resolve(expr: str, namespace: Mapping[str, Any]) -> Any:
         attr, key = step.groups()
         try:
             value = getattr(value, attr) if attr is not None else value[_key(key)]
-        except Exception:  # any failure means "not a placeholder": leave the text as written
+        except _NOT_THERE:
             return _MISSING
+        except Exception as exc:
+            raise _fill_error(expr, f"its .{attr}" if attr is not None else f"its [{key}]", exc) from None
     return value
+
+
+def _text(expr: str, value: Any) -> str:
+    try:
+        text = str(value)
+    except Exception as exc:
+        raise _fill_error(expr, "its str()", exc) from None
+    if not isinstance(text, str):  # pragma: no cover - str() itself refuses a non-str __str__ result
+        raise ConfigError(f"cannot fill {{{expr}}}: its str() is not text", "fix the variable")
+    return text
 
 
 def fill_variables(text: str, namespace: Mapping[str, Any]) -> str:
     """``{name}``, ``{name.attr}`` and ``{name[key]}`` become ``str(value)`` when they resolve;
-    ``{{``/``}}`` become literal braces; everything else stays exactly as written."""
+    ``{{``/``}}`` become literal braces; everything else stays exactly as written.
+
+    Raises:
+        ConfigError: one line naming the placeholder, when the value's ``str()``, a property or a
+            ``__getitem__`` fails with anything but "not there" (AttributeError, KeyError, IndexError,
+            TypeError), so the user learns why instead of seeing a traceback.
+    """
 
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -53,7 +85,7 @@ def fill_variables(text: str, namespace: Mapping[str, Any]) -> str:
         if token == "}}":
             return "}"
         value = _resolve(match.group(1), namespace)
-        return token if value is _MISSING else str(value)
+        return token if value is _MISSING else _text(match.group(1), value)
 
     return _PLACEHOLDER.sub(replace, text)
 
@@ -87,12 +119,23 @@ class Conversation:
         out.append({"role": "user", "content": user})
         return out
 
-    def record(self, user: Content, answer: str, extra: Optional[list[dict[str, Any]]] = None) -> None:
-        """Add a finished turn: the user message, any intermediate messages (tool calls), the answer."""
+    def record(self, user: Content, answer: str, extra: Optional[list[dict[str, Any]]] = None) -> bool:
+        """Add a finished turn: the user message, any intermediate messages (tool calls), the answer.
+
+        The conversation never holds an empty assistant message (servers in front of Anthropic models
+        reject one, and it would be re-sent every turn): an answer that is empty or only whitespace is
+        left out; a turn with neither an answer nor tool-call steps is not recorded at all. Returns
+        whether anything was recorded.
+        """
+        has_answer = bool(answer and answer.strip())
+        if not has_answer and not extra:
+            return False
         turn: list[dict[str, Any]] = [{"role": "user", "content": user}]
         turn.extend(extra or [])
-        turn.append({"role": "assistant", "content": answer})
+        if has_answer:
+            turn.append({"role": "assistant", "content": answer})
         self.turns.append(turn)
+        return True
 
     def __len__(self) -> int:
         return len(self.turns)

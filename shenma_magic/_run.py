@@ -150,11 +150,14 @@ class _Turn:
         clock: Callable[[], float],
         measure: Callable[[ReplyBuilder], _Used],
         money: Callable[[float], str],
+        describe: Callable[[ShenmaError], str] = str,
     ) -> None:
         self.model = model
         self.clock = clock
         self._measure = measure
         self._money = money
+        # How an error reads in the reply (and the view): the front door words its own advice.
+        self.describe = describe
         self.start = clock()
         self.first_token: Optional[float] = None
         self.used: list[_Used] = []
@@ -214,7 +217,7 @@ class _Turn:
             if close is not None:
                 close()  # closes the HTTP response now, not when the generator is garbage-collected
         if exception is not None:
-            error: Optional[str] = str(exception)
+            error: Optional[str] = self.describe(exception)
         elif interrupted:
             error = INTERRUPTED if builder.has_output else INTERRUPTED_EARLY
         else:
@@ -292,6 +295,7 @@ def run_turn(
     measure: Optional[Measurer] = None,
     money: Callable[[float], str] = format_money,
     tokens: Optional[LegacyTokenInfo] = None,
+    describe: Callable[[ShenmaError], str] = str,
 ) -> TurnResult:
     """Consume ``stream`` into ``view`` and finish it with the status line; never raises for server or
     transport errors, nor for Ctrl-C.
@@ -299,7 +303,9 @@ def run_turn(
     ``measure`` gives the tokens and cost of what has arrived (default: the server's usage, unpriced) and
     ``money`` shows a cost; ``tokens`` is the older form of ``measure``.
     """
-    turn = _Turn(model=model, clock=clock, measure=_measurer(measure, tokens, money), money=money)
+    turn = _Turn(
+        model=model, clock=clock, measure=_measurer(measure, tokens, money), money=money, describe=describe
+    )
     end = turn.stream(stream, view, interval=interval)
     twice = _finish(view, end.reply, turn.final_status(end))
     used = turn.close_round(end)
@@ -356,6 +362,7 @@ def run_chat(
     money: Callable[[float], str] = format_money,
     tokens: Optional[LegacyTokenInfo] = None,
     on_round: Callable[[TurnResult], None] = lambda result: None,
+    describe: Callable[[ShenmaError], str] = str,
 ) -> ChatTurn:
     """A user turn: stream a reply; while the model asks for tools, run the allowed ones and stream again.
 
@@ -365,7 +372,9 @@ def run_chat(
     gets a view of its own from ``make_view``; only the last one's status line has figures, those of the
     whole turn. ``on_round`` sees every round, to bill each.
     """
-    turn = _Turn(model=model, clock=clock, measure=_measurer(measure, tokens, money), money=money)
+    turn = _Turn(
+        model=model, clock=clock, measure=_measurer(measure, tokens, money), money=money, describe=describe
+    )
     extra: list[Message] = []
     tool_rounds = 0
     while True:

@@ -2,7 +2,8 @@
 
 A :class:`Session` owns everything a chat needs (the settings, the conversation, a client per host and key,
 the key store, the tools, the usage ledger, the last reply, the background jobs) and runs turns through
-:meth:`Session.run` (here and now) or :meth:`Session.start` (on a worker thread, ``%%chat --bg``). Front
+:meth:`Session.run` (here and now) or :meth:`Session.start` (on a worker thread, ``%%chat --bg``), and
+comparisons through :meth:`Session.run_compare` or :meth:`Session.start_compare`. Front
 doors only wire it: the ``%%chat`` magic parses a cell into a :class:`ChatRequest` and supplies views,
 ``Session.ask`` supplies a callback. Nothing here imports IPython or ipywidgets, and ``requests`` only when
 the first request is made.
@@ -10,7 +11,9 @@ the first request is made.
 Turns of one conversation never overlap and keep their order: a turn started while a background turn of
 the same conversation is in flight waits for it (saying so through its frontend), so each is sent with
 the history before it. ``new`` and :meth:`Session.reset` start a new conversation object, so a turn still
-in flight records into the conversation it was asked in.
+in flight records into the conversation it was asked in. A comparison in flight records its branches when
+it ends; until then a later turn is checked against the branches it will leave (:meth:`branch_models`)
+and takes up its branch only when its own turn comes.
 """
 
 from __future__ import annotations
@@ -24,17 +27,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
 
+from ._branches import Branches, check_models
 from ._errors import ConfigError, ShenmaError
 from ._jobs import CancelToken, Job, JobRegistry, cancellable
 from ._journal import Journal, Round
 from ._keys import KeyStore
-from ._models import Delta, Reply
+from ._models import Delta, Reply, ReplyBuilder
 from ._prompt import Conversation
 from ._secret import Secret, excerpt, host_of, is_loopback_host
 from ._settings import Settings
 
 if TYPE_CHECKING:
     from ._client import ChatClient
+    from ._columns import ColumnsFrontend
+    from ._comparison import ComparisonOutcome
     from ._costing import Costing
     from ._display import View
     from ._exchange import ConversationRecord
@@ -90,6 +96,21 @@ class ChatRequest:
     new: bool = False
     tools: bool = True
     cache: Optional[bool] = None  # answer from the log if it holds this exact request (None: the setting)
+    models: Sequence[str] = ()  # several: a comparison (Session.run_compare); model is then unused
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A turn's parts that do not depend on the model (see Session._prepare_shared)."""
+
+    client: Optional[ChatClient]  # None when the cache may answer (a key is then needed only to send)
+    base_url: str
+    content: Any  # the user's message: text, or text and image parts
+    system: Optional[str]
+    extra: dict[str, Any]  # response_format for JSON
+    options: dict[str, Any]  # temperature, max_tokens, timeout
+    images: list[Any]
+    use_cache: bool
 
 
 REPLAYED = "replayed from the log"
@@ -158,16 +179,24 @@ class _QuietFrontend:
 
 _default_registry: Optional[ToolRegistry] = None
 _current: Optional[Session] = None
+_current_sync: Optional[Callable[[], Session]] = None
 
 
-def current_session() -> Optional[Session]:
-    """The session the notebook's ``%%chat`` cells use (set when the extension loads), or None."""
+def current_session(*, synced: bool = False) -> Optional[Session]:
+    """The session the notebook's ``%%chat`` cells use (set when the extension loads), or None.
+
+    ``synced=True``: with the settings as the notebook last set them (``%config ChatMagics.x``, ``%chat x
+    value``), for code that uses the session outside a ``%%chat`` cell (``shenma_magic.map``)."""
+    if synced and _current is not None and _current_sync is not None:
+        return _current_sync()
     return _current
 
 
-def set_current_session(session: Optional[Session]) -> None:
-    global _current
+def set_current_session(session: Optional[Session], sync: Optional[Callable[[], Session]] = None) -> None:
+    """Set the notebook's session; ``sync`` brings its settings up to date with the front door's."""
+    global _current, _current_sync
     _current = session
+    _current_sync = sync if session is not None else None
 
 
 def default_tools() -> ToolRegistry:
@@ -248,11 +277,16 @@ class Session:
         )
         self._turn_owners: weakref.WeakKeyDictionary[Conversation, int] = weakref.WeakKeyDictionary()
         self._jobs: Optional[JobRegistry] = None
+        # The branch models a conversation will have once this background turn (and those before it) ended.
+        self._planned: weakref.WeakKeyDictionary[Job[Any], list[str]] = weakref.WeakKeyDictionary()
         self.journal = Journal(store, self.known_keys)
+        # Whose words the advice in an error uses: "python" (api_key=, model=) or "magic" (%chat key, -m).
+        self.door: str = "python"
         self.notebook: Optional[str] = None
         self.conversation_id = uuid.uuid4().hex
         # The other sides of a resumed comparison, by model (the plain conversation is ``conversation``).
-        self.branches: dict[str, Conversation] = {}
+        self.branches = Branches()
+        self.last_comparison: Optional[dict[str, Reply]] = None  # set by a comparison, cleared by a turn
 
     def __repr__(self) -> str:
         return (
@@ -302,7 +336,7 @@ class Session:
         A new conversation object: a background turn still in flight records into the one it was asked in.
         """
         self.conversation = Conversation()
-        self.branches = {}
+        self.branches = Branches()
         self.conversation_id = uuid.uuid4().hex
 
     @property
@@ -331,7 +365,7 @@ class Session:
             return None
         self.conversation = Conversation()
         self.conversation.turns = [[dict(m) for m in turn] for turn in record.turns]
-        self.branches = {}
+        self.branches = Branches()
         for name, turns in record.branches.items():
             if name:
                 side = Conversation()
@@ -348,6 +382,14 @@ class Session:
 
             self._jobs = new_registry()
         return self._jobs
+
+    def branch_models(self) -> list[str]:
+        """The models of the conversation's branches, as they will be once the background turns in flight
+        in it have ended (a comparison records its branches when it ends; one model's turn drops them)."""
+        busy = self._jobs.busy(self.conversation) if self._jobs is not None else None
+        if busy is None:
+            return self.branches.models
+        return list(self._planned.get(busy, self.branches.models))
 
     def wait(self, timeout: Optional[float] = None) -> list[Job[Any]]:
         """Block until every background turn has ended; returns those waited for.
@@ -366,7 +408,6 @@ class Session:
 
     def client(self, base_url: Optional[str] = None) -> ChatClient:
         """The client for a base URL and its key; kept, so the connection is reused across turns."""
-        from ._client import ChatClient
 
         url = base_url or self.base_url
         key, _ = self.key_for(url)
@@ -374,19 +415,66 @@ class Session:
             raise MissingKeyError(f"no API key for {host_of(url)}")
         client = self._clients.get((url, key))
         if client is None:
-            client = ChatClient(
-                url, key, max_retries=self.settings.max_retries, timeout=self.settings.timeout
-            )
+            client = self._new_client(url, key)
             self._clients[(url, key)] = client
         client.max_retries = self.settings.max_retries
+        client.max_time = self.settings.max_time
         return client
+
+    def _new_client(self, url: str, key: Optional[Secret]) -> ChatClient:
+        from ._client import ChatClient
+
+        return ChatClient(
+            url,
+            key,
+            max_retries=self.settings.max_retries,
+            timeout=self.settings.timeout,
+            max_time=self.settings.max_time,
+            # Every key the package knows: none may leave in a request body, all are masked in replies.
+            known_keys=self._key_sources,
+        )
+
+    def describe_error(self, err: ShenmaError, base_url: Optional[str] = None) -> str:
+        """The error on one line, with advice in the words of this session's front door."""
+        from ._hints import front_door_hint
+
+        key, source = (
+            self.key_for(base_url or self.base_url)
+            if not isinstance(err, MissingKeyError)
+            else (
+                None,
+                "",
+            )
+        )
+        key_source: Any = None
+        key_env = ""
+        if key is not None:
+            if source.startswith("$"):
+                key_source, key_env = "env", source[1:]
+            elif source.startswith("key file"):
+                key_source = "saved"
+            elif source == "api_key=":
+                key_source = "argument"
+            else:
+                key_source = "entered"
+        door: Any = "magic" if self.door == "magic" else "python"
+        try:
+            hint = front_door_hint(err, door, key_source=key_source, key_env=key_env)
+        except Exception:  # advice must never hide the error itself
+            hint = err.hint
+        return f"{err.message} — {hint}" if hint else err.message
+
+    def _key_sources(self) -> list[tuple[Secret, str]]:
+        sources = self.keys.key_sources()
+        if self._api_key is not None:
+            sources.append((self._api_key, "api_key="))
+        return sources
 
     def _own_client(self, base_url: str) -> ChatClient:
         """A client for one background turn alone: stopping the turn aborts it without touching others."""
-        from ._client import ChatClient
 
         key, _ = self.key_for(base_url)
-        return ChatClient(base_url, key, max_retries=self.settings.max_retries, timeout=self.settings.timeout)
+        return self._new_client(base_url, key)
 
     def forget_clients(self) -> None:
         """Close kept connections (after a key changed)."""
@@ -457,10 +545,11 @@ class Session:
         ``frontend.notify``; Ctrl-C then raises ChatInterrupted and nothing is sent).
         """
         turn = self._prepare(request)
-        conversation = self._conversation_for(request)
-        conversation_id = self.conversation_id
+        conversation = self._conversation_for(request, turn.model)
+        branches, conversation_id = self.branches, self.conversation_id
         self._wait_for_background(conversation, frontend)
         with self._one_turn(conversation):
+            _take_branch(branches, turn.model, conversation)
             return self._send(turn, conversation, conversation_id, frontend)
 
     def start(
@@ -483,8 +572,8 @@ class Session:
         from ._background import start_turn
 
         turn = self._prepare(request)
-        conversation = self._conversation_for(request)
-        conversation_id = self.conversation_id
+        conversation = self._conversation_for(request, turn.model)
+        branches, conversation_id = self.branches, self.conversation_id
         if turn.images:
             frontend.show_images(turn.images)
         first = frontend.make_view()
@@ -492,11 +581,16 @@ class Session:
 
         def work(token: CancelToken, views: Callable[[], View]) -> Outcome:
             with self._one_turn(conversation):
+                try:
+                    _take_branch(branches, turn.model, conversation)
+                except ShenmaError as exc:  # a turn before it left other branches than it was checked for
+                    views().finish(ReplyBuilder().build(error=f"{exc}; nothing was sent"), "not sent")
+                    raise
                 return self._send(
                     turn, conversation, conversation_id, _WithViews(frontend, views), token=token, shown=True
                 )
 
-        return start_turn(
+        job = start_turn(
             self.jobs,
             work,
             label=shown,
@@ -506,13 +600,20 @@ class Session:
             runner=runner,
             on_end=on_end,
         )
+        self._planned[job] = []  # one model's turn leaves no branches
+        return job
 
-    def _conversation_for(self, request: ChatRequest) -> Conversation:
+    def _conversation_for(self, request: ChatRequest, model: str) -> Conversation:
+        """The conversation a turn of one model continues; BranchError now if the branches it will find
+        have none for ``model`` (it takes up its branch when its turn comes: :func:`_take_branch`)."""
         if request.new:
             self.reset()
+        check_models(self.branch_models(), [model])
         return self.conversation
 
-    def _wait_for_background(self, conversation: Conversation, frontend: Frontend) -> None:
+    def _wait_for_background(
+        self, conversation: Conversation, frontend: Union[Frontend, ColumnsFrontend]
+    ) -> None:
         if self._jobs is None:
             return
         busy = self._jobs.busy(conversation)
@@ -545,8 +646,9 @@ class Session:
             finally:
                 self._turn_owners.pop(conversation, None)
 
-    def _prepare(self, request: ChatRequest) -> _Turn:
-        """Everything about a turn that can be checked before it waits for its turn: raises ConfigError."""
+    def _prepare_shared(self, request: ChatRequest) -> _Prepared:
+        """What every model of a turn gets: the checked options, the user's message, the system prompt.
+        Raises ConfigError before anything is sent."""
         settings = self.settings
         checked = Settings().with_changes(
             **{
@@ -562,15 +664,11 @@ class Session:
         )
         if not request.prompt.strip() and not request.images:
             raise ConfigError("the message is empty", "write the question")
-        model = (
-            Settings().with_changes(model=request.model).model if request.model else settings.resolved_model()
-        )
         base_url = settings.resolved_base_url()
-        use_cache = request.cache if request.cache is not None else settings.cache
+        use_cache = bool(request.cache if request.cache is not None else settings.cache)
         # With the cache on, a key is needed only if a request is really sent (a notebook re-run from the
         # log needs none); otherwise a missing key is said before anything happens.
-        if not use_cache:
-            self.client(base_url)
+        client = None if use_cache else self.client(base_url)
         extra: dict[str, Any] = {}
         if request.json or request.schema is not None:
             from ._jsonout import response_format
@@ -586,18 +684,37 @@ class Session:
         if extra.get("response_format") and "json" not in f"{system} {request.prompt}".lower():
             # OpenAI (and relays in front of it) answer 400 to JSON mode unless a message mentions JSON.
             system = f"{system}\nReply with JSON only." if system else "Reply with JSON only."
-        tools = self.tools if request.tools and len(self.tools) else None
-        if tools is not None:
-            extra["tools"] = tools.specs()
         options: dict[str, Any] = {
-            "model": model,
             "temperature": request.temperature if request.temperature is not None else settings.temperature,
             "max_tokens": request.max_tokens if request.max_tokens is not None else settings.max_tokens,
             "timeout": checked.timeout if request.timeout is not None else settings.timeout,
-            "extra": extra or None,
+            "max_time": checked.max_time if request.max_time is not None else settings.max_time,
         }
+        return _Prepared(client, base_url, content, system or None, extra, options, images, use_cache)
+
+    def _prepare(self, request: ChatRequest) -> _Turn:
+        """Everything about a turn that can be checked before it waits for its turn: raises ConfigError."""
+        settings = self.settings
+        model = (
+            Settings().with_changes(model=request.model).model if request.model else settings.resolved_model()
+        )
+        shared = self._prepare_shared(request)
+        extra = dict(shared.extra)
+        tools = self.tools if request.tools and len(self.tools) else None
+        if tools is not None:
+            extra["tools"] = tools.specs()
+        options: dict[str, Any] = {"model": model, **shared.options, "extra": extra or None}
         return _Turn(
-            request, settings, model, base_url, content, system or None, tools, options, images, use_cache
+            request,
+            settings,
+            model,
+            shared.base_url,
+            shared.content,
+            shared.system,
+            tools,
+            options,
+            shared.images,
+            shared.use_cache,
         )
 
     def _send(
@@ -617,7 +734,6 @@ class Session:
         if turn.images and not shown:
             frontend.show_images(turn.images)
         from ._costing import Costing
-        from ._models import ReplyBuilder
         from ._run import Measure, run_chat
 
         own = token is not None
@@ -675,6 +791,7 @@ class Session:
                 measure=measure,
                 money=money,
                 on_round=round_done,
+                describe=lambda err: self.describe_error(err, turn.base_url),
             )
         finally:
             if own and clients:
@@ -693,6 +810,7 @@ class Session:
                 rounds, costing, turn.base_url, model, conversation_id, turn_index, answer, frontend.notify
             )
         self.last = reply
+        self.last_comparison = None
         outcome = Outcome(reply, interrupted=result.interrupted, error=result.exception)
         if (request.json or request.schema is not None) and reply.text and reply.error is None:
             from ._jsonout import recover_json, validate_against
@@ -708,6 +826,124 @@ class Session:
                 outcome.value = value
                 outcome.has_value = True
         return outcome
+
+    # -- several models at once -------------------------------------------------------------------------
+
+    def compare(
+        self,
+        prompt: str,
+        models: Optional[Sequence[str]] = None,
+        *,
+        system: Optional[str] = None,
+        temperature: Optional[float] = None,
+        max_tokens: Optional[int] = None,
+        json: bool = False,
+        schema: Any = None,
+        images: Sequence[Any] = (),
+        on_delta: Optional[Callable[[str, Delta], None]] = None,
+        timeout: Optional[float] = None,
+        max_time: Optional[float] = None,
+        new: bool = False,
+    ) -> dict[str, Reply]:
+        """Send ``prompt`` to each of ``models`` at once and stream the answers concurrently; return
+        model → :class:`Reply` in the order given (``on_delta(model, delta)`` sees each piece).
+
+        Each model continues its own branch of the conversation: after a comparison, ``compare()`` again
+        (``models=None``: the same models) goes on with every branch, ``ask(model=m)`` picks ``m``'s.
+        One model's failure is in its reply's ``.error`` and leaves the others alone. Raises ConfigError
+        for what is wrong before anything is sent, and :class:`ChatInterrupted` on Ctrl-C, with every
+        partial reply in ``.replies`` (also kept in the branches). Tools are not offered.
+        """
+        from ._columns import QuietColumns
+
+        request = ChatRequest(
+            prompt=prompt,
+            models=tuple(models or ()),
+            system=system,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            timeout=timeout,
+            max_time=max_time,
+            json=json,
+            schema=schema,
+            images=tuple(images),
+            new=new,
+            tools=False,
+            cache=False,
+        )
+        notices: list[str] = []
+        outcome = self.run_compare(request, QuietColumns(on_delta, notices))
+        for reply in outcome.replies.values():
+            reply.notices.extend(n for n in notices if n not in reply.notices)
+        if outcome.interrupted:
+            stop = ChatInterrupted("interrupted: the partial answers are kept in .replies")
+            stop.replies = outcome.replies  # type: ignore[attr-defined]
+            raise stop
+        return outcome.replies
+
+    def run_compare(self, request: ChatRequest, frontend: ColumnsFrontend) -> ComparisonOutcome:
+        """Run one user turn on several models at once (``request.models``; none: the models of the
+        conversation's branches) through ``frontend``'s columns. Raises like :meth:`run`."""
+        from ._comparison import run_comparison
+
+        if request.new:
+            self.reset()
+        conversation = self.conversation
+        self._wait_for_background(conversation, frontend)
+        with self._one_turn(conversation):
+            return run_comparison(self, request, frontend)
+
+    def start_compare(
+        self,
+        request: ChatRequest,
+        frontend: ColumnsFrontend,
+        *,
+        label: Optional[str] = None,
+        runner: Optional[Callable[[Callable[[], None]], None]] = None,
+        on_end: Callable[[Job[ComparisonOutcome]], None] = lambda job: None,
+    ) -> Job[ComparisonOutcome]:
+        """Start the comparison (as :meth:`run_compare` runs it) on a background thread; return its
+        :class:`~._jobs.Job` at once.
+
+        What is wrong with the request raises here. The columns are made now (so a cell shows them before
+        it returns); the refresh loop then runs on the worker thread, so the columns view and the
+        frontend's lines must be safe there. The comparison waits for earlier turns of the same
+        conversation, and later ones wait for it; its branches are recorded when it ends. Stopping the job
+        (``job.token.cancel``, ``wait()`` on Ctrl-C, ``%chat stop``) stops every stream and keeps every
+        partial answer. ``job.result`` is the :class:`~._comparison.ComparisonOutcome`; ``on_end(job)``
+        runs on the worker thread when it has ended.
+        """
+        from ._background import ColumnsAsView, start_turn
+        from ._comparison import plan_comparison, run_comparison
+
+        if request.new:
+            self.reset()
+        plan = plan_comparison(self, request)
+        conversation = plan.conversation
+        if plan.prepared.images:
+            frontend.show_images(plan.prepared.images)
+        columns = frontend.make_columns(plan.models)
+        shown = label or f"{', '.join(plan.models)}: {excerpt(request.prompt, 40)}"
+
+        def work(token: CancelToken, views: Callable[[], View]) -> ComparisonOutcome:
+            with self._one_turn(conversation):
+                return run_comparison(
+                    self, request, frontend, plan, columns=columns, stop=lambda: token.cancelled
+                )
+
+        first = ColumnsAsView(columns, plan.models)  # ends the columns if the job stops before it starts
+        job = start_turn(
+            self.jobs,
+            work,
+            label=shown,
+            first_view=first,
+            make_view=lambda: first,
+            order=conversation,
+            runner=runner,
+            on_end=on_end,
+        )
+        self._planned[job] = list(plan.models)
+        return job
 
     def _log_turn(
         self,
@@ -750,12 +986,54 @@ class Session:
             )
         self.journal.write(exchanges, notify)
 
+    # -- a table of prompts ------------------------------------------------------------------------------
+
+    def map(
+        self,
+        template: Union[str, Callable[[Any], Any]],
+        data: Any,
+        *,
+        model: Optional[str] = None,
+        concurrency: int = 8,
+        json: bool = False,
+        schema: Any = None,
+        max_cost: Optional[float] = None,
+        cache: bool = True,
+        progress: bool = True,
+        **options: Any,
+    ) -> Any:
+        """The template over every row of ``data``, each row an independent request with this session's
+        settings (not part of the conversation). See :func:`shenma_magic.map`."""
+        from ._batch import run_map
+
+        return run_map(
+            self,
+            template,
+            data,
+            model=model,
+            concurrency=concurrency,
+            json=json,
+            schema=schema,
+            max_cost=max_cost,
+            cache=cache,
+            progress=progress,
+            **options,
+        )
+
     def _images(self, sources: Sequence[Any]) -> list[Any]:
         if not sources:
             return []
         from ._images import image_part
 
         return [image_part(source) for source in sources]
+
+
+def _take_branch(branches: Branches, model: str, trunk: Conversation) -> None:
+    """One model after a comparison, once its turn has come: it continues its own branch, which becomes
+    the conversation (BranchError if the comparison left none for it)."""
+    if branches:
+        branches.check([model])
+        branches.adopt(model, trunk)
 
 
 @dataclass(frozen=True)

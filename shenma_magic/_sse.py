@@ -5,42 +5,62 @@ feeding bytes at any split point.
 
 The rules are the WHATWG "event stream" interpretation:
 https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+
+Memory is bounded: a line may hold at most :data:`MAX_LINE` bytes and an event's data (its ``data:`` lines
+joined) at most :data:`MAX_EVENT` characters, so a server that never sends a line break, or ``data:`` lines
+that never end in a blank line, gets a :class:`~shenma_magic.LimitExceededError` as soon as the limit is
+passed instead of filling the memory. The limits are far above any real chat chunk (a few hundred bytes;
+a whole non-streamed answer wrapped in one event stays well under them).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NoReturn, Optional
 
-__all__ = ["LineDecoder", "SSEDecoder", "ServerSentEvent"]
+from ._errors import LimitExceededError
+
+__all__ = ["MAX_EVENT", "MAX_LINE", "LineDecoder", "SSEDecoder", "ServerSentEvent"]
+
+MAX_LINE = 16 * 1024 * 1024
+"""Bytes one line may hold (without its ending) unless a decoder is given another limit: 16 MiB, room
+for a relay that sends a whole answer with a base64 image in one event."""
+MAX_EVENT = 32 * 1024 * 1024
+"""Characters one event's data may hold (its data lines joined) unless a decoder is given another limit:
+32 Mi, shown as "32 MiB" since the JSON of chat streams is mostly ASCII (a character is at most 4 bytes)."""
 
 _BOM = b"\xef\xbb\xbf"
+_HINT = "the text so far is kept; the server (or a proxy in front of it) is not sending a chat stream"
+
+
+def _size(limit: int) -> str:
+    """``4 MiB``, ``512 KiB``, ``100 bytes``: a limit as a person would say it."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if limit >= scale and limit % scale == 0:
+            return f"{limit // scale} {unit}"
+    return f"{limit:,} bytes"
+
+
+def _limit_error(what: str, limit: int) -> LimitExceededError:
+    return LimitExceededError(f"the server sent {what} longer than the {_size(limit)} limit", _HINT)
 
 
 class ServerSentEvent:
     """One dispatched event. ``event`` is ``"message"`` unless the stream named it."""
 
-    __slots__ = ("data", "event", "id", "retry")
+    __slots__ = ("data", "event", "id")
 
-    def __init__(self, data: str, event: str = "message", id: str = "", retry: Optional[int] = None) -> None:
+    def __init__(self, data: str, event: str = "message", id: str = "") -> None:
         self.data = data
         self.event = event
         self.id = id
-        self.retry = retry
 
     def __repr__(self) -> str:
-        return (
-            f"ServerSentEvent(event={self.event!r}, data={self.data!r}, id={self.id!r}, retry={self.retry!r})"
-        )
+        return f"ServerSentEvent(event={self.event!r}, data={self.data!r}, id={self.id!r})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ServerSentEvent):
             return NotImplemented
-        return (self.data, self.event, self.id, self.retry) == (
-            other.data,
-            other.event,
-            other.id,
-            other.retry,
-        )
+        return (self.data, self.event, self.id) == (other.data, other.event, other.id)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -52,17 +72,39 @@ class LineDecoder:
     an LF at the start of the next are one ending. UTF-8 is decoded per complete line, never per chunk, so
     a character split across chunks survives. ``str.splitlines`` is never used: it would also break on
     U+2028, U+2029 and U+0085, which are ordinary characters inside JSON payloads.
+
+    A line longer than ``max_line`` bytes raises :class:`~shenma_magic.LimitExceededError` as soon as the
+    bytes held pass the limit (at most one chunk later), and what was held is let go.
     """
 
-    __slots__ = ("_bom_pending", "_parts", "_skip_lf", "_started")
+    __slots__ = ("_bom_pending", "_held", "_max_line", "_parts", "_skip_lf", "_started")
 
-    def __init__(self) -> None:
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        if max_line < 1:
+            raise ValueError("max_line must be at least 1")
+        self._max_line = max_line
         # The unfinished last line as a list of pieces, joined once when its ending arrives: appending to a
         # growing buffer and rescanning it on every chunk is what makes naive parsers quadratic.
         self._parts: list[bytes] = []
+        self._held = 0  # bytes in _parts
         self._skip_lf = False
         self._started = False
         self._bom_pending = b""
+
+    def _overflow(self) -> NoReturn:
+        self._parts = []
+        self._held = 0
+        raise _limit_error("a line", self._max_line)
+
+    def _check_lines(self, data: bytes) -> None:
+        """The rare path: ``data`` is long enough to complete a line that is too long (the held part of the
+        line included), or to hold one."""
+        limit = self._max_line
+        first = True
+        for piece in data.splitlines(keepends=True):
+            if len(piece.rstrip(b"\r\n")) + (self._held if first else 0) > limit:
+                self._overflow()
+            first = False
 
     def feed(self, chunk: bytes) -> list[str]:
         """Return the lines completed by ``chunk`` (without their endings)."""
@@ -89,16 +131,26 @@ class LineDecoder:
             # str.splitlines) breaks on nothing else.
             cut = chunk.rfind(b"\n")
             if cut == -1:
+                held = self._held + len(chunk)
+                if held > self._max_line:
+                    self._overflow()
                 self._parts.append(chunk)
+                self._held = held
                 return []
+            if self._held + cut > self._max_line:
+                self._check_lines(chunk)  # rare: a line here may be too long
             head = chunk[:cut]
             if self._parts:
                 self._parts.append(head)
                 head = b"".join(self._parts)
                 self._parts = []
-            if cut + 1 < len(chunk):
+            rest = len(chunk) - cut - 1
+            self._held = rest
+            if rest:
                 self._parts.append(chunk[cut + 1 :])
             return head.decode("utf-8", "replace").split("\n")
+        if self._held + len(chunk) > self._max_line:
+            self._check_lines(chunk)
         # bytes.splitlines breaks on exactly \r\n, \r and \n (unlike str.splitlines), in C.
         pieces = chunk.splitlines(keepends=True)
         last = pieces[-1]
@@ -118,11 +170,13 @@ class LineDecoder:
                 self._parts.append(pieces[0])
                 pieces[0] = b"".join(self._parts)
                 self._parts = []
+                self._held = 0
             for piece in pieces:
                 end = -2 if piece.endswith(b"\r\n") else -1
                 lines.append(piece[:end].decode("utf-8", "replace"))
         if tail is not None:
             self._parts.append(tail)
+            self._held += len(tail)
         return lines
 
     def flush(self) -> list[str]:
@@ -130,6 +184,7 @@ class LineDecoder:
         self._skip_lf = False
         rest = self._bom_pending + b"".join(self._parts)
         self._parts = []
+        self._held = 0
         self._bom_pending = b""
         if not self._started and rest.startswith(_BOM):
             rest = rest[len(_BOM) :]
@@ -138,45 +193,73 @@ class LineDecoder:
 
 
 class SSEDecoder:
-    """Turns bytes into dispatched events: a :class:`LineDecoder` plus the spec's field rules."""
+    """Turns bytes into dispatched events: a :class:`LineDecoder` plus the spec's field rules.
 
-    __slots__ = ("_data", "_event", "_has_data", "_last_id", "_lines", "_retry")
+    ``max_line`` bounds one line in bytes, ``max_event`` one event's data (its data lines joined) in
+    characters; passing either raises :class:`~shenma_magic.LimitExceededError`.
+    """
 
-    def __init__(self) -> None:
-        self._lines = LineDecoder()
+    __slots__ = ("_data", "_event", "_has_data", "_last_id", "_lines", "_max_event", "_size")
+
+    def __init__(self, max_line: int = MAX_LINE, max_event: int = MAX_EVENT) -> None:
+        if max_event < 1:
+            raise ValueError("max_event must be at least 1")
+        self._lines = LineDecoder(max_line)
+        self._max_event = max_event
         self._data: list[str] = []
+        self._size = 0  # characters in _data, plus one per line for the newlines that will join them
         self._has_data = False
         self._event = ""
         self._last_id = ""
-        self._retry: Optional[int] = None
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Return the events completed by ``chunk``."""
         lines = self._lines.feed(chunk)
         return self.decode_lines(lines) if lines else []
 
-    def flush(self) -> list[ServerSentEvent]:
-        """End of stream. NOTE: as per the spec, an event without its closing blank line is discarded."""
-        self.decode_lines(self._lines.flush())
+    def flush(self) -> Optional[ServerSentEvent]:
+        """End of stream: reset, and return the event whose blank line never came (its complete data lines;
+        an unfinished last line is not one), or None.
+
+        NOTE: as per the spec such an event is not dispatched (a browser discards it). It is handed back so
+        that a reader may still use what a broken proxy sent (one that never sends the blank line) rather
+        than lose a whole answer.
+        """
+        self._lines.flush()  # an unterminated last line is not a line
+        pending = (
+            ServerSentEvent("\n".join(self._data), self._event or "message", self._last_id)
+            if self._has_data
+            else None
+        )
         self._data = []
+        self._size = 0
         self._has_data = False
         self._event = ""
-        return []
+        return pending
 
     def decode_lines(self, lines: list[str]) -> list[ServerSentEvent]:
+        """Apply the field rules to complete lines (without endings); return the events they dispatch."""
         events: list[ServerSentEvent] = []
         data = self._data
         has_data = self._has_data
+        size = self._size
+        # The joined data is one character shorter than size (no newline after the last line).
+        limit = self._max_event + 1
         for line in lines:
             # The hot path first: nearly every line of a chat stream is "data: {...}" or blank.
             if line.startswith("data:"):
-                data.append(line[6:] if line[5:6] == " " else line[5:])
+                value = line[6:] if line[5:6] == " " else line[5:]
+                data.append(value)
+                size += len(value) + 1
+                if size > limit:
+                    self._overflow()
                 has_data = True
                 continue
             if not line:
                 if has_data:
                     events.append(ServerSentEvent("\n".join(data), self._event or "message", self._last_id))
                     data.clear()
+                    size = 0
                     has_data = False
                 self._event = ""
                 continue
@@ -187,21 +270,25 @@ class SSEDecoder:
                 value = value[1:]
             if name == "data":  # "data" with no colon at all: an empty data line
                 data.append(value)
+                size += len(value) + 1
+                if size > limit:
+                    self._overflow()
                 has_data = True
             elif name == "event":
                 self._event = value
             elif name == "id" and "\0" not in value:
                 self._last_id = value
-            elif name == "retry" and value.isdigit() and value.isascii():
-                self._retry = int(value)
-            # Any other field is ignored, as the spec says.
+            # Any other field is ignored, as the spec says ("retry" too: this reader never reconnects).
         self._has_data = has_data
+        self._size = size
         return events
+
+    def _overflow(self) -> NoReturn:
+        self._data.clear()
+        self._size = 0
+        self._has_data = False
+        raise _limit_error("an event", self._max_event)
 
     @property
     def last_event_id(self) -> str:
         return self._last_id
-
-    @property
-    def retry(self) -> Optional[int]:
-        return self._retry

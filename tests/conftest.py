@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests._util import CHAT_ENV_VARS
 from tests.relay import Relay
 
 if TYPE_CHECKING:
@@ -232,9 +233,6 @@ def llmock(_llmock_process: LLMockProcess) -> Iterator[LLMockProcess]:
         _llmock_process.reset()
 
 
-CHAT_ENV_VARS = ("SHENMA_API_KEY", "SHENMA_BASE_URL", "SHENMA_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL")
-
-
 @pytest.fixture
 def chat_shell(
     relay: Relay, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -275,3 +273,11 @@ def chat_shell(
     for name in set(shell.user_ns) - before:
         if not name.startswith("_"):
             del shell.user_ns[name]
+
+
+@pytest.fixture
+def ip(chat_shell: Callable[..., InteractiveShell], request: pytest.FixtureRequest) -> InteractiveShell:
+    """The shell of :func:`chat_shell` with the test module's ``KEY``, and its ``IP_MAX_RETRIES`` when it
+    sets one (0: no backoff waits in tests that do not ask for retries)."""
+    key = getattr(request.module, "KEY", "sk-TESTKEY0000000000000000000000")
+    return chat_shell(key, max_retries=getattr(request.module, "IP_MAX_RETRIES", None))

@@ -23,6 +23,9 @@ Scripted responses
     an RST by default (``drop_mode="rst"``), or a plain FIN without the terminating
     0-chunk (``drop_mode="fin"``, what llmock's ``disconnect`` does).
 
+    ``model="name"`` serves it only to a chat request for that model (the first one queued for it),
+    so concurrent requests for several models each get their own script.
+
     Builders: :func:`stream_of` (a whole chat stream), :func:`chat_chunk`, :func:`sse`,
     :func:`error_body`, :func:`rechunk` (re-cut a stream into N-byte writes, splitting events
     and UTF-8 characters), ``Scripted.error(status, message)``, ``Scripted.json_body(obj)``.
@@ -238,6 +241,9 @@ class Scripted:
     drop: bool = False
     path: str | None = None  # e.g. "/v1/models"; None means chat completions
     drop_mode: DropMode = "rst"  # "rst": SO_LINGER 0 then close; "fin": shutdown, no RST
+    # Serve it only to a chat request whose body names this model (several models streaming at once
+    # each get their own script, whatever order their requests arrive in); None: any request.
+    model: str | None = None
 
     @classmethod
     def json_body(
@@ -653,7 +659,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         relay._record(record)
         route = record.route
-        scripted = relay._take(self.command, route)
+        body = record.json
+        scripted = relay._take(self.command, route, body.get("model") if isinstance(body, dict) else None)
         if scripted is None:
             scripted = default_response(self.command, route, record, delay=relay.delay)
         try:
@@ -942,13 +949,15 @@ class Relay:
         with self._lock:
             self.requests.append(record)
 
-    def _take(self, method: str, route: str) -> Scripted | None:
+    def _take(self, method: str, route: str, model: Any = None) -> Scripted | None:
         with self._lock:
             for i, scripted in enumerate(self._queue):
                 if scripted.path is None:
                     matches = method == "POST" and route in CHAT_PATHS
                 else:
                     matches = urlsplit(scripted.path).path == route
+                if scripted.model is not None and scripted.model != model:
+                    matches = False
                 if matches:
                     return self._queue.pop(i)
         return None

@@ -260,3 +260,127 @@ def test_jobs_lists_what_is_in_flight(kernel: Kernel) -> None:
     assert re.search(r"#\d+\s+running\s+[\d.]+ s\s+gpt-4o-mini: /slow 6 1.5", k.text(listed)), k.text(listed)
     k.execute("%chat wait")
     assert k.text(k.execute("%chat jobs")) == "no background replies in flight\n"
+
+
+# --------------------------------------------------------------------------- a comparison in the background
+
+
+def model_paragraphs(model: str, n: int) -> list[str]:
+    return [f"{model} paragraph {i} of the answer.\n\n" for i in range(1, n + 1)]
+
+
+def test_bg_comparison_streams_into_its_own_cell_while_other_cells_run(kernel: Kernel, relay: Relay) -> None:
+    k = kernel
+    models = ("alpha", "beta", "gamma")
+    for model, delay in zip(models, (0.08, 0.1, 0.12), strict=True):
+        chunks = stream_of(model_paragraphs(model, 20), delay=delay, model=model)
+        relay.enqueue(Scripted(chunks=chunks, model=model))
+    a = k.run("%%chat -m alpha,beta,gamma --bg -o rs --new\ncompare yourselves")
+    _, started = k.reply(a)
+    print(f"--bg comparison cell returned in {started:.3f} s")
+    assert started < 1.0, f"the --bg comparison cell took {started:.2f} s to return"
+    assert wait_for(lambda: all(f"{m} paragraph 2 " in k.text(a) for m in models), 5), k.text(a)
+    b = k.run('print("cell B output", "rs" in globals())')
+    _, quick = k.reply(b)
+    print(f"a cell run while the comparison streams returned in {quick:.3f} s")
+    assert quick < 0.5, f"a cell took {quick:.2f} s while a comparison streamed"
+    j = k.run("%chat jobs")
+    k.reply(j)
+    # A cell still running while the columns stream: the dangerous case for routing.
+    c = k.run('import time; time.sleep(1.0); print("cell C output")')
+    k.reply(c)
+    live = k.text(a)
+    assert "alpha paragraph 1 " in live and "gamma paragraph 20 " not in live, live  # it streamed in A
+    d = k.run("%chat wait\nprint({m: (r.complete, r.count('paragraph')) for m, r in rs.items()})")
+    k.reply(d, timeout=30)
+    for cell in (b, j, c, d):
+        k.settle(cell)
+    assert k.text(b) == "cell B output False\n"  # -o is bound when every model has ended, not before
+    assert re.fullmatch(r"\s+#\d+\s+running\s+[\d.]+ s\s+alpha, beta, gamma: compare yourselves\n", k.text(j))
+    assert k.text(c) == "cell C output\n"
+    bound = "{'alpha': (True, 20), 'beta': (True, 20), 'gamma': (True, 20)}"
+    assert k.text(d) == f"1 background reply ended\n{bound}\n"
+    data = final_data(k, a)
+    assert WIDGET_MIME not in data
+    for model in models:
+        assert "".join(model_paragraphs(model, 20)) in data["text/plain"]
+        assert (
+            f"### {model}" in data["text/markdown"]
+            and f"{model} paragraph 20 of the answer." in data["text/html"]
+        )
+    with k.lock:
+        assert not [m for m in k.frontend.orphans if "paragraph" in str(m["content"])]
+        # The columns' widgets were emptied and closed: no second copy of the answers in widget state.
+        assert not [w for w in k.frontend.widgets.values() if "paragraph" in str(w)]
+
+
+def test_ctrl_c_on_wait_stops_every_column_and_keeps_partial_answers(kernel: Kernel, relay: Relay) -> None:
+    k = kernel
+    before = len(relay.chat_requests)
+    a = k.run("%%chat -m alpha,beta --bg -o cut --new\n/slow 200 40")
+    k.reply(a)
+    assert wait_for(lambda: k.text(a).count("word3 ") >= 2, 10), k.text(a)
+    requests = relay.chat_requests[before:]
+    w = k.run("%chat wait")
+    time.sleep(0.3)
+    k.km.interrupt_kernel()
+    reply, _ = k.reply(w)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ChatInterrupted"
+    k.settle(w)
+    assert "stopped 1 background reply: the partial answers are kept" in k.text(w)
+    assert relay.wait(lambda: all(r.outcome == "client_closed" for r in requests), 5), [
+        r.outcome for r in requests
+    ]
+    check = k.execute(
+        "print([(m, r.complete, 3 <= len(r.split()) < 200, r.error[:11]) for m, r in cut.items()])"
+    )
+    assert k.text(check) == (
+        "[('alpha', False, True, 'interrupted'), ('beta', False, True, 'interrupted')]\n"
+    ), k.text(check)
+    plain = final_data(k, a)["text/plain"]
+    assert plain.count("word1 word2 word3") == 2 and "word200" not in plain
+
+
+def test_headless_run_keeps_the_whole_comparison_in_the_bg_cell(relay: Relay, tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(SETUP),
+        nbformat.v4.new_code_cell("%%chat -m alpha,beta --bg -o rs\n/slow 12 0.6"),
+        nbformat.v4.new_code_cell("print([(m, r.complete, len(r.split())) for m, r in rs.items()])"),
+    ]
+    old = dict(os.environ)
+    os.environ.update({**kernel_env(relay, tmp_path), "PYTHONPATH": str(Path(__file__).parent.parent)})
+    try:
+        NotebookClient(nb, timeout=60, kernel_name="python3").execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    outputs = nb.cells[1].outputs
+    rich = [o for o in outputs if o.output_type == "display_data"]
+    assert len(rich) == 1, outputs
+    data = rich[0]["data"]
+    assert WIDGET_MIME not in data
+    assert data["text/plain"].count(words(12)) == 2
+    assert len(re.findall(r"ran in the foreground", data["text/markdown"])) == 2  # in each model's status
+    assert nb.cells[2].outputs[0]["text"] == "[('alpha', True, 12), ('beta', True, 12)]\n"
+
+
+def test_a_plain_turn_after_a_bg_comparison_waits_and_continues_every_branch(
+    kernel: Kernel, relay: Relay
+) -> None:
+    k = kernel
+    before = len(relay.chat_requests)
+    bg = k.run("%%chat -m alpha,beta --bg --new\n/slow 8 0.8")
+    k.reply(bg)
+    # No -m: the comparison in flight is heading for branches, so this continues each of them.
+    fg = k.execute("%%chat -o both\nand then?")
+    assert "waiting for background reply" in k.text(fg)
+    sent = relay.chat_requests[before:]
+    assert len(sent) == 4
+    later = [r for r in sent if r.json["messages"][-1]["content"] == "and then?"]
+    assert sorted(r.json["model"] for r in later) == ["alpha", "beta"]
+    for request in later:
+        asked = request.json["messages"]
+        assert [m["role"] for m in asked] == ["user", "assistant", "user"] and asked[1]["content"] == words(8)
+    assert k.text(k.execute("print(sorted(both))")) == "['alpha', 'beta']\n"
+    assert final_data(k, bg)["text/plain"].count(words(8)) == 2

@@ -40,9 +40,7 @@ def wait_screen(session: str, text: str, timeout: float = 20.0) -> list[str]:
         time.sleep(0.1)
 
 
-def test_a_background_reply_prints_above_the_prompt_and_keeps_the_typed_line(
-    relay: Relay, tmp_path: Path
-) -> None:
+def start_ipython(relay: Relay, tmp_path: Path) -> str:
     session = f"shenma-bg-{uuid.uuid4().hex[:8]}"
     env = {
         "PYTHONPATH": str(ROOT),
@@ -57,6 +55,13 @@ def test_a_background_reply_prints_above_the_prompt_and_keeps_the_typed_line(
         ["env", *(f"{k}={v}" for k, v in env.items()), sys.executable, "-m", "IPython", *options]
     )
     tmux("new-session", "-d", "-s", session, "-x", "120", "-y", "40", command)
+    return session
+
+
+def test_a_background_reply_prints_above_the_prompt_and_keeps_the_typed_line(
+    relay: Relay, tmp_path: Path
+) -> None:
+    session = start_ipython(relay, tmp_path)
     try:
         wait_screen(session, "In [1]:")
         tmux("send-keys", "-t", session, "%load_ext shenma_magic", "Enter")
@@ -75,5 +80,34 @@ def test_a_background_reply_prints_above_the_prompt_and_keeps_the_typed_line(
         assert sum("word1 " in line for line in shown) == 1  # printed once, not streamed over the prompt
         tmux("send-keys", "-t", session, "Enter", "print(r.complete, x)", "Enter")
         wait_screen(session, "True 12345")
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_a_background_comparison_prints_each_answer_above_the_prompt_as_it_ends(
+    relay: Relay, tmp_path: Path
+) -> None:
+    session = start_ipython(relay, tmp_path)
+    try:
+        wait_screen(session, "In [1]:")
+        tmux("send-keys", "-t", session, "%load_ext shenma_magic", "Enter")
+        wait_screen(session, "In [2]:")
+        cell = "get_ipython().run_cell_magic('chat', '-m alpha,beta --bg -o rs', '/slow 8 2')"
+        tmux("send-keys", "-t", session, cell, "Enter")
+        wait_screen(session, "In [3]:", timeout=1.5)  # the cell returned at once
+        tmux("send-keys", "-t", session, "x = 12345")
+        answer = " ".join(f"word{i}" for i in range(1, 9))
+        deadline = time.monotonic() + 20
+        while sum(line == answer for line in screen(session)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shown = [line for line in screen(session) if line]
+        for model in ("alpha", "beta"):
+            at = shown.index(f"── {model} ──")
+            assert shown[at - 1] == "[#1 alpha, beta: /slow 8 2]", shown
+            assert shown[at + 1] == answer and shown[at + 2].startswith(f"[{model}"), shown
+        assert shown[-1] == "In [3]: x = 12345", shown  # the half-typed line is intact under the answers
+        assert sum("word1 " in line for line in shown) == 2  # each printed once, not streamed over the prompt
+        tmux("send-keys", "-t", session, "Enter", "print(sorted(rs), x)", "Enter")
+        wait_screen(session, "['alpha', 'beta'] 12345")
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

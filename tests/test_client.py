@@ -89,8 +89,11 @@ def test_chunks_arrive_incrementally(relay: Relay, framing: str) -> None:
     for delta in client_for(relay).stream(MESSAGES):
         if isinstance(delta, TextDelta):
             arrivals.append((delta.text, time.monotonic() - start))
-    assert [t for t, _ in arrivals] == ["first", "second"]
-    assert arrivals[0][1] < 0.5 <= arrivals[1][1], arrivals
+    # The key redactor may hold back the last characters of a delta that could start a key ("d" is in KEY):
+    # compare the text, and when it arrived.
+    assert "".join(t for t, _ in arrivals) == "firstsecond"
+    assert arrivals[0][0] == "first" and arrivals[0][1] < 0.5, arrivals
+    assert all(at >= 0.5 for _, at in arrivals[1:]), arrivals
 
 
 def test_utf8_split_across_network_chunks(relay: Relay) -> None:

@@ -23,38 +23,20 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from shenma_magic import Reply
+from tests._util import chunk, clients_of, ending
 from tests.conftest import LLMockProcess
-from tests.relay import Relay, Scripted, chat_chunk, sse, stream_of
+from tests.relay import Relay, Scripted, stream_of
 
 KEY = "sk-FAULTKEY0123456789abcdefQRST"
-ENV_VARS = (
-    "SHENMA_API_KEY",
-    "SHENMA_BASE_URL",
-    "SHENMA_MODEL",
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-)
+# No backoff waits unless a test asks for retries. (%config, not `%chat max_retries 0`: see
+# test_chat_line_sets_every_numeric_setting.)
+IP_MAX_RETRIES = 0
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 FIRST, FAULTY, NEXT = "first question", "the faulty question", "next question"
 HTML_502 = (
     b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
 )
-
-
-@pytest.fixture
-def ip(chat_shell: Callable[..., InteractiveShell]) -> InteractiveShell:
-    # No backoff waits unless a test asks for retries. (%config, not `%chat max_retries 0`: see
-    # test_chat_line_sets_every_numeric_setting.)
-    return chat_shell(KEY, max_retries=0)
-
-
-def chunk(text: str, **kw: Any) -> bytes:
-    return sse(chat_chunk(text, **kw))
-
-
-def ending() -> list[bytes]:
-    return [sse(chat_chunk(finish_reason="stop")), sse("[DONE]")]
 
 
 def warnings_in(out: str) -> list[str]:
@@ -245,7 +227,7 @@ RELAY_FAULTS = [
         ),
         "good end",
         None,
-        complete=True,
+        complete=False,  # a skipped malformed event is lossy: part of the answer ("lo") is missing
         notice=r"skipped a malformed event",
     ),
     Fault(
@@ -335,7 +317,8 @@ RELAY_FAULTS = [
         None,
         complete=True,
         settings=["ChatMagics.max_retries = 1"],
-        notice=r"HTTP 429 Too Many Requests: slow down; retrying in 0\.5 s \(1/1\)",
+        # the server's message is not repeated in retry notices, only in a final error
+        notice=r"HTTP 429 from 127\.0\.0\.1: retrying in 0\.5 s \(1/1\)",
         requests=2,
     ),
     Fault(
@@ -448,7 +431,7 @@ LLMOCK_FAULTS = [
         _reply_then("malformed", after_chunks=2),
         "alpha gamma delta",
         None,
-        complete=True,
+        complete=False,  # lossy: "beta" was in the malformed event
         notice="skipped a malformed event",
     ),
     Fault(
@@ -475,7 +458,8 @@ LLMOCK_FAULTS = [
         None,
         complete=True,
         settings=["ChatMagics.max_retries = 1"],
-        notice=r"HTTP 429 .*; retrying in 1\.0 s \(1/1\)",  # Retry-After is rounded up to whole seconds
+        # Retry-After is rounded up to whole seconds
+        notice=r"HTTP 429 from 127\.0\.0\.1: retrying in 1\.0 s \(1/1\)",
         requests=2,
     ),
 ]
@@ -635,7 +619,7 @@ def test_twenty_cells_in_a_row_flat_memory_one_connection(
     assert per_call <= per_turn_text + 4096, f"{per_call:.0f} bytes per call for {per_turn_text} of text"
     assert relay.connections == 1  # one keep-alive connection for all twenty cells
     magics = ip.magics_manager.registry["ChatMagics"]
-    assert len(magics.session.conversation) == 20 and len(magics.session._clients) == 1
+    assert len(magics.session.conversation) == 20 and len(clients_of(ip)) == 1
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +15,14 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import shenma_magic
-from tests.relay import Relay, Scripted, chat_chunk, sse, stream_of
+from tests._util import tool_call_stream
+from tests.relay import Relay, Scripted, sse, stream_of
 
 KEY = "sk-FEATUREKEY0123456789abcdef0000"
 # A real 1x1 PNG.
 PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
-
-
-@pytest.fixture
-def ip(chat_shell: Callable[..., InteractiveShell]) -> InteractiveShell:
-    return chat_shell(KEY)
 
 
 def body(relay: Relay, i: int = -1) -> Any:
@@ -128,17 +123,6 @@ def test_not_an_image_is_refused(ip: InteractiveShell, relay: Relay, tmp_path: P
 
 
 # -- tool calls ---------------------------------------------------------------------------------------------
-
-
-def tool_call_stream(name: str, arguments: str, call_id: str = "call_1") -> list[Any]:
-    return [
-        sse(chat_chunk(role="assistant", tool_calls=[{"index": 0, "id": call_id, "type": "function",
-                                                      "function": {"name": name, "arguments": ""}}])),
-        sse(chat_chunk(tool_calls=[{"index": 0, "function": {"arguments": arguments[:5]}}])),
-        sse(chat_chunk(tool_calls=[{"index": 0, "function": {"arguments": arguments[5:]}}])),
-        sse(chat_chunk(finish_reason="tool_calls")),
-        sse("[DONE]"),
-    ]  # fmt: skip
 
 
 def weather(city: str, days: int = 1) -> dict[str, Any]:

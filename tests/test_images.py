@@ -7,7 +7,6 @@ import base64
 import io
 import os
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from shenma_magic import _images
 from shenma_magic._errors import ConfigError, ShenmaError
 from shenma_magic._images import ImagePart, image_part, sniff_mime
+from tests._util import imported_by
 
 # -- image bytes built by hand, so the tests need no Pillow --------------------------------------------------
 
@@ -529,19 +529,116 @@ def test_matplotlib_figure(tmp_path: Path) -> None:
 # -- nothing heavy at import -------------------------------------------------------------------------------
 
 
-def test_no_optional_library_is_imported() -> None:
-    code = (
-        "import sys, shenma_magic._images as m\n"
-        "try:\n    m.image_part(object())\nexcept m.ConfigError:\n    pass\n"
-        "m.image_part(b'GIF89a' + bytes(8), max_side=0) if 'PIL' not in sys.modules else None\n"
-        "print(sorted(k for k in ('PIL', 'matplotlib', 'IPython', 'requests') if k in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    # Pillow may be imported to read an actual image, but nothing else, and not just to check a type.
-    assert out.stdout.strip() in ("[]", "['PIL']")
+OPTIONAL = ("PIL", "matplotlib", "IPython", "requests")
+TYPE_CHECK = (
+    "import shenma_magic._images as m\ntry:\n    m.image_part(object())\nexcept m.ConfigError:\n    pass\n"
+)
+READ_GIF = TYPE_CHECK + "part = m.image_part(b'GIF89a' + bytes(8))\nassert part.mime == 'image/gif'\n"
+
+
+def test_no_optional_library_is_imported_to_check_a_type() -> None:
+    # Refusing an object that is not an image must not import Pillow (or anything) just for isinstance.
+    assert imported_by(TYPE_CHECK, OPTIONAL) == []
+
+
+def test_reading_an_image_imports_at_most_pillow() -> None:
+    assert imported_by(READ_GIF, OPTIONAL) in ([], ["PIL"])
+
+
+def test_an_image_is_read_where_pillow_cannot_be_imported() -> None:
+    # Pillow is installed for the test suite; here it is blocked, as on a machine without it.
+    assert imported_by(READ_GIF, OPTIONAL, block=["PIL"]) == []
+
+
+# -- special files (issue 8.13): only regular files, size checked before reading, reading bounded ------------
+
+
+def _special_files(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    """name -> (path, what the error must call it)."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.png"
+    folder.mkdir()
+    links = {
+        "link-to-dev-zero.png": Path("/dev/zero"),
+        "link-to-fifo.png": fifo,
+        "link-to-dir.png": folder,
+    }
+    for name, target in links.items():
+        (tmp_path / name).symlink_to(target)
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    return {
+        "fifo": (fifo, "FIFO"),
+        "dev-zero": (Path("/dev/zero"), "character device"),
+        "dev-urandom": (Path("/dev/urandom"), "character device"),
+        "directory": (folder, "directory"),
+        "link-to-dev-zero": (tmp_path / "link-to-dev-zero.png", "character device"),
+        "link-to-fifo": (tmp_path / "link-to-fifo.png", "FIFO"),
+        "link-to-dir": (tmp_path / "link-to-dir.png", "directory"),
+        "link-loop": (loop, "loop"),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "fifo",
+        "dev-zero",
+        "dev-urandom",
+        "directory",
+        "link-to-dev-zero",
+        "link-to-fifo",
+        "link-to-dir",
+        "link-loop",
+    ],
+)
+@pytest.mark.parametrize("as_path", [False, True])
+def test_special_files_are_refused_quickly_with_one_line(tmp_path: Path, name: str, as_path: bool) -> None:
+    import threading
+    import time
+
+    path, what = _special_files(tmp_path)[name]
+    outcome: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            image_part(path if as_path else str(path))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    start = time.monotonic()
+    worker = threading.Thread(target=attempt, daemon=True)  # a FIFO that blocked would hang the test run
+    worker.start()
+    worker.join(timeout=5)
+    assert not worker.is_alive(), "reading the special file blocked"
+    assert time.monotonic() - start < 2
+    (error,) = outcome
+    assert isinstance(error, ConfigError), error
+    assert what in str(error) and "\n" not in str(error)
+    if "link" in name and name != "link-loop":
+        assert "a link to" in str(error)
+
+
+def test_reading_is_bounded_even_for_a_file_that_lies_about_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /proc files say st_size 0 and have content: reading still stops at the limit (+1 byte to tell).
+    monkeypatch.setattr(_images, "_HARD_LIMIT", 1000)
+    reads: list[int] = []
+    real = _images._read_at_most
+
+    def spy(fh: Any, limit: int) -> bytes:
+        reads.append(limit)
+        return real(fh, limit)
+
+    monkeypatch.setattr(_images, "_read_at_most", spy)
+    big = tmp_path / "big.png"
+    big.write_bytes(png_bytes(4, 4) + b"\x00" * 5000)
+    with pytest.raises(ConfigError, match="too large"):
+        image_part(str(big))
+    assert reads == [512]  # fstat said too large: only the header was read
+    small = tmp_path / "small.png"
+    small.write_bytes(png_bytes(2, 2))
+    assert image_part(str(small)).mime == "image/png"
+    assert reads[-1] == 1001

@@ -1,5 +1,5 @@
 """The background job policy (shenma_magic._jobs) without a kernel, ChatClient.abort against the relay,
-and the small views of shenma_magic._background."""
+and the small views of shenma_magic._background (also those of a comparison)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shenma_magic._background import ReportView, WithNote, describe_jobs, start_turn
+from shenma_magic._background import (
+    ColumnsAsView,
+    ColumnsReportView,
+    ColumnsWithNote,
+    ReportView,
+    WithNote,
+    describe_jobs,
+    start_turn,
+)
 from shenma_magic._client import ChatClient
+from shenma_magic._columns import ColumnsMarkdownView, ColumnsWidgetView
 from shenma_magic._jobs import Cancelled, CancelToken, JobRegistry, cancellable
 from shenma_magic._models import Delta, Reply, TextDelta
 from shenma_magic._run import run_turn
@@ -107,6 +116,24 @@ def test_stopping_a_queued_job_ends_it_without_running_it() -> None:
     assert queued.state == "stopped" and isinstance(queued.error, Cancelled) and ran == []
     gate.set()
     registry.wait(5)
+
+
+def test_a_job_stopped_while_queued_leaves_the_order_of_the_others() -> None:
+    registry = JobRegistry()
+    gate = threading.Event()
+    first = registry.start(lambda token: gate.wait(5), label="first", order="c")
+    queued = registry.start(lambda token: None, label="second", order="c")
+    third = registry.start(lambda token: None, label="third", order="c")
+    queued.token.cancel("stopped by the test")
+    assert queued.ended.wait(2)
+    # The first is still in flight: a later turn still waits for it, and so does the third.
+    assert registry.busy("c") is third
+    assert not third.ended.wait(0.3) and third.state == "queued"
+    third.token.cancel("stopped by the test")
+    assert third.ended.wait(2) and registry.busy("c") is first
+    assert not registry.wait_turn("c", timeout=0.2)
+    gate.set()
+    assert registry.wait_turn("c", timeout=5)
 
 
 def test_ctrl_c_on_wait_stops_every_job_and_reraises() -> None:
@@ -344,4 +371,113 @@ def test_through_an_outlet_that_clears_the_cell_keeps_its_lines_and_one_final_ou
     assert [bundle["text/plain"] for _, bundle in outlet.shown] == [
         "job 1: waiting for the reply before it",
         "Hello from a thread.",
+    ]
+
+
+# --------------------------------------------------------------------------- the views of a comparison
+
+
+class ColumnsSink:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def on_delta(self, index: int, delta: Delta) -> None:
+        self.calls.append(("delta", index))
+
+    def refresh(self, index: int, status: str) -> int:
+        self.calls.append(("refresh", index, status))
+        return 1
+
+    def finish(self, index: int, reply: Reply, status: str) -> int:
+        self.calls.append(("finish", index, str(reply), status))
+        return 1
+
+    def close(self, results: Any) -> None:
+        self.calls.append(("close", [(r.model, str(r.reply), r.status) for r in results]))
+
+
+def test_columns_fed_from_another_thread_grow_few_children_and_end_through_the_outlet() -> None:
+    from shenma_magic._compare import LaneResult
+
+    clock = [0.0]
+    outlet = RecordingOutlet()
+    view = ColumnsWidgetView(["a", "b"], outlet=outlet, clock=lambda: clock[0], waiting="waiting for #1…")
+    assert len(outlet.shown) == 1 and "application/vnd.jupyter.widget-view+json" in outlet.shown[0][1]
+    assert all(live.value.endswith("waiting for #1…</div>") for live in view._live)
+    texts = {i: [f"{m} paragraph {n}.\n\n" for n in range(600)] for i, m in enumerate("ab")}
+    for n in range(600):  # ten paragraphs a second per model for a minute, each column refreshed at each
+        clock[0] += 0.1
+        for index in (0, 1):
+            view.on_delta(index, TextDelta(texts[index][n]))
+            view.refresh(index, "streaming")
+    children = [list(box.children) for box in view._blocks]
+    assert all(20 <= len(c) <= 90 for c in children), [len(c) for c in children]
+    assert all("a paragraph" in w.value and "b paragraph" not in w.value for w in children[0])
+    replies = [Reply("".join(texts[i]), complete=True) for i in (0, 1)]
+    view.finish(0, replies[0], "a done")
+    assert view._blocks[0].children == () and "a paragraph 599." in view._live[0].value
+    view.finish(1, replies[1], "b done")
+    view.close([LaneResult(m, r, f"{m} done") for m, r in zip("ab", replies, strict=True)])
+    assert [u[0] for u in outlet.updates] == ["id0"]
+    final = outlet.updates[0][1]["text/markdown"]
+    assert "### a" in final and "a paragraph 599." in final and "b paragraph 599." in final
+    flat = [w for c in children for w in c]
+    assert all(w.comm is None and w.value == "" for w in flat)  # emptied and closed
+    assert all(w.comm is None for w in [*view._live, *view._blocks, view._grid])
+
+
+def test_columns_without_widgets_fed_from_another_thread_go_through_the_outlet() -> None:
+    from shenma_magic._compare import LaneResult
+
+    outlet = RecordingOutlet()
+    view = ColumnsMarkdownView(["a", "b"], outlet=outlet, min_gap=0.0, waiting="waiting for #2…")
+    assert len(outlet.shown) == 1 and outlet.shown[0][1]["text/plain"] == "waiting for #2…\nwaiting for #2…"
+    view.on_delta(0, TextDelta("hello"))
+    view.refresh(0, "streaming")
+    view.finish(0, Reply("hello", complete=True), "a done")
+    view.finish(1, Reply("bye", complete=True), "b done")
+    view.close([LaneResult("a", Reply("hello"), "a done"), LaneResult("b", Reply("bye"), "b done")])
+    assert {u[0] for u in outlet.updates} == {"id0"} and len(outlet.updates) == 4
+    assert "hello" in outlet.updates[0][1]["text/html"]
+    assert outlet.updates[-1][1]["text/plain"] == "── a ──\nhello\n[a done]\n\n── b ──\nbye\n[b done]"
+
+
+def test_columns_report_view_writes_each_answer_once_as_it_ends() -> None:
+    writes: list[str] = []
+    view = ColumnsReportView(["a", "b"], lambda: "[#3 a, b: hi]", write=writes.append)
+    for index in (0, 1):
+        view.on_delta(index, TextDelta("part"))
+        view.refresh(index, "streaming")
+    assert writes == []
+    view.finish(1, Reply("bee\x1b[2J", complete=True), "b · 1.0 s")
+    view.finish(0, Reply("ay", complete=True), "a · 2.0 s")
+    view.close([])
+    assert writes == [
+        "\n[#3 a, b: hi]\n── b ──\nbee\n[b · 1.0 s]\n\n",  # the terminal's escape sequences are dropped
+        "\n[#3 a, b: hi]\n── a ──\nay\n[a · 2.0 s]\n\n",
+    ]
+
+
+def test_columns_with_a_note_say_it_in_every_status_line() -> None:
+    from shenma_magic._compare import LaneResult
+
+    sink = ColumnsSink()
+    view = ColumnsWithNote(sink, "ran here")
+    view.refresh(0, "streaming")
+    view.finish(1, Reply("x"), "done")
+    view.close([LaneResult("a", Reply("y"), "a done"), LaneResult("b", Reply("x"), "")])
+    assert sink.calls == [
+        ("refresh", 0, "streaming · ran here"),
+        ("finish", 1, "x", "done · ran here"),
+        ("close", [("a", "y", "a done · ran here"), ("b", "x", "ran here")]),
+    ]
+
+
+def test_a_comparison_stopped_before_it_started_ends_every_column() -> None:
+    sink = ColumnsSink()
+    ColumnsAsView(sink, ["a", "b"]).finish(Reply("", error="stopped; nothing was sent"), "not sent")
+    assert sink.calls == [
+        ("finish", 0, "", "not sent"),
+        ("finish", 1, "", "not sent"),
+        ("close", [("a", "", "not sent"), ("b", "", "not sent")]),
     ]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +17,7 @@ from shenma_magic._jsonout import (
     response_format,
     validate_against,
 )
+from tests._util import imported_by
 
 PERSON = {
     "title": "Person",
@@ -315,19 +314,11 @@ def test_validate_against_bad_schema() -> None:
 
 def test_pydantic_is_never_imported_for_dict_schemas() -> None:
     code = (
-        "import sys, shenma_magic._jsonout as j\n"
+        "import shenma_magic._jsonout as j\n"
         "fmt = j.response_format({'type': 'object'})\n"
         "j.validate_against(j.recover_json('{\"a\": 1}'), fmt['json_schema']['schema'])\n"
-        "print(sorted(k for k in ('pydantic', 'IPython', 'requests') if k in sys.modules))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parent.parent,
-    )
-    assert out.stdout.strip() == "[]"
+    assert imported_by(code, ["pydantic", "IPython", "requests"]) == []
 
 
 def test_dict_schemas_work_without_pydantic(monkeypatch: pytest.MonkeyPatch) -> None:

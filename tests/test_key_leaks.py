@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sqlite3
 import sys
@@ -27,20 +26,12 @@ from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
 from shenma_magic import Reply
-from tests.relay import Relay, Scripted, chat_chunk, sse, stream_of
+from tests._util import CHAT_ENV_VARS, chunk, clients_of, ending, run_notebook
+from tests.relay import Relay, Scripted, sse, stream_of
 
 KEY = "sk-LEAKCANARY0123456789abcdefXYZW"
 MASK = "sk-…XYZW"
-ENV_VARS = ("SHENMA_API_KEY", "SHENMA_BASE_URL", "SHENMA_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL")
 HTML_401 = f"<html><head><title>401 token {KEY} rejected</title></head><body>{KEY}</body></html>".encode()
-
-
-def chunk(text: str, **kw: Any) -> bytes:
-    return sse(chat_chunk(text, **kw))
-
-
-def ending() -> list[bytes]:
-    return [sse(chat_chunk(finish_reason="stop")), sse("[DONE]")]
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -82,7 +73,7 @@ def shell(
 ) -> Iterator[InteractiveShell]:
     """A fresh InteractiveShell with its history on disk, made the singleton so ``display()`` (which
     publishes through ``InteractiveShell.instance()``) and ``capture_output`` go through it."""
-    for var in ENV_VARS:
+    for var in CHAT_ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     monkeypatch.setenv("SHENMA_BASE_URL", relay.url)
@@ -125,11 +116,12 @@ def scripted_paths(relay: Relay) -> list[tuple[str, list[Scripted]]]:
         ("r", []),
         ("print(repr(r), str(r), r.error, r.notices, r.usage, vars(r))", []),
         ("_m = get_ipython().magics_manager.registry['ChatMagics']\n_m", []),
-        ("_m.session.keys, _m.session._clients, list(_m.session._clients.values())", []),
+        ("from tests._util import clients_of\n_m.session.keys, clients_of(get_ipython())", []),
         ("_m.session.keys.resolve(_m.session.base_url)", []),
+        # The Authorization header is set at send time; even the prepared request shows only the mask.
         (
-            "_c = list(_m.session._clients.values())[0]\n"
-            "_c, vars(_c), _c._headers('x')['Authorization'] != ''",
+            "import requests as _rq\nfrom tests._util import clients_of\n_c = clients_of(get_ipython())[0]\n"
+            "_c, vars(_c), _c._auth, _c._auth(_rq.Request('POST', _c.base_url).prepare()).headers",
             [],
         ),
         ("%chat help", []),
@@ -291,7 +283,7 @@ def test_the_key_never_leaks_from_a_shell(
     magics = shell.magics_manager.registry["ChatMagics"]
     reprs = [repr(magics), str(magics), repr(magics.session.keys), repr(magics.last)]
     reprs.append(repr(shell.user_ns["r"]))
-    for client in magics.session._clients.values():
+    for client in clients_of(shell):
         reprs += [repr(client), str(client), repr(vars(client))]
     reprs.append(repr(Reply("x", error=f"{MASK}")))
     texts["reprs"] = "\n".join(reprs)
@@ -407,7 +399,6 @@ def _apply_frontend_payloads(cell: Any, cell_index: int, execute_reply: dict[str
 @pytest.mark.slow
 def test_the_key_never_leaks_into_a_saved_notebook(relay: Relay, tmp_path: Path) -> None:
     import nbformat
-    from nbclient import NotebookClient
 
     cells = [
         "%load_ext shenma_magic",
@@ -440,24 +431,7 @@ def test_the_key_never_leaks_into_a_saved_notebook(relay: Relay, tmp_path: Path)
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
         "IPYTHONDIR": str(tmp_path / "ipython"),
     }
-    old = dict(os.environ)
-    os.environ.update(env)
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SHENMA_MODEL"):
-        os.environ.pop(var, None)
-    try:
-        client = NotebookClient(
-            nb,
-            timeout=120,
-            kernel_name="python3",
-            iopub_timeout=30,
-            allow_errors=True,
-            on_cell_executed=_apply_frontend_payloads,
-            resources={"metadata": {"path": str(tmp_path)}},
-        )
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    run_notebook(nb, env=env, cwd=tmp_path, allow_errors=True, on_cell_executed=_apply_frontend_payloads)
 
     assert relay.chat_requests[0].headers["authorization"] == f"Bearer {KEY}"
     assert relay.pending == []

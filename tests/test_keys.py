@@ -88,3 +88,46 @@ def test_key_file_is_private_and_outside_the_project(tmp_path: Path, monkeypatch
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="project folder"):
         store(tmp_path).set("https://api.whatai.cc/v1", KEY, save=True)
+
+
+def test_known_keys_are_every_source_and_sources_are_named_masked(tmp_path: Path) -> None:
+    ks = store(
+        tmp_path, SHENMA_API_KEY="sk-env-shenma-0000000000000001", OPENAI_API_KEY="sk-env-openai-000000000002"
+    )
+    ks.set("https://relay-a.example/v1", "sk-file-0000000000000000000003", save=True)
+    ks.set("https://relay-b.example/v1", "sk-session-000000000000000004")
+    assert sorted(ks.known_keys()) == sorted(
+        [
+            "sk-env-shenma-0000000000000001",
+            "sk-env-openai-000000000002",
+            "sk-file-0000000000000000000003",
+            "sk-session-000000000000000004",
+        ]
+    )
+    sources = ks.key_sources()
+    assert {source for _, source in sources} >= {"$SHENMA_API_KEY", "$OPENAI_API_KEY"}
+    assert all(isinstance(secret, Secret) for secret, _ in sources)
+    assert "0000000000000001" not in repr(sources)
+    assert not hasattr(ks, "saved_hosts")  # dead code removed
+
+
+def test_a_key_is_stripped_but_refused_with_inner_whitespace(tmp_path: Path) -> None:
+    ks = store(tmp_path)
+    assert ks.set("https://api.whatai.cc/v1", f"  {KEY}\n") == "api.whatai.cc"
+    assert ks.resolve("https://api.whatai.cc/v1")[0] == Secret(KEY)
+    with pytest.raises(ConfigError, match="header") as info:
+        ks.set("https://api.whatai.cc/v1", KEY[:10] + " " + KEY[10:])
+    assert KEY[:10] not in str(info.value)
+    with pytest.raises(ConfigError, match="no key"):
+        ks.set("https://api.whatai.cc/v1", "   ")
+
+
+def test_a_bad_key_in_the_key_file_is_refused_naming_the_file(tmp_path: Path) -> None:
+    ks = store(tmp_path)
+    ks.set("https://api.whatai.cc/v1", KEY, save=True)
+    data = json.loads(ks.path.read_text())
+    data["keys"]["api.whatai.cc"] = KEY[:5] + "\u200b" + KEY[5:]
+    ks.path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"keys\.json") as info:
+        store(tmp_path).resolve("https://api.whatai.cc/v1")
+    assert KEY[5:15] not in str(info.value)

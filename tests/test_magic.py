@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -14,19 +13,10 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from shenma_magic import Reply
+from tests._util import magics
 from tests.relay import Relay, Scripted, chat_chunk, sse, stream_of
 
 KEY = "sk-TESTKEY0123456789abcdefSECRET9f3a"
-ENV_VARS = ("SHENMA_API_KEY", "SHENMA_BASE_URL", "SHENMA_MODEL", "OPENAI_API_KEY", "OPENAI_BASE_URL")
-
-
-@pytest.fixture
-def ip(chat_shell: Callable[..., InteractiveShell]) -> InteractiveShell:
-    return chat_shell(KEY)
-
-
-def magics(ip: InteractiveShell) -> Any:
-    return ip.magics_manager.registry["ChatMagics"]
 
 
 def sent_messages(relay: Relay, i: int = -1) -> list[tuple[str, Any]]:

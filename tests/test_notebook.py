@@ -7,15 +7,14 @@ and no widget-only output left behind.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
+from tests._util import run_notebook
 from tests.relay import Relay, Scripted, stream_of, tool_call_stream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,32 +23,14 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def execute(nb: Any, relay: Relay, tmp_path: Path, hook: Any = None, **env: str) -> Any:
-    old = dict(os.environ)
-    os.environ.update(
-        {
-            "SHENMA_BASE_URL": relay.url,
-            "SHENMA_API_KEY": KEY,
-            "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "IPYTHONDIR": str(tmp_path / "ipython"),
-            **env,
-        }
-    )
-    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SHENMA_MODEL"):
-        os.environ.pop(var, None)
-    try:
-        client = NotebookClient(
-            nb,
-            timeout=120,
-            kernel_name="python3",
-            iopub_timeout=30,
-            resources={"metadata": {"path": str(tmp_path)}},
-            on_cell_execute=hook,
-        )
-        client.execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-    return nb
+    settings = {
+        "SHENMA_BASE_URL": relay.url,
+        "SHENMA_API_KEY": KEY,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+        **env,
+    }
+    return run_notebook(nb, env=settings, cwd=tmp_path, on_cell_execute=hook)
 
 
 def chat_cells(nb: Any) -> list[Any]:

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import math
 import time
-import unicodedata
 from typing import Any
 
 import pytest
 
 from shenma_magic._errors import ConfigError
 from shenma_magic._pricing import (
+    Cost,
+    LedgerRow,
+    LedgerTotal,
     Price,
+    TokenCount,
     UsageLedger,
+    estimate_completion_tokens,
+    estimate_prompt_tokens,
     estimate_tokens,
     format_money,
     parse_prices,
@@ -125,22 +130,23 @@ def test_fewer_wildcards_win_a_tie() -> None:
     assert price_for(prices, "abxcd") == Price(2.0, 2.0, None)
 
 
-# -- estimate_tokens -----------------------------------------------------------------------------------------
+# -- estimates -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     ("text", "tokens"),
     [
+        # The rule: 1.5 tokens per CJK character (rounded up), 1 per 4 other characters (rounded up).
         ("", 0),
         ("a", 1),
         ("abcd", 1),
         ("abcde", 2),
         ("hello world, this is forty characters!!", 10),
-        ("你好世界", 4),
-        ("你好，世界！", 6),  # fullwidth punctuation counts like the characters
-        ("こんにちは", 5),
-        ("안녕하세요", 5),
-        ("用Python写代码", 4 + 2),  # 4 CJK + "Python" (6 characters -> 2)
+        ("你好世界", 6),
+        ("你好，世界！", 9),  # fullwidth punctuation counts like the characters
+        ("こんにちは", 8),
+        ("안녕하세요", 8),
+        ("用Python写代码", 6 + 2),  # 4 CJK + "Python" (6 characters -> 2)
         ("😀", 1),
         ("   ", 1),
     ],
@@ -149,12 +155,55 @@ def test_estimate_tokens(text: str, tokens: int) -> None:
     assert estimate_tokens(text) == tokens
 
 
+def test_chinese_counts_one_to_one_and_a_half_tokens_a_character() -> None:
+    # Measured tokenizers spend 1-2 tokens per character of ordinary Chinese prose (the old estimate of 1
+    # was half of what a llama.cpp model reported); the estimate sits in that band.
+    prose = "鲁迅原名周樟寿，后改名周树人，是中国现代文学的奠基人之一。" * 10
+    assert len(prose) <= estimate_tokens(prose) <= 1.5 * len(prose) + 1
+
+
 def test_estimate_tokens_huge_text_is_fast() -> None:
     text = ("数据分析 data analysis " * 100_000)[:2_000_000]
     started = time.perf_counter()
     tokens = estimate_tokens(text)
     assert time.perf_counter() - started < 2
-    assert 500_000 < tokens < 2_000_000
+    assert 500_000 < tokens < 3_000_000
+
+
+def test_prompt_estimate_counts_the_chat_template() -> None:
+    # OpenAI's cookbook: 3 tokens per message plus its role, 3 to prime the reply.
+    assert estimate_prompt_tokens([]) == 3
+    assert estimate_prompt_tokens([{"role": "user", "content": ""}]) == 3 + 4
+    assert estimate_prompt_tokens([{"role": "user", "content": "hi"}]) == 3 + 4 + 1
+    conversation = [
+        {"role": "system", "content": "Answer briefly."},
+        {"role": "user", "content": "周树人和鲁迅是兄弟吗？"},
+        {"role": "assistant", "content": "不是，他们是同一个人。"},
+        {"role": "user", "content": "那他的弟弟是谁？"},
+    ]
+    text_only = sum(estimate_tokens(m["content"]) for m in conversation)
+    assert estimate_prompt_tokens(conversation) == text_only + 4 * len(conversation) + 3
+
+
+def test_prompt_estimate_counts_images_tool_calls_and_tools() -> None:
+    image = {
+        "role": "user",
+        "content": [{"type": "text", "text": "what?"}, {"type": "image_url", "image_url": {}}],
+    }
+    assert estimate_prompt_tokens([image]) == 3 + 4 + 2 + 85
+    call = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "c", "type": "function", "function": {"name": "add", "arguments": '{"a": 1}'}}],
+    }
+    assert estimate_prompt_tokens([call]) > estimate_prompt_tokens([{"role": "assistant", "content": None}])
+    tools = [{"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
+    assert estimate_prompt_tokens([], tools=tools) > estimate_prompt_tokens([])
+
+
+@pytest.mark.parametrize(("cap", "tokens"), [(None, 1000), (300, 300), (1000, 1000), (5000, 1000), (0, 0)])
+def test_completion_estimate_never_passes_the_cap(cap: int | None, tokens: int) -> None:
+    assert estimate_completion_tokens("a" * 4000, max_tokens=cap) == tokens
 
 
 # -- reply_cost ----------------------------------------------------------------------------------------------
@@ -164,27 +213,49 @@ GPT = Price(1.0, 4.0, None)
 
 def test_cost_from_reported_usage() -> None:
     usage = {"prompt_tokens": 1_000, "completion_tokens": 500, "total_tokens": 1_500}
-    cost, estimated, prompt, completion = reply_cost(GPT, usage, prompt_text="ignored", answer_text="ignored")
-    assert cost == pytest.approx(1_000 * 1.0 / 1e6 + 500 * 4.0 / 1e6)
-    assert (estimated, prompt, completion) == (False, 1_000, 500)
+    cost = reply_cost(GPT, usage, prompt_text="ignored", answer_text="ignored")
+    assert isinstance(cost, Cost)
+    assert cost.amount == pytest.approx(1_000 * 1.0 / 1e6 + 500 * 4.0 / 1e6)
+    assert cost.tokens == TokenCount(prompt=1_000, completion=500, estimated=False)
 
 
 def test_cost_estimated_without_usage() -> None:
-    cost, estimated, prompt, completion = reply_cost(
-        GPT, None, prompt_text="你好" * 50, answer_text="a" * 400
-    )
-    assert (estimated, prompt, completion) == (True, 100, 100)
-    assert cost == pytest.approx(100 / 1e6 + 400 / 1e6)
+    cost = reply_cost(GPT, None, prompt_text="你好" * 50, answer_text="a" * 400)
+    assert cost.tokens == TokenCount(150, 100, True)
+    assert cost.amount == pytest.approx(150 / 1e6 + 400 / 1e6)
+
+
+def test_an_estimate_never_exceeds_max_tokens() -> None:
+    # ~363 was shown for a reply asked for with --max-tokens 300.
+    cost = reply_cost(None, None, answer_text="长" * 300, max_tokens=300)
+    assert cost.completion == 300 and cost.estimated
+    assert reply_cost(None, {"completion_tokens": 363}, max_tokens=300).completion == 363  # the server's word
+
+
+def test_prompt_estimate_from_messages() -> None:
+    messages = [{"role": "user", "content": "hello there"}]
+    assert reply_cost(None, None, messages=messages).prompt == estimate_prompt_tokens(messages) == 3 + 4 + 3
+
+
+@pytest.mark.parametrize(
+    ("usage", "tokens"),
+    [
+        ({"prompt_tokens": 10, "total_tokens": 25}, TokenCount(10, 15, False)),
+        ({"completion_tokens": 5, "total_tokens": 25}, TokenCount(20, 5, False)),
+        ({"prompt_tokens": 10, "total_tokens": 5}, TokenCount(10, 2, True)),  # a total that cannot be
+        ({"total_tokens": 25}, TokenCount(2, 2, True)),
+    ],
+)
+def test_total_tokens_bound_the_missing_count(usage: dict[str, Any], tokens: TokenCount) -> None:
+    assert reply_cost(None, usage, prompt_text="abcdefgh", answer_text="abcdefgh").tokens == tokens
 
 
 def test_partial_usage_estimates_the_missing_half() -> None:
-    _, estimated, prompt, completion = reply_cost(GPT, {"prompt_tokens": 10}, answer_text="abcdefgh")
-    assert (estimated, prompt, completion) == (True, 10, 2)
+    assert reply_cost(GPT, {"prompt_tokens": 10}, answer_text="abcdefgh").tokens == TokenCount(10, 2, True)
 
 
 def test_anthropic_style_usage_names() -> None:
-    _, estimated, prompt, completion = reply_cost(GPT, {"input_tokens": 7, "output_tokens": 3})
-    assert (estimated, prompt, completion) == (False, 7, 3)
+    assert reply_cost(GPT, {"input_tokens": 7, "output_tokens": 3}).tokens == TokenCount(7, 3, False)
 
 
 @pytest.mark.parametrize(
@@ -198,34 +269,37 @@ def test_anthropic_style_usage_names() -> None:
     ],
 )
 def test_unusable_usage_values_are_estimated(usage: dict[str, Any]) -> None:
-    _, estimated, prompt, _ = reply_cost(GPT, usage, prompt_text="abcdefgh")
-    assert estimated and prompt == 2
+    cost = reply_cost(GPT, usage, prompt_text="abcdefgh")
+    assert cost.estimated and cost.prompt == 2
 
 
 def test_float_counts_are_accepted() -> None:
-    assert reply_cost(GPT, {"prompt_tokens": 10.0, "completion_tokens": 2.0})[1:] == (False, 10, 2)
+    assert reply_cost(GPT, {"prompt_tokens": 10.0, "completion_tokens": 2.0}).tokens == TokenCount(
+        10, 2, False
+    )
 
 
 def test_per_call_price_ignores_tokens() -> None:
-    assert reply_cost(Price(None, None, 0.3), {"prompt_tokens": 10**9, "completion_tokens": 10**9}) == (
-        0.3,
-        False,
-        10**9,
-        10**9,
-    )
-    assert reply_cost(Price(1.0, 1.0, 0.04), None, prompt_text="x")[0] == 0.04
+    usage = {"prompt_tokens": 10**9, "completion_tokens": 10**9}
+    assert reply_cost(Price(None, None, 0.3), usage) == Cost(0.3, False, 10**9, 10**9)
+    assert reply_cost(Price(1.0, 1.0, 0.04), None, prompt_text="x").amount == 0.04
 
 
 def test_unknown_or_incomplete_prices() -> None:
     usage = {"prompt_tokens": 100, "completion_tokens": 50}
-    assert reply_cost(None, usage) == (None, False, 100, 50)
-    assert reply_cost(Price(1.0, None, None), usage)[0] is None  # output tokens but no output price
+    assert reply_cost(None, usage) == Cost(None, False, 100, 50)
+    assert reply_cost(Price(1.0, None, None), usage).amount is None  # output tokens but no output price
     no_output = {"prompt_tokens": 100, "completion_tokens": 0}
-    assert reply_cost(Price(1.0, None, None), no_output)[0] == pytest.approx(0.0001)
+    assert reply_cost(Price(1.0, None, None), no_output).amount == pytest.approx(0.0001)
 
 
 def test_zero_tokens_cost_nothing() -> None:
-    assert reply_cost(GPT, None) == (0.0, True, 0, 0)
+    assert reply_cost(GPT, None) == Cost(0.0, True, 0, 0)
+
+
+def test_a_cost_still_unpacks_as_it_did() -> None:
+    amount, estimated, prompt, completion = reply_cost(GPT, {"prompt_tokens": 1, "completion_tokens": 2})
+    assert (amount, estimated, prompt, completion) == (pytest.approx(9e-6), False, 1, 2)
 
 
 # -- format_money --------------------------------------------------------------------------------------------
@@ -260,10 +334,6 @@ def test_format_money_default_currency() -> None:
 # -- UsageLedger ---------------------------------------------------------------------------------------------
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
-
-
 def test_ledger_rows_accumulate_per_model_in_first_use_order() -> None:
     ledger = UsageLedger()
     ledger.add("gpt-4o-mini", 100, 50, 0.01, False)
@@ -271,47 +341,83 @@ def test_ledger_rows_accumulate_per_model_in_first_use_order() -> None:
     ledger.add("gpt-4o-mini", 200, 70, 0.02, True)
     ledger.add("deepseek-chat", 10, 5, 0.5, False)
     assert ledger.rows() == [
-        ("gpt-4o-mini", 2, 300, 120, pytest.approx(0.03), True),
-        ("deepseek-chat", 2, 20, 10, None, False),  # one unknown price makes the model's cost unknown
+        LedgerRow("gpt-4o-mini", 2, 300, 120, pytest.approx(0.03), estimated=True, unpriced=0),
+        LedgerRow("deepseek-chat", 2, 20, 10, 0.5, estimated=False, unpriced=1),  # 0.5 is a lower bound
     ]
-    assert ledger.total() == (4, 320, 130, pytest.approx(0.03), True)
+    assert ledger.total() == LedgerTotal(4, 320, 130, pytest.approx(0.53), True, 1)
     assert len(ledger) == 4
+
+
+def test_prices_set_later_count_for_earlier_replies() -> None:
+    # The quickstart: replies, then prices, then a priced reply, then %chat usage, which showed "?".
+    ledger = UsageLedger()
+    ledger.add("gpt-4o-mini", 1_000_000, 0, None, False)
+    ledger.add("gpt-4o-mini", 0, 1_000_000, None, True)
+    prices = parse_prices({"gpt-4o-mini": {"input": 1.05, "output": 4.2}})
+    cost = reply_cost(price_for(prices, "gpt-4o-mini"), {"prompt_tokens": 1_000_000, "completion_tokens": 0})
+    ledger.add_cost("gpt-4o-mini", cost)
+    assert ledger.rows() == [LedgerRow("gpt-4o-mini", 3, 2_000_000, 1_000_000, pytest.approx(1.05), True, 2)]
+    assert ledger.rows(prices) == [
+        LedgerRow("gpt-4o-mini", 3, 2_000_000, 1_000_000, pytest.approx(1.05 + 1.05 + 4.2), True, 0)
+    ]
+    table = ledger.table(prices=prices)
+    assert "~¥6.30" in table and "?" not in table and "≥" not in table
+    assert "≥ ~¥1.05" in ledger.table()  # without the prices: the known part, marked as a lower bound
+    per_call = parse_prices({"gpt-*": {"per_call": 0.5}})
+    assert ledger.total(per_call).cost == pytest.approx(1.05 + 2 * 0.5)
 
 
 def test_ledger_table() -> None:
     ledger = UsageLedger()
     ledger.add("gpt-4o-mini", 1_200, 340, 0.0123, False)
     ledger.add("通义千问-max", 50, 20, None, True)
-    table = ledger.table()
-    lines = table.splitlines()
-    assert lines[0].split() == ["model", "calls", "prompt", "completion", "cost"]
-    assert set(lines[1]) == {"-"}
-    assert lines[2].split() == ["gpt-4o-mini", "1", "1,200", "340", "¥0.0123"]
-    assert lines[3].split() == ["通义千问-max", "1", "50", "20", "?"]
-    assert lines[5].split() == ["total", "2", "1,250", "360", "≥", "~¥0.0123"]
-    # Right-aligned columns: every row ends where the header does, CJK counted as two columns.
-    assert {_width(line) for line in lines[:6]} == {_width(lines[0])}
-    assert "~ estimated" in table and "? no price" in table
+    # Columns: model left-aligned, the rest right-aligned, two spaces apart; a CJK character takes two
+    # terminal columns, so "通义千问-max" is 12 wide. Widths: 12, 5, 6, 10, 10 -> 51 with the gaps.
+    rule = "-" * (12 + 2 + 5 + 2 + 6 + 2 + 10 + 2 + 10)
+    assert ledger.table() == "\n".join(
+        [
+            "model" + " " * 9 + "calls" + "  prompt" + "  completion" + " " * 8 + "cost",
+            rule,
+            "gpt-4o-mini" + " " * 7 + "1" + " " * 3 + "1,200" + " " * 9 + "340" + " " * 5 + "¥0.0123",
+            "通义千问-max" + " " * 6 + "1" + " " * 5 + "~50" + " " * 9 + "~20" + " " * 11 + "?",
+            rule,
+            "total" + " " * 13 + "2" + " " * 2 + "~1,250" + " " * 8 + "~360" + " " * 2 + "≥ ~¥0.0123",
+            "~ estimated from the text: the server sent no token counts",
+            "? no price set for this model",
+            "≥ some replies have no price: the cost shown is the part that is known",
+        ]
+    )
 
 
-def test_ledger_table_all_known_and_currency() -> None:
+def test_ledger_legend_explains_only_the_marks_shown() -> None:
     ledger = UsageLedger()
     ledger.add("m", 1, 1, 1.5, False)
     table = ledger.table(currency="$")
-    assert "$1.50" in table and "≥" not in table and "~" not in table and "?" not in table
+    assert "$1.50" in table and not [mark for mark in "≥~?" if mark in table]
+    ledger.add("n", 1, 1, None, True)  # estimated, and no price: "~" on its counts, "?" on its cost
+    table = ledger.table()
+    lines = table.splitlines()
+    assert lines[3].split() == ["n", "1", "~1", "~1", "?"]
+    assert lines[-3:] == [
+        "~ estimated from the text: the server sent no token counts",
+        "? no price set for this model",
+        "≥ some replies have no price: the cost shown is the part that is known",
+    ]
 
 
 def test_ledger_table_all_unknown() -> None:
     ledger = UsageLedger()
     ledger.add("m", 1, 1, None, False)
-    assert ledger.table().splitlines()[-2].split()[-1] == "?"
-    assert ledger.total()[3] is None
+    lines = ledger.table().splitlines()
+    assert lines[-2].split() == ["total", "1", "1", "1", "?"]
+    assert lines[-1] == "? no price set for this model"
+    assert ledger.total().cost is None
 
 
 def test_ledger_reset_and_empty() -> None:
     ledger = UsageLedger()
     assert ledger.table() == "no usage recorded yet"
-    assert ledger.rows() == [] and ledger.total() == (0, 0, 0, None, False)
+    assert ledger.rows() == [] and ledger.total() == LedgerTotal(0, 0, 0, None, False, 0)
     ledger.add("m", 1, 1, 0.1, False)
     ledger.reset()
     assert ledger.rows() == [] and len(ledger) == 0
@@ -321,9 +427,9 @@ def test_end_to_end_price_to_ledger() -> None:
     prices = parse_prices({"deepseek-*": {"input": 2, "output": 8}})
     ledger = UsageLedger()
     for _ in range(3):
-        cost, estimated, prompt, completion = reply_cost(
+        cost = reply_cost(
             price_for(prices, "DeepSeek-Chat"), {"prompt_tokens": 1_000_000, "completion_tokens": 250_000}
         )
-        ledger.add("deepseek-chat", prompt, completion, cost, estimated)
-    assert ledger.rows() == [("deepseek-chat", 3, 3_000_000, 750_000, pytest.approx(12.0), False)]
+        ledger.add_cost("deepseek-chat", cost)
+    assert ledger.rows() == [LedgerRow("deepseek-chat", 3, 3_000_000, 750_000, pytest.approx(12.0), False, 0)]
     assert "¥12.00" in ledger.table()

@@ -1,7 +1,11 @@
-"""The code checks the README promises: ruff and strict mypy over the package, and a typed package."""
+"""The code checks the README promises: ruff and strict mypy over the package, and a typed package.
+
+Without ruff or mypy these skip on a developer's machine, but fail in CI (``CI`` set, as .ci/run and
+every CI service set it): a check that cannot run there must not pass silently."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +16,17 @@ ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
 
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
     exe = BIN / tool
     if not exe.exists():
-        pytest.skip(f"{tool} is not installed in this environment (bash .ci/setup test installs it)")
+        missing = f"{tool} is not installed in this environment (bash .ci/setup test installs it)"
+        if in_ci():
+            pytest.fail(f"{missing}; in CI the quality checks must run")
+        pytest.skip(missing)
     return subprocess.run([str(exe), *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
@@ -36,3 +47,17 @@ def test_mypy_strict() -> None:
 
 def test_package_is_typed() -> None:
     assert (ROOT / "shenma_magic" / "py.typed").exists()
+
+
+def test_a_missing_tool_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    for value, outcome in (
+        ("true", pytest.fail.Exception),
+        ("1", pytest.fail.Exception),
+        ("", pytest.skip.Exception),
+    ):
+        monkeypatch.setenv("CI", value)
+        with pytest.raises(outcome):
+            run("no-such-tool-for-this-test")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        run("no-such-tool-for-this-test")

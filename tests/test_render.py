@@ -1,4 +1,4 @@
-"""Safe rendering of untrusted model text, the live block splitter and the status line."""
+"""Safe rendering of untrusted model text and the live block splitter (the status line: test_status.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import re
 import pytest
 
 from shenma_magic._render import BlockSplitter, render_html, safe_markdown
-from shenma_magic._status import status_text
 from tests.htmltree import parse_html
 
 HOSTILE = """Here you go.
@@ -154,19 +153,3 @@ def test_block_splitter_exact_text_without_long_cuts() -> None:
         blocks.extend(splitter.feed(ch))
     # Blocks are the answer cut at blank lines: joined back with one blank line each, plus the tail.
     assert "\n".join(blocks) + "\n" + splitter.tail == text
-
-
-def test_status_text() -> None:
-    line = status_text(
-        model="gpt-4o-mini",
-        elapsed=3.0,
-        first_token=1.0,
-        tokens=(12, 100, False),
-        finish_reason="length",
-        cost="¥0.0012",
-    )
-    assert line == (
-        "gpt-4o-mini · first token 1.00 s · 3.0 s · 12 → 100 tokens · 50 tok/s · ¥0.0012 · finish: length"
-    )
-    estimated = status_text(model="m", elapsed=1, first_token=None, tokens=(3, 9, True), finish_reason="stop")
-    assert estimated == "m · 1.0 s · ~3 → ~9 tokens (estimated)"

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
+import tracemalloc
+from collections.abc import Iterable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from shenma_magic._sse import LineDecoder, ServerSentEvent, SSEDecoder
+from shenma_magic._errors import LimitExceededError
+from shenma_magic._sse import MAX_EVENT, MAX_LINE, LineDecoder, ServerSentEvent, SSEDecoder
+from tests.relay import Relay, Scripted, chat_chunk, sse
 
 
 def feed_all(pieces: list[bytes]) -> list[ServerSentEvent]:
@@ -15,7 +22,7 @@ def feed_all(pieces: list[bytes]) -> list[ServerSentEvent]:
     out: list[ServerSentEvent] = []
     for piece in pieces:
         out.extend(dec.feed(piece))
-    out.extend(dec.flush())
+    dec.flush()  # never dispatches: an event without its blank line is discarded
     return out
 
 
@@ -113,9 +120,24 @@ def test_blank_line_without_data_dispatches_nothing_and_resets_event_type() -> N
     assert [(e.event, e.data) for e in events] == [("message", "x")]
 
 
-def test_unfinished_event_at_end_of_stream_is_not_dispatched() -> None:
+def test_unfinished_event_at_end_of_stream_is_not_dispatched_but_handed_back_by_flush() -> None:
     assert data_of(feed_all([b"data: a\n\ndata: b\n"])) == ["a"]
     assert data_of(feed_all([b"data: a\n\ndata: b"])) == ["a"]
+    for raw, pending in [
+        (b"data: a\n\ndata: b\n", ServerSentEvent("b")),
+        (b"event: x\ndata: b\r\ndata: c\r", ServerSentEvent("b\nc", "x")),
+        (b"id: 9\ndata: b\ndata: unfinished", ServerSentEvent("b", id="9")),  # a line without its ending
+        (b"data: a\n\n", None),
+        (b"data: a\n\ndata: b", None),
+        (b"event: x\n", None),
+        (b"", None),
+    ]:
+        for pieces in every_split(raw):
+            dec = SSEDecoder()
+            for piece in pieces:
+                dec.feed(piece)
+            assert dec.flush() == pending, (raw, pieces)
+            assert dec.flush() is None  # and the decoder starts over
 
 
 def test_invalid_utf8_becomes_replacement_character_not_an_exception() -> None:
@@ -138,3 +160,164 @@ def test_linear_time_for_many_events_in_one_chunk() -> None:
     assert len(events) == 20_000
     assert events[-1].data == '{"i": 19999}'
     assert dec._lines._parts == []
+
+
+# -- bounded memory ------------------------------------------------------------------------------------------
+
+
+def endless(piece: bytes, count: int) -> Iterator[bytes]:
+    """``count`` fresh copies of ``piece`` (new objects, so holding them costs memory as a socket's would)."""
+    for _ in range(count):
+        yield bytes(bytearray(piece))
+
+
+def fed_until_limit(dec: SSEDecoder, chunks: Iterable[bytes]) -> tuple[int, LimitExceededError]:
+    fed = 0
+    for raw in chunks:
+        fed += len(raw)
+        try:
+            dec.feed(raw)
+        except LimitExceededError as exc:
+            return fed, exc
+    raise AssertionError(f"no LimitExceededError after {fed} bytes")
+
+
+@pytest.mark.parametrize("prefix", [b"", b"data: x\n\n", b"data: x\r\r", b"data: x\r\n\r\n", b": hi\r"])
+@pytest.mark.parametrize("size", [1, 7, 999, 1000, 1001, 4096])
+def test_a_line_that_never_ends_stops_one_chunk_after_the_limit(prefix: bytes, size: int) -> None:
+    limit = 1000
+    dec = SSEDecoder(max_line=limit)
+    stream = itertools.chain([prefix], endless(b"a" * size, 10_000))
+    fed, exc = fed_until_limit(dec, stream)
+    assert limit < fed - len(prefix) <= limit + size
+    assert "a line longer than the 1,000 bytes limit" in str(exc)
+    assert "\n" not in str(exc) and exc.hint
+    assert dec._lines._parts == []  # what was held is let go
+
+
+def test_the_default_line_limit_holds_memory_to_about_the_limit() -> None:
+    dec = SSEDecoder()
+    tracemalloc.start()
+    try:
+        fed, exc = fed_until_limit(dec, itertools.chain([b"data: "], endless(b"x" * 65536, 10_000)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert MAX_LINE < fed <= MAX_LINE + 65536 + 6
+    assert peak < MAX_LINE + 4 * 65536
+    assert "16 MiB" in exc.message
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r", b"\r\n"])
+def test_a_line_of_exactly_the_limit_passes_and_one_more_byte_does_not(ending: bytes) -> None:
+    limit = 40
+    ok = b"data: " + b"y" * (limit - 6) + ending + ending
+    too_long = b"data: " + b"y" * (limit - 5) + ending + ending
+    for pieces in every_split(ok):
+        dec = SSEDecoder(max_line=limit)
+        assert [e.data for p in pieces for e in dec.feed(p)] == ["y" * (limit - 6)]
+    for pieces in every_split(too_long):
+        dec = SSEDecoder(max_line=limit)
+        with pytest.raises(LimitExceededError):
+            for piece in pieces:
+                dec.feed(piece)
+
+
+@pytest.mark.parametrize(
+    ("line", "each"),
+    [(b"data: " + b"z" * 94 + b"\n", 94), (b"data:" + b"z" * 95 + b"\r\n", 95), (b"data\n", 0)],
+)
+def test_data_lines_without_a_blank_line_stop_at_the_event_limit(line: bytes, each: int) -> None:
+    dec = SSEDecoder(max_event=1000)
+    fed, exc = fed_until_limit(dec, endless(line, 100_000))
+    assert "an event longer than the 1,000 bytes limit" in str(exc)
+    lines = fed // len(line)
+    joined = lines * (each + 1) - 1
+    assert joined > 1000 >= joined - (each + 1)  # the line that passed the limit was the last one read
+    assert dec._data == []
+
+
+def test_the_default_event_limit_holds_memory_to_about_the_limit() -> None:
+    dec = SSEDecoder()
+    line = b"data: " + b"q" * 1018 + b"\n"  # 1 KiB a line
+    tracemalloc.start()
+    try:
+        fed, exc = fed_until_limit(dec, endless(line * 64, 100_000))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert MAX_EVENT < fed <= MAX_EVENT * 1.01 + 65536
+    assert peak < MAX_EVENT * 1.2 + 4 * 65536  # the data held as str, plus the list holding it
+    assert "32 MiB" in exc.message
+
+
+def test_an_event_of_exactly_the_limit_passes() -> None:
+    # Three data lines joined by two newlines: 4 + 1 + 4 + 1 + 4 = 14 characters.
+    raw = b"data: abcd\ndata: efgh\ndata: ijkl\n\n"
+    assert data_of(feed_all([raw])) == ["abcd\nefgh\nijkl"]
+    assert [e.data for e in SSEDecoder(max_event=14).feed(raw)] == ["abcd\nefgh\nijkl"]
+    with pytest.raises(LimitExceededError):
+        SSEDecoder(max_event=13).feed(raw)
+
+
+# Streams made of the pieces that matter for the limits: data and other fields, comments, all three endings.
+_TOKENS = [b"data: ", b"data:", b"data", b"event: e", b": c", b"id: 1", b"x", b"yyyy", b"\xe4\xb8\xad"]
+_ENDINGS = [b"\n", b"\r", b"\r\n"]
+
+
+def reference(raw: bytes) -> tuple[int, int]:
+    """The longest line (bytes) and the largest event (characters, a pending one included) of ``raw``,
+    from an unbounded decoder and bytes.splitlines, which breaks on exactly the three SSE endings."""
+    longest = max((len(line) for line in raw.splitlines()), default=0)
+    dec = LineDecoder(max_line=1 << 40)
+    lines = dec.feed(raw) + dec.flush()
+    largest, size = 0, 0
+    for line in lines:
+        if line == "":
+            size = 0
+            continue
+        name, _, value = line.partition(":")
+        if name == "data":
+            size += len(value[1:] if value[:1] == " " else value) + 1
+            largest = max(largest, size - 1)
+    return longest, largest
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(
+        st.tuples(st.lists(st.sampled_from(_TOKENS), max_size=6), st.sampled_from(_ENDINGS)), max_size=30
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+    max_line=st.integers(min_value=1, max_value=40),
+    max_event=st.integers(min_value=1, max_value=80),
+)
+def test_limits_raise_exactly_when_a_line_or_an_event_passes_them(
+    parts: list[tuple[list[bytes], bytes]], cuts: list[int], max_line: int, max_event: int
+) -> None:
+    raw = b"".join(b"".join(tokens) + ending for tokens, ending in parts)
+    points = sorted({min(c, len(raw)) for c in cuts})
+    pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    longest, largest = reference(raw)
+    dec = SSEDecoder(max_line=max_line, max_event=max_event)
+    try:
+        for piece in pieces:
+            dec.feed(piece)
+        dec.flush()
+    except LimitExceededError:
+        assert longest > max_line or largest > max_event
+    else:
+        assert longest <= max_line and largest <= max_event
+
+
+def test_a_never_ending_line_from_a_real_server_ends_the_reply_with_the_text_kept(relay: Relay) -> None:
+    from shenma_magic import ChatClient, ReplyBuilder
+
+    relay.enqueue(Scripted(chunks=[sse(chat_chunk("周树人")), b"data: ", *([b"x" * 65536] * 260)]))
+    builder = ReplyBuilder()
+    client = ChatClient(relay.url, "sk-test-limit-0000000000")
+    with pytest.raises(LimitExceededError) as info:
+        for delta in client.stream([{"role": "user", "content": "q"}]):
+            builder.add(delta)
+    assert builder.text == "周树人"
+    assert "16 MiB" in str(info.value) and "\n" not in str(info.value)

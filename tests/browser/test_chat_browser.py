@@ -22,8 +22,9 @@ from typing import Any
 
 import pytest
 
+from tests._util import tool_call_stream
 from tests.browser.harness import LabPage, LabServer
-from tests.relay import HOSTILE_SAMPLE, REASONING_SAMPLE, Relay, Scripted, chat_chunk, sse, stream_of
+from tests.relay import HOSTILE_SAMPLE, REASONING_SAMPLE, Relay, Scripted, stream_of
 
 pytestmark = pytest.mark.browser
 
@@ -37,6 +38,8 @@ STDERR = '.jp-RenderedText[data-mime-type="application/vnd.jupyter.stderr"]'
 PWNED_FLAGS = ("__pwned", "__pwned2", "__pwned3", "__pwned4")
 
 OTHER_SHOTS = ("image-question.png", "tool-round.png")
+# The streaming test's notebook.
+CHAT_CELLS = ["%load_ext shenma_magic", "%%chat\n/slow 40 4", "%%chat\n/markdown"]
 
 # What the tests measured, written to chat-timings.json at the end (no test reads another's entries).
 _state: dict[str, Any] = {}
@@ -160,18 +163,6 @@ def words_of(text: str) -> list[str]:
     return re.findall(r"\s*\S+\s*", text)
 
 
-def tool_call_stream(name: str, arguments: str, call_id: str = "call_1") -> list[Any]:
-    """A streamed reply that only asks for one tool call (as in tests/test_features.py)."""
-    call = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
-    return [
-        sse(chat_chunk(role="assistant", tool_calls=[call])),
-        sse(chat_chunk(tool_calls=[{"index": 0, "function": {"arguments": arguments[:5]}}])),
-        sse(chat_chunk(tool_calls=[{"index": 0, "function": {"arguments": arguments[5:]}}])),
-        sse(chat_chunk(finish_reason="tool_calls")),
-        sse("[DONE]"),
-    ]
-
-
 def gradient_png(side: int = 64) -> bytes:
     """A side x side RGB gradient PNG, built with zlib and struct only."""
     rows = b"".join(
@@ -205,9 +196,7 @@ def run(page: LabPage, i: int, timeout: float = 30.0) -> str:
 
 
 def test_streams_live_then_leaves_rendered_markdown(server: LabServer, page: LabPage, shots: Path) -> None:
-    open_fresh(
-        server, page, "chat.ipynb", ["%load_ext shenma_magic", "%%chat\n/slow 40 4", "%%chat\n/markdown"]
-    )
+    open_fresh(server, page, "chat.ipynb", CHAT_CELLS)
     run(page, 0)
     assert page.cell_output_text(0) == ""
 
