@@ -213,9 +213,12 @@ def make_reply(chars: int, seed: int = 20240601) -> str:
     return text
 
 
-def reply_stream(reply: str, seconds: float, batch: int) -> tuple[list[str], list[Any]]:
-    """The deltas, and the relay's chunks: ``batch`` events, then a sleep, ... about ``seconds`` in all."""
-    deltas = [reply[i : i + DELTA_CHARS] for i in range(0, len(reply), DELTA_CHARS)]
+def reply_stream(
+    reply: str, seconds: float, batch: int, delta_chars: int = DELTA_CHARS
+) -> tuple[int, list[Any]]:
+    """The number of deltas, and the relay's chunks: ``batch`` events joined into one write, then a
+    sleep, ... about ``seconds`` in all (one write per batch keeps the in-process relay cheap)."""
+    deltas = [reply[i : i + delta_chars] for i in range(0, len(reply), delta_chars)]
     events = stream_of(
         deltas,
         usage={"prompt_tokens": 3, "completion_tokens": len(deltas), "total_tokens": 3 + len(deltas)},
@@ -227,11 +230,104 @@ def reply_stream(reply: str, seconds: float, batch: int) -> tuple[list[str], lis
     for g in range(groups):
         if g:
             chunks.append(pause)
-        chunks.extend(events[g * batch : (g + 1) * batch])
-    return deltas, chunks
+        chunks.append(b"".join(bytes(e) for e in events[g * batch : (g + 1) * batch]))
+    return len(deltas), chunks
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def one_line_reply(chars: int) -> str:
+    """One enormous line: prose without a single newline (the splitter can cut nothing)."""
+    rng = random.Random(7)
+    words = [
+        "stream",
+        "relay",
+        "token",
+        "模型",
+        "回答",
+        "browser",
+        "notebook",
+        "kernel",
+        "`code`",
+        "**bold**",
+    ]
+    parts = ["Shape one-line:"]
+    size = len(parts[0])
+    while size < chars:
+        word = rng.choice(words)
+        parts.append(word)
+        size += len(word) + 1
+    return " ".join(parts)[:chars]
+
+
+def table_reply(chars: int) -> str:
+    """A heading, then one huge table (a row every ~60 characters) until ``chars``."""
+    rows = ["# Shape table", "", "| id | model | latency (s) | note |", "| ---: | --- | :---: | --- |"]
+    size = sum(len(r) + 1 for r in rows)
+    i = 0
+    while size < chars:
+        i += 1
+        row = f"| {i} | model-{i % 17} | {(i * 37 % 997) / 100:.2f} | 备注 note {i % 5} |"
+        rows.append(row)
+        size += len(row) + 1
+    return "\n".join(rows)[:chars].rsplit("\n", 1)[0] + "\n"
+
+
+def code_reply(chars: int) -> str:
+    """A heading, then one huge fenced Python block until ``chars``, closed at the end."""
+    lines = ["# Shape code", "", "```python"]
+    size = sum(len(r) + 1 for r in lines) + 4
+    i = 0
+    while size < chars:
+        i += 1
+        line = (
+            f"def f_{i}(x: int) -> int:  # <{i}> & more"
+            if i % 3 == 1
+            else f"    return x * {i} + len('s{i}')"
+        )
+        lines.append(line)
+        size += len(line) + 1
+    return "\n".join(lines) + "\n```\n"
+
+
+@dataclass
+class Shape:
+    name: str
+    text: str
+    delta_chars: int
+    seconds: float
+    batch: int
+    marker: str  # early words that show the first visible reply text
+
+
+def make_shapes(names: list[str], scale: float, args: Any) -> list[Shape]:
+    out = []
+    for name in names:
+        if name == "mixed":
+            chars = args.chars or (2000 if args.quick else 20000)
+            seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 8.0)
+            text = make_reply(chars)
+            out.append(Shape(name, text, DELTA_CHARS, seconds, args.batch, text[2:4]))
+        elif name == "one-line":
+            out.append(Shape(name, one_line_reply(int(3_000_000 * scale)), 20, 15 * scale, 500, "Shape"))
+        elif name == "tiny-deltas":
+            text = make_reply(int(1_000_000 * scale))
+            out.append(Shape(name, text, 1, 20 * scale, 2000, text[2:4]))
+        elif name == "table":
+            out.append(Shape(name, table_reply(int(1_000_000 * scale)), 10, 10 * scale, 500, "Shape"))
+        elif name == "code":
+            out.append(Shape(name, code_reply(int(1_000_000 * scale)), 10, 10 * scale, 500, "Shape"))
+        else:
+            raise SystemExit(f"unknown shape {name!r}")
+    return out
 
 
 # --------------------------------------------------------------------------- contestants
+
+# A warm-up %%chat whose echoed reply renders math and the code languages of the reply (Pygments loads a
+# lexer the first time it meets a language): "warm" is a kernel that has shown a reply like this before.
+WARM_UP = "%%chat\nwarm up $x^2$\n\n```python\nx = 1\n```\n\n```bash\necho hi\n```\n\n| a |\n| - |\n| 1 |"
 
 _CLIENT_SETUP = f"""\
 import os, time
@@ -250,8 +346,20 @@ CONTESTANTS: dict[str, tuple[str, tuple[str, ...], str]] = {
     ),
     "ours-warm": (
         "%%chat (WidgetView), after one short %%chat",
-        ("%load_ext shenma_magic", "%%chat\nwarm up"),
+        ("%load_ext shenma_magic", WARM_UP),
         f"%%chat --new\n{PROMPT}",
+    ),
+    "ours-text": (
+        "%%chat with %chat display text (TextView): the CPU floor of the package",
+        ("%load_ext shenma_magic", "%chat display text"),
+        f"%%chat\n{PROMPT}",
+    ),
+    "text-mode": (
+        "%%chat in text mode writing to a StringIO (a terminal minus the terminal): the CPU floor",
+        ("%load_ext shenma_magic", "%chat display text", WARM_UP),
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    get_ipython().run_cell_magic('chat', '--new', {PROMPT!r})\n",
     ),
     "naive": (
         "full Markdown re-sent per delta",
@@ -303,7 +411,9 @@ class Message:
     json_bytes: int  # header + parent_header + metadata + content (+ buffers)
     wire_bytes: int  # every ZMQ frame
     t: float  # kernel header date minus the time the execute request was sent
-    content: dict[str, Any]
+    visible: bool  # changes what is shown (see is_visible)
+    texty: bool  # holds the shape's marker (the reply's first words)
+    kind: str  # msg_type, and for widget comm_msgs the state keys they carry
 
 
 @dataclass
@@ -313,6 +423,7 @@ class Run:
     other_parent: int = 0  # iopub messages for other requests seen meanwhile
     request_at: float | None = None  # HTTP request reached the relay (s after execute)
     relay_done: float | None = None  # relay wrote the last byte (s after execute, +- 10 ms)
+    cpu: float | None = None  # kernel process CPU seconds (user + system) for the measured cell
     status: str = ""
     error: str = ""
 
@@ -326,13 +437,34 @@ def kernel_env(relay_url: str) -> dict[str, str]:
     return env
 
 
-def execute(kc: Any, code: str, *, relay: Relay | None = None, timeout: float = 300.0) -> Run:
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU of a process (all its threads), from /proc; None where that is unavailable."""
+    if pid is None:
+        return None
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def execute(
+    kc: Any,
+    code: str,
+    *,
+    relay: Relay | None = None,
+    timeout: float = 600.0,
+    marker: str = "",
+    pid: int | None = None,
+) -> Run:
     """Run ``code``; collect every iopub message of that request, raw, until the kernel is idle."""
     session = kc.session
     sock = kc.iopub_channel.socket
     while sock.poll(0):  # leftovers of earlier cells
         sock.recv_multipart()
     seen_requests = len(relay.chat_requests) if relay is not None else 0
+    cpu_before = _cpu_seconds(pid)
     t_wall, t_mono = time.time(), time.monotonic()
     msg_id = kc.execute(code, store_history=True)
     raw: list[list[bytes]] = []
@@ -360,6 +492,9 @@ def execute(kc: Any, code: str, *, relay: Relay | None = None, timeout: float = 
         header = json.loads(parts[1])
         if header["msg_type"] == "status" and json.loads(parts[4]).get("execution_state") == "idle":
             break
+    cpu_after = _cpu_seconds(pid)
+    if cpu_before is not None and cpu_after is not None:
+        run.cpu = cpu_after - cpu_before
     if relay is not None and run.relay_done is None and len(relay.chat_requests) > seen_requests:
         req = relay.chat_requests[seen_requests]  # idle came first: the relay finished just before
         run.request_at = req.at - t_mono
@@ -374,23 +509,39 @@ def execute(kc: Any, code: str, *, relay: Relay | None = None, timeout: float = 
         msg = session.deserialize(parts, content=True)
         json_bytes = sum(len(p) for p in parts[1:])  # parts[0] is the HMAC signature
         date = msg["header"]["date"]
+        kind = msg_type = msg["header"]["msg_type"]
+        content = msg["content"]
+        if msg_type == "comm_msg":  # split widget updates by the state keys they carry
+            kind += "[" + ",".join(sorted(content.get("data", {}).get("state", {}))) + "]"
+        visible = is_visible(msg_type, content)
+        texty = visible and bool(marker) and marker in json.dumps(content, ensure_ascii=False)
         run.messages.append(
             Message(
-                msg["header"]["msg_type"],
+                msg_type,
                 json_bytes,
                 sum(len(f) for f in frames),
                 date.timestamp() - t_wall,
-                msg["content"],
+                visible,
+                texty,
+                kind,
             )
         )
-        if msg["header"]["msg_type"] == "error":
-            run.error = "\n".join(msg["content"].get("traceback", [])) or msg["content"].get("evalue", "")
+        if msg_type == "error":
+            run.error = "\n".join(content.get("traceback", [])) or content.get("evalue", "")
+    raw.clear()
     if run.status != "ok" and not run.error:
         run.error = json.dumps(reply["content"])[:2000]
     return run
 
 
-def run_contestant(name: str, relay: Relay, chunks: list[Any], env: dict[str, str]) -> Run:
+def _kernel_pid(km: Any) -> int | None:
+    provisioner = getattr(km, "provisioner", None)
+    process = getattr(provisioner, "process", None)
+    pid = getattr(process, "pid", None) or getattr(provisioner, "pid", None)
+    return int(pid) if pid else None
+
+
+def run_contestant(name: str, relay: Relay, shape: Shape, chunks: list[Any], env: dict[str, str]) -> Run:
     _desc, setups, cell = CONTESTANTS[name]
     km, kc = start_new_kernel(kernel_name="python3", env=env, startup_timeout=120)
     try:
@@ -399,7 +550,7 @@ def run_contestant(name: str, relay: Relay, chunks: list[Any], env: dict[str, st
             if first.status != "ok":
                 raise RuntimeError(f"{name}: setup cell failed:\n{first.error}")
         relay.enqueue(Scripted(chunks=list(chunks)))
-        run = execute(kc, cell, relay=relay)
+        run = execute(kc, cell, relay=relay, marker=shape.marker, pid=_kernel_pid(km))
         run.name = name
         return run
     finally:
@@ -410,11 +561,11 @@ def run_contestant(name: str, relay: Relay, chunks: list[Any], env: dict[str, st
 # --------------------------------------------------------------------------- analysis
 
 
-def is_visible(msg: Message) -> bool:
-    if msg.msg_type in ("display_data", "update_display_data", "stream", "execute_result"):
+def is_visible(msg_type: str, content: dict[str, Any]) -> bool:
+    if msg_type in ("display_data", "update_display_data", "stream", "execute_result", "clear_output"):
         return True
-    if msg.msg_type == "comm_msg":
-        data = msg.content.get("data", {})
+    if msg_type == "comm_msg":
+        data = content.get("data", {})
         return data.get("method") == "update" and bool(VISIBLE_STATE & set(data.get("state", {})))
     return False
 
@@ -436,6 +587,7 @@ class Stats:
     request_at: float | None
     relay_seconds: float | None
     by_type: dict[str, tuple[int, int]]
+    cpu: float | None
 
 
 def _rates(times: list[float], first: float) -> tuple[float, float, int]:
@@ -453,10 +605,10 @@ def _rates(times: list[float], first: float) -> tuple[float, float, int]:
     return rate, rate, 0
 
 
-def analyse(run: Run, marker: str) -> Stats:
+def analyse(run: Run) -> Stats:
     msgs = run.messages
-    visible = [m for m in msgs if is_visible(m)]
-    texty = [m for m in visible if marker in json.dumps(m.content, ensure_ascii=False)]
+    visible = [m for m in msgs if m.visible]
+    texty = [m for m in visible if m.texty]
     first = texty[0].t if texty else None
     rate_median = rate_max = burst_median = burst_max = 0.0
     windows = 0
@@ -467,11 +619,8 @@ def analyse(run: Run, marker: str) -> Stats:
         burst_median, burst_max, _ = _rates(bursts, first)
     by_type: dict[str, tuple[int, int]] = {}
     for m in msgs:
-        kind = m.msg_type
-        if kind == "comm_msg":  # split widget updates by the state keys they carry
-            kind += "[" + ",".join(sorted(m.content.get("data", {}).get("state", {}))) + "]"
-        n, b = by_type.get(kind, (0, 0))
-        by_type[kind] = (n + 1, b + m.json_bytes)
+        n, b = by_type.get(m.kind, (0, 0))
+        by_type[m.kind] = (n + 1, b + m.json_bytes)
     relay_seconds = None
     if run.relay_done is not None and run.request_at is not None:
         relay_seconds = run.relay_done - run.request_at
@@ -491,6 +640,7 @@ def analyse(run: Run, marker: str) -> Stats:
         run.request_at,
         relay_seconds,
         by_type,
+        run.cpu,
     )
 
 
@@ -553,7 +703,8 @@ def run_three_models(relay: Relay, env: dict[str, str], chars: int, seconds: flo
             _deltas, chunks = reply_stream(reply, seconds * share, batch)
             relay.enqueue(Scripted(chunks=chunks, model=model))
         first_request = len(relay.chat_requests)
-        run = execute(kc, f"%%chat -m {','.join(m for m, _ in THREE_MODELS)}\n{PROMPT}", relay=relay)
+        cell = f"%%chat -m {','.join(m for m, _ in THREE_MODELS)}\n{PROMPT}"
+        run = execute(kc, cell, relay=relay, marker=replies[0][2:4])
     finally:
         kc.stop_channels()
         km.shutdown_kernel()
@@ -561,7 +712,7 @@ def run_three_models(relay: Relay, env: dict[str, str], chars: int, seconds: flo
         print(f"three models: the cell failed:\n{run.error}", file=sys.stderr)
         return 1
     run.name = "three"
-    s = analyse(run, replies[0][2:4])
+    s = analyse(run)
     streams = relay.chat_requests[first_request:]
     spread = max(r.at for r in streams) - min(r.at for r in streams) if streams else float("nan")
     ratio = s.json_bytes / total_bytes
@@ -610,101 +761,68 @@ def _fmt(value: float | None, spec: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="2,000-char reply over ~1 s")
-    parser.add_argument("--chars", type=int, help="reply length (default 20000, 2000 with --quick)")
-    parser.add_argument("--seconds", type=float, help="stream duration (default 8, 1 with --quick)")
-    parser.add_argument("--batch", type=int, default=10, help="events per relay write burst (default 10)")
+    parser.add_argument("--quick", action="store_true", help="2,000-char mixed reply over ~1 s")
+    parser.add_argument("--chars", type=int, help="mixed reply length (default 20000, 2000 with --quick)")
+    parser.add_argument("--seconds", type=float, help="mixed stream duration (default 8, 1 with --quick)")
+    parser.add_argument("--batch", type=int, default=10, help="mixed: events per relay write (default 10)")
     parser.add_argument("--only", nargs="*", choices=list(CONTESTANTS), help="run only these contestants")
+    parser.add_argument(
+        "--shapes",
+        nargs="*",
+        default=["mixed"],
+        choices=list(SHAPES),
+        help="reply shapes (default: mixed); 'all' for every shape",
+    )
+    parser.add_argument("--scale", type=float, default=1.0, help="size factor for the large shapes")
     parser.add_argument("--no-notebook", action="store_true", help="skip the nbclient saved-output check")
     parser.add_argument(
         "--three-models", action="store_true", help="also run %%%%chat -m a,b,c (three at once)"
     )
     args = parser.parse_args(argv)
-    chars = args.chars or (2000 if args.quick else 20000)
-    seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 8.0)
-
-    reply = make_reply(chars)
-    reply_bytes = len(reply.encode("utf-8"))
-    deltas, chunks = reply_stream(reply, seconds, args.batch)
-    marker = reply[2:4]  # the first words of the heading: "神马"
-    sleeps = [c for c in chunks if isinstance(c, float)]
-    print(
-        f"reply: {chars:,} chars = {reply_bytes:,} UTF-8 bytes, "
-        f"{len(deltas):,} deltas of {DELTA_CHARS} chars; "
-        f"relay: {args.batch} events then {sleeps[0] * 1000 if sleeps else 0:.1f} ms sleep, "
-        f"{sum(sleeps):.2f} s of sleeps"
-    )
+    names = list(SHAPES)[1:] if "all" in args.shapes else args.shapes
+    shapes = make_shapes(names, args.scale, args)
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {_load()}; "
         f"kernel: python3 from {sys.prefix}"
     )
-
-    names = args.only or list(CONTESTANTS)
     failed = False
-    stats: list[Stats] = []
+    results: list[tuple[Shape, int, list[Stats]]] = []
+    notebook = None
     with Relay() as relay:
         env = kernel_env(relay.url)
-        for name in names:
-            print(f"running {name} ...", flush=True)
-            run = run_contestant(name, relay, chunks, env)
-            if run.status != "ok":
-                failed = True
-                print(f"  {name}: the cell failed:\n{run.error}", file=sys.stderr)
-                continue
-            if run.other_parent:
-                print(f"  note: {run.other_parent} iopub messages with another parent were ignored")
-            stats.append(analyse(run, marker))
-        notebook = None if args.no_notebook else check_saved_outputs(relay, chunks, env)
+        for shape in shapes:
+            reply_bytes = len(shape.text.encode("utf-8"))
+            n_deltas, chunks = reply_stream(shape.text, shape.seconds, shape.batch, shape.delta_chars)
+            sleeps = [c for c in chunks if isinstance(c, float)]
+            print(
+                f"\nshape {shape.name}: {len(shape.text):,} chars = {reply_bytes:,} UTF-8 bytes, "
+                f"{n_deltas:,} deltas of {shape.delta_chars} chars; relay: {shape.batch} events per write, "
+                f"{sum(sleeps):.2f} s of sleeps"
+            )
+            default = list(CONTESTANTS) if shape.name == "mixed" else ["ours-warm", "text-mode"]
+            stats: list[Stats] = []
+            for name in args.only or default:
+                print(f"running {name} ...", flush=True)
+                run = run_contestant(name, relay, shape, chunks, env)
+                if run.status != "ok":
+                    failed = True
+                    print(f"  {name}: the cell failed:\n{run.error}", file=sys.stderr)
+                    continue
+                if run.other_parent:
+                    print(f"  note: {run.other_parent} iopub messages with another parent were ignored")
+                stats.append(analyse(run))
+                run.messages.clear()
+            results.append((shape, reply_bytes, stats))
+            if shape.name == "mixed" and not args.no_notebook:
+                notebook = check_saved_outputs(relay, chunks, env)
         if args.three_models:
+            chars = args.chars or (2000 if args.quick else 20000)
+            seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 8.0)
             failed = run_three_models(relay, env, chars, seconds, args.batch) != 0 or failed
-
     print()
     print(f"load average at the end: {_load()}")
-    print(f"reply = {chars:,} chars, {reply_bytes:,} UTF-8 bytes; xreply = total bytes / reply UTF-8 bytes")
-    head = (
-        f"{'contestant':<11}{'messages':>9}{'visible':>8}{'total KB':>10}{'wire KB':>10}{'xreply':>8}"
-        f"{'xchars':>8}{'upd/s med':>10}{'upd/s max':>10}{'bursts/s':>10}{'first text s':>13}{'total s':>8}"
-    )
-    print(head)
-    print("-" * len(head))
-    for s in stats:
-        print(
-            f"{s.name:<11}{s.messages:>9,}{s.visible:>8,}"
-            f"{s.json_bytes / 1024:>10,.1f}{s.wire_bytes / 1024:>10,.1f}"
-            f"{s.json_bytes / reply_bytes:>8.1f}{s.json_bytes / chars:>8.1f}{s.rate_median:>10.1f}"
-            f"{s.rate_max:>10.1f}{f'{s.burst_median:.0f}/{s.burst_max:.0f}':>10}"
-            f"{_fmt(s.first_text, '>13.2f')}{s.total:>8.2f}"
-        )
-    print()
-    print("timing detail (s after the execute request): HTTP request at the relay, relay stream duration")
-    for s in stats:
-        print(
-            f"  {s.name:<10} request {_fmt(s.request_at, '.2f')}  relay stream {_fmt(s.relay_seconds, '.2f')}"
-            f"  first text {_fmt(s.first_text, '.2f')}  idle {s.total:.2f}  ({s.windows} full 1-s windows)"
-        )
-    print()
-    print("messages by type (count / KB):")
-    for s in stats:
-        parts = ", ".join(f"{t} {n:,}/{b / 1024:,.1f}" for t, (n, b) in sorted(s.by_type.items()))
-        print(f"  {s.name:<10} {parts}")
-
-    ours = next((s for s in stats if s.name == "ours"), None)
-    if ours is not None:
-        print()
-        ratio = ours.json_bytes / reply_bytes
-        print("targets for ours:")
-        checks = [
-            ("live updates >= 10/s (median)", f"{ours.rate_median:.1f}", ours.rate_median >= 10),
-            ("live updates <= 20/s (max)", f"{ours.rate_max:.1f}", ours.rate_max <= 20),
-            ("total bytes <= 20x reply bytes", f"{ratio:.1f}x", ratio <= 20),
-        ]
-        for label, value, ok in checks:
-            print(f"  {label:<32}{value:>8}  {'met' if ok else 'NOT met'}")
-        if ours.windows == 0:
-            print(
-                "  (no full 1-s window: the rates are count/span, including the messages that open and close"
-                " the view; judge the rate targets on the full run)"
-            )
+    for shape, reply_bytes, stats in results:
+        report(shape, reply_bytes, stats)
     if notebook is not None:
         print()
         print("saved notebook (nbclient), %%chat cell outputs:", notebook["outputs"])
@@ -717,7 +835,76 @@ def main(argv: list[str] | None = None) -> int:
             f"  notebook metadata widget state: {notebook['widget_models_saved']} models, "
             f"{notebook['widget_state_bytes']:,} bytes"
         )
+    summary(results)
     return 1 if failed else 0
+
+
+def report(shape: Shape, reply_bytes: int, stats: list[Stats]) -> None:
+    chars = len(shape.text)
+    print()
+    print(
+        f"== shape {shape.name}: {chars:,} chars, {reply_bytes:,} UTF-8 bytes; "
+        "xreply = total bytes / reply bytes"
+    )
+    head = (
+        f"{'contestant':<11}{'messages':>9}{'visible':>8}{'total KB':>11}{'xreply':>8}"
+        f"{'upd/s med':>10}{'upd/s max':>10}{'bursts/s':>10}{'first text s':>13}{'total s':>8}{'CPU s':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+    for s in stats:
+        print(
+            f"{s.name:<11}{s.messages:>9,}{s.visible:>8,}{s.json_bytes / 1024:>11,.1f}"
+            f"{s.json_bytes / reply_bytes:>8.1f}{s.rate_median:>10.1f}"
+            f"{s.rate_max:>10.1f}{f'{s.burst_median:.0f}/{s.burst_max:.0f}':>10}"
+            f"{_fmt(s.first_text, '>13.2f')}{s.total:>8.2f}{_fmt(s.cpu, '>8.2f')}"
+        )
+    print("timing detail (s after the execute request): HTTP request at the relay, relay stream duration")
+    for s in stats:
+        print(
+            f"  {s.name:<10} request {_fmt(s.request_at, '.2f')}  relay stream {_fmt(s.relay_seconds, '.2f')}"
+            f"  first text {_fmt(s.first_text, '.2f')}  idle {s.total:.2f}  ({s.windows} full 1-s windows)"
+        )
+    print("messages by type (count / KB):")
+    for s in stats:
+        parts = ", ".join(f"{t} {n:,}/{b / 1024:,.1f}" for t, (n, b) in sorted(s.by_type.items()))
+        print(f"  {s.name:<10} {parts}")
+
+
+def summary(results: list[tuple[Shape, int, list[Stats]]]) -> None:
+    print()
+    print("targets for ours-warm, per shape: <= 20x reply bytes, <= 2x the CPU of text-mode, 10-20 updates/s")
+    head = (
+        f"{'shape':<13}{'xreply':>8}{'CPU s':>8}{'text CPU s':>11}{'xCPU':>7}"
+        f"{'upd/s med':>10}{'upd/s max':>10}  verdict"
+    )
+    print(head)
+    print("-" * len(head))
+    for shape, reply_bytes, stats in results:
+        ours = next((s for s in stats if s.name == "ours-warm"), None)
+        text = next((s for s in stats if s.name == "text-mode"), None)
+        if ours is None:
+            continue
+        ratio = ours.json_bytes / reply_bytes
+        xcpu = ours.cpu / text.cpu if ours.cpu is not None and text and text.cpu else None
+        ok = ratio <= 20 and (xcpu is None or xcpu <= 2) and ours.rate_max <= 20
+        ok = ok and (ours.windows == 0 or ours.rate_median >= 10)
+        text_cpu = text.cpu if text else None
+        print(
+            f"{shape.name:<13}{ratio:>8.1f}{_fmt(ours.cpu, '>8.2f')}{_fmt(text_cpu, '>11.2f')}"
+            f"{_fmt(xcpu, '>7.2f')}{ours.rate_median:>10.1f}{ours.rate_max:>10.1f}"
+            f"  {'met' if ok else 'NOT met'}"
+        )
+
+
+SHAPES = {
+    "all": "every shape below but mixed",
+    "mixed": "the 20,000-char Markdown reply (prose, lists, code, a table) in 5-char deltas over 8 s",
+    "one-line": "3 MB on one line (no newline at all), 20-char deltas over ~15 s",
+    "tiny-deltas": "a 1,000,000-char Markdown reply in 1,000,000 one-character deltas over ~20 s",
+    "table": "a 1 MB table (~17,000 rows), 10-char deltas over ~10 s",
+    "code": "a 1 MB fenced Python block (~28,000 lines), 10-char deltas over ~10 s",
+}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The notebook's side of a turn: which live view a reply streams into, and the small outputs around it.
 
-A :class:`NotebookFrontend` is what ``%%chat`` hands to :meth:`Session.run`: widgets in a Jupyter frontend,
+A :class:`NotebookFrontend` is what ``%%chat`` hands to :meth:`Session.run`: a live view in Jupyter,
 plain text in terminal IPython (or as ``%chat display`` says). ``%%chat --bg`` hands
 :meth:`Session.start` a :class:`BackgroundFrontend` (a Jupyter frontend: everything through the cell's
 outlet) or a :class:`TerminalBackgroundFrontend` (the whole reply printed once it has ended); a headless run
@@ -42,18 +42,15 @@ class NotebookFrontend:
         self._extras = Extras(rich=rich)
 
     def make_view(self) -> View:
-        from ._display import MarkdownView, TextView, WidgetView
+        from ._display import LiveView, TextView
 
         mode = self._mode
         if mode == "auto":
             mode = "widget" if self._rich else "text"
-        if mode == "widget":
-            try:
-                return WidgetView()
-            except ImportError:
-                return MarkdownView()
-        if mode == "markdown":
-            return MarkdownView()
+        if mode in ("widget", "markdown"):
+            # The cell's Extras is its output log: the reply's final output replaces its live outputs
+            # and keeps the cell's other outputs (thumbnails, tool lines, earlier rounds).
+            return LiveView(outputs=self._extras)
         return TextView()
 
     def ask(self, question: str) -> bool:
@@ -112,35 +109,29 @@ class BackgroundFrontend:
     so they land in that cell from the worker thread; nothing is printed and nobody is asked."""
 
     def __init__(self, outlet: Outlet, *, display: str = "auto", waiting: str = WAITING) -> None:
+        from ._display import Extras
+
         self._outlet = outlet
         self._mode = display
         self._waiting = waiting
+        self._log = Extras(rich=True, outlet=outlet)  # what this cell shows, through the outlet
 
     def make_view(self) -> View:
-        from ._display import MarkdownView, WidgetView
+        from ._display import LiveView
 
         waiting, self._waiting = self._waiting, WAITING  # only the first view waits for another reply
-        if self._mode in ("auto", "widget"):
-            try:
-                return WidgetView(outlet=self._outlet, waiting=waiting)
-            except ImportError:
-                pass
-        # "text" would print from the worker thread, into whichever cell runs: Markdown updates instead.
-        return MarkdownView(outlet=self._outlet, waiting=waiting)
+        # "text" would print from the worker thread, into whichever cell runs: the live view instead.
+        return LiveView(outlet=self._outlet, outputs=self._log, waiting=waiting)
 
     def ask(self, question: str) -> bool:
         self.notify(CANNOT_ASK)
         return False
 
     def notify(self, line: str) -> None:
-        from ._display import line_bundle
-
-        self._outlet.display(line_bundle(line))
+        self._log.line(line)
 
     def show_images(self, images: list[Any]) -> None:
-        from ._display import images_bundle
-
-        self._outlet.display(images_bundle(images))
+        self._log.images(images)
 
 
 class TerminalBackgroundFrontend:

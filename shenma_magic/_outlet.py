@@ -103,6 +103,10 @@ class KernelOutlet:
         )
         return display_id
 
+    def clear(self, wait: bool = False) -> None:
+        """Clear the cell's outputs (with ``wait``, when its next output arrives: in the same step)."""
+        self._send("clear_output", {"wait": wait})
+
     def update(
         self, display_id: str, bundle: dict[str, Any], metadata: Optional[dict[str, Any]] = None
     ) -> None:

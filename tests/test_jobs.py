@@ -325,28 +325,53 @@ class RecordingOutlet:
         self.updates.append((display_id, bundle))
 
 
-def test_a_view_fed_from_another_thread_grows_few_children_and_ends_through_its_outlet(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_view_fed_from_another_thread_shows_and_ends_through_its_outlet() -> None:
     import shenma_magic._display as display
 
-    clock = [0.0]
-    monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
     outlet = RecordingOutlet()
-    view = display.WidgetView(outlet=outlet)
-    assert len(outlet.shown) == 1 and "application/vnd.jupyter.widget-view+json" in outlet.shown[0][1]
+    view = display.LiveView(outlet=outlet)
+    assert len(outlet.shown) == 2 and all("text/html" in bundle for _, bundle in outlet.shown)  # no widget
     paragraphs = [f"Paragraph {i}.\n\n" for i in range(600)]
-    for piece in paragraphs:  # ten paragraphs a second for a minute, refreshed at each
-        clock[0] += 0.1
+    for piece in paragraphs:
         view.on_delta(TextDelta(piece))
         view.refresh("streaming")
-    children = list(view._blocks.children)
-    # One child per interval would be 240; the growing wait keeps it near sqrt(2 * 60 s / 0.02 s).
-    assert 20 <= len(children) <= 90, len(children)
-    assert all("Paragraph" in child.value for child in children)
+    # Each finished paragraph is sent once, in the update that gives a live output its final content.
+    sealed = "".join(b["text/html"] for _, b in outlet.updates if "shenma-live-status" not in b["text/html"])
+    assert all(sealed.count(f"Paragraph {i}.<") == 1 for i in range(599))
     view.finish(Reply("".join(paragraphs), complete=True), "done")
-    assert outlet.updates[0][0] == "id0" and "Paragraph 599." in outlet.updates[0][1]["text/markdown"]
-    assert all(child.comm is None and child.value == "" for child in children)  # emptied and closed
+    # No clear through this outlet: the final output goes into the last live output, the others empty.
+    last_id, final = outlet.updates[-1]
+    assert last_id == outlet.shown[-1][0] and "Paragraph 599." in final["text/markdown"]
+    emptied = {i for i, bundle in outlet.updates if bundle == {"text/plain": ""}}
+    assert emptied == {i for i, _ in outlet.shown[:-1]}
+
+
+class ClearingOutlet(RecordingOutlet):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cleared: list[bool] = []
+
+    def clear(self, wait: bool = False) -> None:
+        self.cleared.append(wait)
+        self.shown.clear()  # what the frontend does with the next output, after clear_output(wait=True)
+
+
+def test_through_an_outlet_that_clears_the_cell_keeps_its_lines_and_one_final_output() -> None:
+    import shenma_magic._display as display
+
+    outlet = ClearingOutlet()
+    log = display.Extras(rich=True, outlet=outlet)
+    log.line("job 1: waiting for the reply before it")
+    view = log.view()
+    for piece in ("Hello ", "from ", "a thread."):
+        view.on_delta(TextDelta(piece))
+        view.refresh("streaming")
+    view.finish(Reply("Hello from a thread.", complete=True), "done")
+    assert outlet.cleared == [True]
+    assert [bundle["text/plain"] for _, bundle in outlet.shown] == [
+        "job 1: waiting for the reply before it",
+        "Hello from a thread.",
+    ]
 
 
 # --------------------------------------------------------------------------- the views of a comparison

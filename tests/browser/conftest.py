@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from tests.browser.harness import CHROMIUM, LabPage, LabServer
+from tests.relay import Relay
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE.parent / "artifacts" / "browser"
+HARNESS_PROBE = "probe-value-42"  # an environment variable the kernels must inherit from the server
 
 
 def browser_unavailable_reason() -> str | None:
@@ -107,3 +109,32 @@ def lab_page(lab_server: LabServer) -> Iterator[LabPage]:
         yield page
     finally:
         page.close()
+
+
+# One relay, one JupyterLab and one browser tab serve the whole browser suite (starting them is most of
+# its time); every test opens its own notebook, with its own kernel, inside the loaded app.
+
+
+@pytest.fixture(scope="package")
+def relay() -> Iterator[Relay]:
+    """The relay runs in this process; kernels reach it over TCP on 127.0.0.1."""
+    with Relay() as r:
+        yield r
+
+
+@pytest.fixture(scope="package")
+def server(relay: Relay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    env = {
+        "SHENMA_BASE_URL": relay.url,
+        "SHENMA_API_KEY": "sk-browser-test-0000000000000000fake",
+        "XDG_CONFIG_HOME": str(tmp_path_factory.mktemp("xdg-config")),
+        "HARNESS_PROBE": HARNESS_PROBE,
+    }
+    with LabServer(env=env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="package")
+def page(server: LabServer) -> Iterator[LabPage]:
+    with LabPage(server) as pg:
+        yield pg

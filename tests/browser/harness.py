@@ -38,7 +38,7 @@ from urllib.parse import quote
 import requests
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator, Mapping, Sequence
 
     from playwright.sync_api import BrowserContext, Dialog, Locator, Page, Playwright
 
@@ -370,8 +370,18 @@ class LabServer:
         return result
 
     # ----------------------------------------------------------------- notebooks
-    def write_notebook(self, name: str, cells: list[str]) -> Path:
-        """Write an nbformat v4 notebook of code cells (python3 kernelspec) into the server's root dir."""
+    def write_notebook(self, name: str, cells: Sequence[str | tuple[Any, ...]]) -> Path:
+        """Write an nbformat v4 notebook (python3 kernelspec) into the server's root dir. A cell is its
+        source (a code cell), ``(cell_type, source)``, or ``("code", source, outputs)`` for a code cell
+        that already holds outputs (as a saved notebook does)."""
+
+        def cell(i: int, spec: str | tuple[Any, ...]) -> dict[str, Any]:
+            kind, source, outputs = ("code", spec, []) if isinstance(spec, str) else (*spec, [])[:3]
+            out: dict[str, Any] = {"id": f"cell-{i}", "cell_type": kind, "metadata": {}, "source": source}
+            if kind == "code":
+                out.update(execution_count=None, outputs=outputs)
+            return out
+
         nb = {
             "nbformat": 4,
             "nbformat_minor": 5,
@@ -383,17 +393,7 @@ class LabServer:
                 },
                 "language_info": {"name": "python"},
             },
-            "cells": [
-                {
-                    "id": f"cell-{i}",
-                    "cell_type": "code",
-                    "metadata": {},
-                    "execution_count": None,
-                    "outputs": [],
-                    "source": source,
-                }
-                for i, source in enumerate(cells)
-            ],
+            "cells": [cell(i, spec) for i, spec in enumerate(cells)],
         }
         path = self.root_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -705,6 +705,21 @@ class LabPage:
         # The same fact as a person sees it: the status bar says Idle.
         self.page.locator("#jp-main-statusbar", has_text="Idle").wait_for(timeout=10_000)
         self.dismiss_dialogs()
+
+    def reopen(self, *, timeout: float = 60.0) -> None:
+        """Close the notebook's tab (no questions: it is marked clean) and open the file again, as a person
+        would from the file browser: outputs come from disk. Faster than :meth:`reload`."""
+        if self.name is None:
+            raise RuntimeError("no notebook open")
+        name = self.name
+        self._panel_eval("panel.context.model.dirty = false; panel.dispose(); return true;")
+        self.page.wait_for_function(
+            "(name) => ![...window.jupyterapp.shell.widgets('main')]"
+            ".some(w => w.context && w.context.path === name)",
+            arg=name,
+            timeout=10_000,
+        )
+        self.open(name, timeout=timeout)
 
     def reload(self, *, timeout: float = 60.0) -> None:
         """Reload the browser tab and wait for the same notebook again."""

@@ -1,0 +1,217 @@
+"""The live view in Jupyter frontends: plain ``text/html`` outputs, updated in place, then one final output.
+
+No widgets. A widget opens comms, and JupyterLab 4.6 (``commsOverSubshells``, default per comm target)
+answers the first comm of a target by sending ``create_subshell_request`` on the control channel; the
+kernel's busy/idle status for that request is taken as the kernel's state, so the status bar said Idle
+while the cell still ran. And the ``Output`` widget's frontend sends its outputs back to the kernel each
+time one is appended: those still in flight when the kernel closes the widget reach a closed comm, and
+ipykernel's "No such comm" warning (a stderr stream no cell owns) lands in JupyterLab's log console.
+Display outputs have neither problem, render with the frontend's own HTML renderer (the same one, with
+the same stylesheet and MathJax, as the final output) and work in any frontend that keeps display ids
+(JupyterLab, Notebook 7, VS Code, nbclient); each also carries a text copy for text-only frontends.
+
+The outputs of a reply, top to bottom: a head (a style rule, the folded reasoning line), the finished
+blocks, and at the bottom the tail output (the unfinished block, a notice, the status line). A refresh
+re-sends only the tail output; when blocks finish, a new tail output is added below and the old one is
+given the finished blocks, its final content: each block is sent once. What the tail shows is bounded
+(:meth:`BlockCutter.preview`, in characters and in rendered bytes) and rendering it takes at most about a
+quarter of the time, so a refresh costs bounded bytes and CPU whatever the reply's shape.
+
+At the end the reply's outputs are replaced by one final output (``clear_output(wait=True)``, the cell's
+earlier outputs shown again from :class:`OutputLog`, then the final bundle). Since every piece sits in
+the same frame (:mod:`._layout`) in both, the answer does not move when that happens.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Protocol
+
+from . import _layout as layout
+from ._blockcut import BlockCutter
+from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
+from ._render import render_html
+
+__all__ = ["LiveView", "Outlet", "OutputLog"]
+
+_LATEST_REASONING = 160  # characters of the latest reasoning shown on its folded line
+
+
+class OutputLog(Protocol):
+    """The cell's outputs so far, so a live view can replace its own outputs by its final one."""
+
+    def replace_live(self, bundle: dict[str, str]) -> bool:
+        """Clear the cell's output, show the earlier outputs again, then ``bundle`` (and remember it).
+        False if this cell's output cannot be cleared (then nothing was done)."""
+
+
+class Outlet(Protocol):
+    """Where a view's display messages go when it is not fed from its cell's own thread."""
+
+    def display(self, bundle: dict[str, Any]) -> str:
+        """Show a new output in the cell; returns its display id."""
+        ...
+
+    def update(self, display_id: str, bundle: dict[str, Any]) -> None:
+        """Replace the output shown with ``display_id``."""
+        ...
+
+
+class _OutletHandle:
+    """A display handle for an output shown through an :class:`Outlet`."""
+
+    def __init__(self, outlet: Outlet, bundle: dict[str, Any]) -> None:
+        self._outlet = outlet
+        self._id = outlet.display(bundle)
+
+    def update(self, bundle: dict[str, Any], raw: bool = True) -> None:
+        self._outlet.update(self._id, bundle)
+
+
+class LiveView:
+    """Shows a streaming reply in a Jupyter frontend, then leaves one ``text/html`` + ``text/markdown`` +
+    ``text/plain`` output behind (see the module docstring).
+
+    ``outputs`` is the cell's :class:`OutputLog`; without one (or if it cannot clear the cell) the final
+    output goes into the last live output and the others are emptied (zero height, but they stay in the
+    notebook as empty outputs). With an ``outlet`` every display message goes through it (a view fed
+    from another thread).
+    ``tail_limit`` bounds the characters of the unfinished block that a refresh renders, ``tail_bytes``
+    the HTML it sends (highlighted code renders to about ten times its size, so less of it is shown).
+    Rendering the tail takes at most about a quarter of the time: a refresh that comes sooner is skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        outputs: Optional[OutputLog] = None,
+        outlet: Optional[Outlet] = None,
+        waiting: str = "waiting for the first token…",
+        tail_limit: int = 3000,
+        tail_bytes: int = 12_000,
+    ) -> None:
+        if outlet is not None:
+            self._display: Any = lambda bundle, **_: _OutletHandle(outlet, bundle)
+        else:
+            from IPython import display as ipython_display
+
+            self._display = ipython_display.display
+        self._outputs = outputs
+        self._tail_limit = tail_limit
+        self._tail_bytes = tail_bytes
+        self._html_per_char = 1.0  # what the last preview rendered to, bytes of HTML per character
+        self._render_cost = 0.0  # seconds the last preview took to render
+        self._rendered_at = float("-inf")
+        self._cutter = BlockCutter()
+        self._pending: list[str] = []  # answer text not yet given to the cutter
+        self._fed = 0  # answer characters received
+        self._blocks: list[str] = []  # every finished block, rendered, in order (reused at the end)
+        self._reasoning: list[str] = []
+        self._reasoning_len = 0
+        self._reasoning_shown = 0
+        self._notice = ""
+        self._done: list[Any] = []  # live outputs that hold their final content
+        head = {"text/html": layout.frame(layout.LIVE_STYLE), "text/plain": ""}
+        self._head: Any = self._display(head, raw=True, display_id=True)
+        self._sent = {
+            "text/html": layout.frame(layout.status_line(waiting, live=True)),
+            "text/plain": waiting,
+        }
+        self._tail: Any = self._display(self._sent, raw=True, display_id=True)
+
+    def on_delta(self, delta: Delta) -> None:
+        if isinstance(delta, TextDelta):
+            self._pending.append(delta.text)
+            self._fed += len(delta.text)
+        elif isinstance(delta, ReasoningDelta):
+            self._reasoning.append(delta.text)
+            self._reasoning_len += len(delta.text)
+        elif isinstance(delta, NoticeDelta):
+            self._notice = delta.message
+
+    def _take_pending(self) -> list[str]:
+        if not self._pending:
+            return []
+        text = "".join(self._pending)
+        self._pending = []
+        return self._cutter.feed(text)
+
+    def refresh(self, status: str) -> None:
+        if self._reasoning_len != self._reasoning_shown:
+            self._show_reasoning()
+        sources = self._take_pending()
+        finished = [layout.block(render_html(source)) for source in sources]
+        self._blocks.extend(finished)
+        if not finished and time.monotonic() - self._rendered_at < 4 * self._render_cost:
+            return  # a big tail: rendering it this often would cost more than a quarter of the time
+        tail = self._tail_bundle(status)
+        if finished:
+            # A new tail output below, then the old one gets the finished blocks: each is sent once.
+            # The old one showed a part of these blocks and nothing after them (a block is finished as
+            # soon as the next one starts), so the height only grows, also between the two messages.
+            new_tail = self._display(tail, raw=True, display_id=True)
+            sealed = {"text/html": layout.frame("".join(finished)), "text/plain": "".join(sources)}
+            self._tail.update(sealed, raw=True)
+            self._done.append(self._tail)
+            self._tail = new_tail
+        elif tail != self._sent:
+            self._tail.update(tail, raw=True)
+        self._sent = tail
+
+    def _tail_bundle(self, status: str) -> dict[str, str]:
+        """The tail output: the unfinished block (bounded), a notice, the status line; HTML and text."""
+        start = time.monotonic()
+        limit = max(200, min(self._tail_limit, int(self._tail_bytes / self._html_per_char)))
+        preview = self._cutter.preview(limit)
+        parts = []
+        text = ""
+        if preview.skipped:
+            parts.append(layout.skipped_note(preview.skipped))
+        if preview.markdown.strip():
+            rendered = render_html(preview.markdown)
+            self._html_per_char = max(1.0, len(rendered) / len(preview.markdown))
+            parts.append(layout.block(rendered))
+            text = preview.markdown
+        elif preview.plain:
+            parts.append(
+                layout.block(
+                    layout.escape(preview.plain), style=" white-space: pre-wrap; overflow-wrap: anywhere;"
+                )
+            )
+            text = preview.plain
+        if preview.held:
+            parts.append(layout.muted_line("(a formula is being written…)"))
+        if self._notice:
+            parts.append(layout.muted_line(self._notice))
+        parts.append(layout.status_line(status, live=True))
+        self._rendered_at = time.monotonic()
+        self._render_cost = self._rendered_at - start
+        # The text copy is for frontends that show no HTML (jupyter console, text-only tools).
+        return {"text/html": layout.frame("".join(parts)), "text/plain": f"{text.rstrip()}\n[{status}]"}
+
+    def _show_reasoning(self) -> None:
+        if len(self._reasoning) > 1:
+            self._reasoning = ["".join(self._reasoning)]
+        latest = self._reasoning[0][-_LATEST_REASONING:] if self._reasoning else ""
+        latest = " ".join(latest.split())  # one line
+        line = layout.reasoning_line(self._reasoning_len, latest=latest)
+        self._head.update(
+            {"text/html": layout.frame(layout.LIVE_STYLE + line), "text/plain": f"[reasoning: …{latest}]"},
+            raw=True,
+        )
+        self._reasoning_shown = self._reasoning_len
+
+    def finish(self, reply: Reply, status: str) -> None:
+        from ._display import final_bundle
+
+        pieces = self._take_pending() + self._cutter.close()
+        self._blocks.extend(layout.block(render_html(source)) for source in pieces)
+        # The blocks rendered while streaming are reused, unless link definitions tie blocks together
+        # (then the answer is rendered whole) or the reply is not the text shown (never, but cheap to check).
+        reuse = not self._cutter.references and self._fed == len(reply.text)
+        bundle = final_bundle(reply, status, blocks=self._blocks if reuse else None)
+        if self._outputs is not None and self._outputs.replace_live(bundle):
+            return
+        for handle in (self._head, *self._done):
+            handle.update({"text/plain": ""}, raw=True)
+        self._tail.update(bundle, raw=True)

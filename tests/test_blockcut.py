@@ -1,0 +1,213 @@
+"""The live view's cutting of a growing answer (shenma_magic._blockcut): blocks that render alone exactly as
+in the whole text, whatever the Markdown and however the text arrives; a bounded preview of the tail."""
+
+from __future__ import annotations
+
+import re
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shenma_magic._blockcut import BlockCutter, split_blocks
+from shenma_magic._render import render_html
+
+# Lines chosen for how they interact with blank lines and with each other: every container and fence
+# opener and closer of CommonMark and GFM, with the indentations that decide whether a line continues
+# a block, the math delimiters the renderer protects, table rows, lazy continuations, setext underlines.
+LIST_LINES = [
+    "- item",
+    "* star",
+    "+ plus",
+    "-",
+    "1.",
+    "1. one",
+    "2) two",
+    "10. ten",
+    "- [ ] task",
+    "  - nested",
+    "   - deeper",
+    "    - four spaces",
+    "  1. nested ordered",
+    "  indented",
+    "    code4",
+    "\t tab",
+    " para",
+    "lazy",
+]
+FENCE_LINES = [
+    "```",
+    "```py",
+    "````",
+    "~~~",
+    "  ```",
+    "     ```",
+    "$$",
+    "$$ x $$",
+    "$$x",
+    "x$$",
+    "  $$",
+    "\\[",
+    "\\]",
+    "  \\[",
+    "\\(x",
+    "y\\)",
+    "\\begin{align}",
+    "\\end{align}",
+    "\\begin{pmatrix}",
+    "1 \\\\ 2",
+    "\\end{pmatrix}",
+]
+OTHER_LINES = [
+    "para text",
+    "more *em* and **strong** text",
+    "`code` span and a $x^2$ formula",
+    "$5 and $10",
+    "> quote",
+    ">",
+    "> - quoted item",
+    "> ```",
+    ">> deep",
+    "# head",
+    "## h2",
+    "---",
+    "***",
+    "===",
+    "-----",
+    "| a | b |",
+    "|---|---|",
+    "| :-- | --: |",
+    "| x |",
+    "text | pipe",
+    "<div>",
+    "<!-- c -->",
+    "&amp; entity",
+]
+
+# A quarter of the lines blank (blank lines are where cuts happen), a quarter list lines, a quarter
+# fence and math lines; and some arbitrary text over Markdown's special characters.
+markdown_texts = st.lists(
+    st.just("") | st.sampled_from(LIST_LINES) | st.sampled_from(FENCE_LINES) | st.sampled_from(OTHER_LINES),
+    min_size=1,
+    max_size=30,
+).map("\n".join) | st.text(alphabet=st.sampled_from(list("ab -*1.>`$|\\\n\t#[]():~=")), max_size=200)
+
+
+def fed_in_pieces(text: str, sizes: list[int]) -> list[str]:
+    cutter = BlockCutter()
+    blocks: list[str] = []
+    at = 0
+    for size in sizes or [len(text) or 1]:
+        blocks += cutter.feed(text[at : at + size])
+        at += size
+    blocks += cutter.feed(text[at:])
+    return blocks + cutter.close()
+
+
+@settings(max_examples=500, deadline=None)
+@given(markdown_texts, st.lists(st.integers(min_value=1, max_value=7), max_size=60))
+def test_blocks_render_alone_as_in_the_whole(text: str, sizes: list[int]) -> None:
+    blocks = fed_in_pieces(text, sizes)
+    assert "".join(blocks) == text  # nothing lost, nothing repeated
+    cutter = BlockCutter()
+    cutter.feed(text)
+    if not cutter.references:  # reference definitions tie blocks together: those answers render whole
+        assert "".join(render_html(block) for block in blocks) == render_html(text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(markdown_texts, st.lists(st.integers(min_value=1, max_value=7), max_size=60))
+def test_cuts_do_not_depend_on_how_the_text_arrives(text: str, sizes: list[int]) -> None:
+    assert fed_in_pieces(text, sizes) == split_blocks(text)
+
+
+def test_cuts_where_a_block_starts_afresh_and_nowhere_else() -> None:
+    text = (
+        "# Title\n\nA paragraph\nover two lines.\n\n1. one\n\n2. two (a loose list goes on)\n\n"
+        "- other kind of list\n\n```python\nx = 1\n\ny = 2\n```\n\n"
+        "$$\na\n\nb\n$$\n\n| a |\n|---|\n| 1 |\n\nend\n"
+    )
+    assert split_blocks(text) == [
+        "# Title\n\n",
+        "A paragraph\nover two lines.\n\n",
+        "1. one\n\n2. two (a loose list goes on)\n\n",
+        "- other kind of list\n\n",
+        "```python\nx = 1\n\ny = 2\n```\n\n",
+        "$$\na\n\nb\n$$\n\n",
+        "| a |\n|---|\n| 1 |\n\n",
+        "end\n",
+    ]
+
+
+def test_a_finished_block_is_handed_out_as_soon_as_the_next_one_starts() -> None:
+    cutter = BlockCutter()
+    assert cutter.feed("First paragraph.\n\n") == []
+    assert cutter.feed("S") == ["First paragraph.\n\n"]
+    # A list marker could go on with the same list: wait until the line says which.
+    cutter = BlockCutter()
+    cutter.feed("- a\n\n")
+    assert cutter.feed("-") == []
+    assert cutter.feed("--\n") == ["- a\n\n"]  # a thematic break, not an item
+
+
+def test_an_enormous_line_and_a_million_tiny_deltas_are_fed_linearly() -> None:
+    cutter = BlockCutter()
+    for _ in range(200_000):
+        cutter.feed("ab ")
+    assert cutter.tail_chars == 600_000
+    preview = cutter.preview(1000)
+    assert preview.markdown == "" and len(preview.plain) == 1000 and preview.skipped == 599_000
+    assert cutter.close() == ["ab " * 200_000]
+
+
+def _shown_after_context(preview_markdown: str, context: str) -> str:
+    assert preview_markdown.startswith(context)
+    return preview_markdown[len(context) :]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["code", "table", "list", "prose"]),
+    st.integers(min_value=1, max_value=400),
+    st.integers(min_value=50, max_value=400),
+)
+def test_preview_of_a_long_tail_is_bounded_and_keeps_its_context(kind: str, rows: int, limit: int) -> None:
+    head = {"code": "```python\n", "table": "| a | b |\n| --- | ---: |\n", "list": "", "prose": ""}[kind]
+    row = {"code": "x = {i}  # <{i}>", "table": "| {i} | v{i} |", "list": "- item {i}", "prose": "word{i}"}[
+        kind
+    ]
+    tail = head + "\n".join(row.format(i=i) for i in range(rows)) + "\n"
+    cutter = BlockCutter()
+    assert cutter.feed("Intro.\n\n" + tail) == ["Intro.\n\n"]
+    preview = cutter.preview(limit)
+    shown = preview.markdown
+    if preview.skipped == 0:
+        assert shown == tail
+        return
+    context = head if kind in ("code", "table") else ""
+    body = _shown_after_context(shown, context)
+    assert len(body) <= limit
+    assert tail.endswith(body) and preview.skipped == len(tail) - len(body)
+    assert body == "" or body.startswith(row.format(i=0)[:1]) or kind == "prose"
+    if kind in ("code", "table"):
+        assert render_html(shown).count("<pre" if kind == "code" else "<table") == 1
+
+
+def test_rows_that_may_become_a_table_wait_for_the_delimiter_row() -> None:
+    cutter = BlockCutter()
+    cutter.feed("Before.\n| Name | Value |\n")
+    assert cutter.preview(1000).markdown == "Before.\n"
+    cutter.feed("| --- | -")
+    assert cutter.preview(1000).markdown == "Before.\n"
+    cutter.feed("--: |\n| a | 1 |\n| b")
+    shown = render_html(cutter.preview(1000).markdown)
+    assert "<table" in shown and "| Name" not in shown
+
+
+def test_an_open_display_formula_is_held_back_until_it_closes() -> None:
+    cutter = BlockCutter()
+    cutter.feed("The matrix:\n$$\n\\begin{pmatrix} 1 & 2 \\\\\n")
+    preview = cutter.preview(1000)
+    assert preview.held and preview.markdown == "The matrix:\n"
+    cutter.feed("3 & 4 \\end{pmatrix}\n$$\n")
+    preview = cutter.preview(1000)
+    assert not preview.held and re.search(r"pmatrix", preview.markdown)

@@ -1,0 +1,262 @@
+"""The live view's messages (shenma_magic._live), replayed into a model of a frontend's output area.
+
+The model keeps what JupyterLab, Notebook 7 and nbclient keep for one cell: outputs in order, each with
+its display id; ``update_display_data`` replaces the outputs with that id; ``clear_output(wait=True)``
+clears when the next output arrives. Against it: the reply leaves exactly one output (after what the
+cell showed before), the final output holds the very pieces the live view showed (so nothing moves
+when it replaces them), each finished block is sent once, and the bytes of a refresh stay bounded
+whatever the shape of the reply.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+
+from shenma_magic._display import Extras, final_bundle
+from shenma_magic._live import LiveView
+from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
+
+
+@dataclass
+class Output:
+    data: dict[str, Any]
+    display_id: str | None
+
+
+@dataclass
+class Frontend(DisplayPublisher):  # type: ignore[misc]
+    """A display publisher that applies every message to a model of one cell's output area."""
+
+    outputs: list[Output] = field(default_factory=list)
+    clear_next: bool = False
+    sent: list[tuple[str, int, dict[str, Any]]] = field(default_factory=list)  # (type, bytes, data)
+
+    def __post_init__(self) -> None:
+        DisplayPublisher.__init__(self)
+
+    def publish(  # type: ignore[override]
+        self,
+        data: dict[str, Any],
+        metadata: Any = None,
+        *,
+        transient: Any = None,
+        update: bool = False,
+        **kw: Any,
+    ) -> None:
+        display_id = (transient or {}).get("display_id")
+        self.sent.append(
+            ("update_display_data" if update else "display_data", len(json.dumps(data).encode()), data)
+        )
+        if update:
+            for out in self.outputs:
+                if out.display_id == display_id:
+                    out.data = data
+            return
+        if self.clear_next:
+            self.outputs, self.clear_next = [], False
+        self.outputs.append(Output(data, display_id))
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.sent.append(("clear_output", 0, {}))
+        if wait:
+            self.clear_next = True
+        else:
+            self.outputs = []
+
+    def html(self) -> str:
+        return "".join(str(o.data.get("text/html", "")) for o in self.outputs)
+
+
+@pytest.fixture
+def frontend() -> Iterator[Frontend]:
+    shell = InteractiveShell.instance()
+    saved = shell.display_pub
+    shell.display_pub = fake = Frontend()
+    try:
+        yield fake
+    finally:
+        shell.display_pub = saved
+
+
+def stream(view: LiveView, pieces: list[str], every: int = 1, status: str = "streaming…") -> None:
+    for i, piece in enumerate(pieces):
+        view.on_delta(TextDelta(piece))
+        if i % every == every - 1:
+            view.refresh(status)
+
+
+def pieces_of(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def shapes() -> dict[str, str]:
+    prose = "".join(
+        f"## Part {i}\n\nParagraph {i} has **bold** words, `code`, math $x_{i}^2$ and more text.\n\n"
+        f"- point {i}a\n- point {i}b\n\n"
+        for i in range(60)
+    )
+    table = "| id | name |\n| ---: | :--- |\n" + "".join(f"| {i} | row{i} |\n" for i in range(1500))
+    code = "```python\n" + "".join(f"x{i} = {i}  # <{i}> & more\n" for i in range(1500)) + "```\n"
+    line = " ".join(f"w{i}" for i in range(30_000))
+    return {"prose": prose, "table": table, "code": code, "one-line": line}
+
+
+TAG = re.compile(r"<[^>]+>")
+
+
+def words(html: str) -> set[str]:
+    return set(re.findall(r"\b(?:Paragraph|row|w)\d+\b", TAG.sub(" ", html)))
+
+
+def test_the_reply_leaves_one_output_after_what_the_cell_showed_before(frontend: Frontend) -> None:
+    extras = Extras(rich=True)
+    extras.line("sent 1 image")
+    text = shapes()["prose"]
+    view = LiveView(outputs=extras)
+    stream(view, pieces_of(text, 7), every=5)
+    assert len(frontend.outputs) > 5  # the live view: several outputs while streaming
+    reply = Reply(text, finish_reason="stop")
+    view.finish(reply, "done")
+    assert [o.data for o in frontend.outputs] == [
+        {"text/plain": "sent 1 image", "text/html": frontend.outputs[0].data["text/html"]},
+        final_bundle(reply, "done"),
+    ]
+    # A second reply in the same cell (a tool round) keeps the first one's output too.
+    second = LiveView(outputs=extras)
+    stream(second, ["Second ", "answer."])
+    second.finish(Reply("Second answer.", finish_reason="stop"), "done 2")
+    assert len(frontend.outputs) == 3
+    assert frontend.outputs[1].data == final_bundle(reply, "done")
+    assert "Second answer." in frontend.outputs[2].data["text/plain"]
+
+
+FRAME = '<div class="shenma-reply" style="margin: 0; padding: 0;">'
+
+
+def inner(frame: str) -> str:
+    assert frame.startswith(FRAME) and frame.endswith("</div>"), frame[:80]
+    return frame[len(FRAME) : -len("</div>")]
+
+
+def test_the_final_output_is_laid_out_as_the_live_view_showed_it(frontend: Frontend) -> None:
+    text = shapes()["prose"]
+    view = LiveView(outputs=Extras(rich=True))
+    view.on_delta(ReasoningDelta("Thinking about the answer."))
+    stream(view, pieces_of(text, 11), every=3)
+    # The outputs holding finished blocks, in order, as the frontend shows them just before the end.
+    sealed = [o.data["text/html"] for o in frontend.outputs if "shenma-block" in o.data["text/html"]]
+    sealed = [inner(html) for html in sealed if "shenma-live-status" not in html]
+    assert len(sealed) > 10
+    view.finish(Reply(text, reasoning="Thinking about the answer.", finish_reason="stop"), "done")
+    final = inner(frontend.outputs[-1].data["text/html"])
+    # The very same pieces, one after the other, right after the reasoning line: the same pieces in the
+    # same frame take the same room, so nothing the live view showed moves when the final output comes.
+    reasoning_end = final.index("</details></div>") + len("</details></div>")
+    assert final[reasoning_end:].startswith("".join(sealed))
+    assert final.count('class="shenma-reasoning"') == 1
+
+
+@pytest.mark.parametrize("shape", ["prose", "table", "code", "one-line"])
+@pytest.mark.parametrize("delta", [1, 9])
+def test_traffic_is_linear_whatever_the_shape(frontend: Frontend, shape: str, delta: int) -> None:
+    text = shapes()[shape]
+    view = LiveView(outputs=Extras(rich=True), tail_limit=2000)
+    pieces = pieces_of(text, delta)
+    every = max(1, len(pieces) // 150)  # ~150 refreshes, as a reply of a few seconds gets
+    stream(view, pieces, every=every)
+    live = [(kind, size, data) for kind, size, data in frontend.sent]
+    live_bytes = sum(size for _, size, _ in live)
+    view.finish(Reply(text, finish_reason="stop"), "done")
+    final_bytes = sum(size for _, size, _ in frontend.sent[len(live) :])
+    rendered = len(frontend.outputs[-1].data["text/html"].encode())
+    # A refresh re-sends the tail only, bounded: ~2,000 characters of Markdown rendered, plus the status.
+    for kind, size, data in live:
+        if kind == "update_display_data" and "shenma-live-status" in data["text/html"]:
+            assert size < 40_000, (kind, size)
+    # Each finished block goes out once: the live traffic is the answer once plus bounded tails.
+    assert live_bytes < 2 * rendered + 150 * 40_000
+    assert final_bytes < 2 * (rendered + 2 * len(json.dumps(text)))
+
+
+def test_every_finished_block_is_sent_once(frontend: Frontend) -> None:
+    text = shapes()["prose"]
+    view = LiveView(outputs=Extras(rich=True))
+    stream(view, pieces_of(text, 5), every=2)
+    sealed = [
+        data["text/html"]
+        for kind, _, data in frontend.sent
+        if kind == "update_display_data" and "shenma-live-status" not in data["text/html"]
+    ]
+    counts: dict[str, int] = {}
+    for html in sealed:
+        for word in re.findall(r"Paragraph \d+", TAG.sub("", html)):
+            counts[word] = counts.get(word, 0) + 1
+    assert counts and set(counts.values()) == {1}
+    assert len(counts) >= 55  # all but the last paragraphs are finished while streaming
+
+
+def test_what_is_shown_only_grows(frontend: Frontend) -> None:
+    text = shapes()["table"][:3000] + "\n" + shapes()["prose"]
+    view = LiveView(outputs=Extras(rich=True), tail_limit=5000, tail_bytes=10**9)
+    seen: set[str] = set()
+    for i, piece in enumerate(pieces_of(text, 13)):
+        view.on_delta(TextDelta(piece))
+        if i % 4 == 3:
+            view.refresh("streaming…")
+            now = words(frontend.html())
+            assert seen <= now, sorted(seen - now)[:5]
+            seen = now
+    view.finish(Reply(text, finish_reason="stop"), "done")
+    assert seen <= words(frontend.html())
+
+
+def test_without_an_output_log_the_live_outputs_are_emptied(frontend: Frontend) -> None:
+    view = LiveView()
+    stream(view, pieces_of(shapes()["prose"][:2000], 9), every=3)
+    reply = Reply(shapes()["prose"][:2000], finish_reason="stop")
+    view.finish(reply, "done")
+    shown = [o.data for o in frontend.outputs if o.data != {"text/plain": ""}]
+    assert shown == [final_bundle(reply, "done")]
+
+
+def test_notice_reasoning_and_waiting_line(frontend: Frontend) -> None:
+    view = LiveView(outputs=Extras(rich=True), waiting="waiting…")
+    assert "waiting…" in frontend.html()
+    view.on_delta(ReasoningDelta("step one. " * 100))
+    view.on_delta(NoticeDelta("skipped a malformed event"))
+    view.refresh("streaming…")
+    html = frontend.html()
+    assert "reasoning (1,000 chars)" in html and "skipped a malformed event" in html
+    assert len(html) < 3000  # the reasoning is one folded line while streaming, not the whole text
+
+
+def test_what_a_tool_shows_survives_the_next_reply(
+    frontend: Frontend, capsys: pytest.CaptureFixture[str]
+) -> None:
+    extras = Extras(rich=True)
+    first = LiveView(outputs=extras)
+    stream(first, ["Calling ", "a tool."])
+    first.finish(Reply("Calling a tool.", finish_reason="tool_calls"), "round 1")
+    with extras.capturing():
+        print("the tool printed this")
+        from IPython.display import display
+
+        display({"text/plain": "a chart", "text/html": "<b>a chart</b>"}, raw=True)
+    extras.line("ran: tool() → 42")
+    second = LiveView(outputs=extras)
+    stream(second, pieces_of(shapes()["prose"][:3000], 13), every=2)
+    second.finish(Reply(shapes()["prose"][:3000], finish_reason="stop"), "round 2")
+    shown = [o.data.get("text/plain", "") for o in frontend.outputs]
+    assert shown[0].startswith("Calling a tool.")
+    assert shown[1:3] == ["a chart", "ran: tool() → 42"], shown
+    assert len(shown) == 4 and shown[3].startswith("## Part 0")
+    # The print is a stream (stdout here, a stream output in a kernel): written again after the clear.
+    assert capsys.readouterr().out.count("the tool printed this\n") == 2
