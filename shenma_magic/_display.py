@@ -26,7 +26,7 @@ from typing import Any, Optional, Protocol
 from . import _layout as layout
 from ._live import LiveView, Outlet, OutputLog
 from ._models import Delta, Reply
-from ._render import escape, render_html, safe_markdown
+from ._render import escape, render_html, safe_markdown, tool_call_markdown
 from ._terminal import TextView
 
 __all__ = [
@@ -107,13 +107,16 @@ def final_bundle(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] =
         for call in reply.tool_calls:
             fn = call.get("function", {})
             line = f"tool call: {fn.get('name', '?')}({fn.get('arguments', '')})"
-            md_parts.append(f"`{line.replace('`', '')}`")
+            # Inert whatever the name and arguments hold (blank lines, backticks): built, not quoted.
+            md_parts.append(tool_call_markdown(str(fn.get("name", "?")), str(fn.get("arguments", ""))))
             html_parts.append(layout.block(f"<code>{escape(line)}</code>", "shenma-tool-call"))
     md_parts.append(f"*{_md_inline(status)}*")
     html_parts.append(layout.status_line(status))
-    if reply.error:
-        md_parts.append(f"**⚠ {_md_inline(reply.error)}**")
-        html_parts.append(layout.error_line(reply.error))
+    # Ctrl-C: the status line says "interrupted" and the cell's one error line says what was kept.
+    error = None if _interrupted(reply) else reply.error
+    if error:
+        md_parts.append(f"**⚠ {_md_inline(error)}**")
+        html_parts.append(layout.error_line(error))
     plain = text
     if reply.error:
         plain = f"{text}\n\n⚠ {reply.error}" if text else f"⚠ {reply.error}"
@@ -132,6 +135,10 @@ def _whole_document(text: str) -> bool:
     cutter.feed(text)
     cutter.close()
     return cutter.references
+
+
+def _interrupted(reply: Reply) -> bool:
+    return bool(reply.error and reply.error.startswith("interrupted (Ctrl-C)"))
 
 
 def _md_inline(text: str) -> str:

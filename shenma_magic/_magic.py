@@ -245,8 +245,10 @@ class ChatMagics(Magics):
             raise UsageError(self.one_line(exc)) from None
         self._bind(outcome, args.out, frontend)
         if outcome.interrupted:
-            kept = "the partial answer is kept" if outcome.reply.text else "no answer had arrived yet"
-            raise ChatInterrupted(f"interrupted (Ctrl-C): {kept}", outcome.reply) from None
+            from ._run import INTERRUPTED, INTERRUPTED_EARLY
+
+            said = INTERRUPTED if outcome.reply.text else INTERRUPTED_EARLY
+            raise ChatInterrupted(said, outcome.reply) from None
 
     def _bind(self, outcome: Outcome, out: Optional[str], frontend: Any) -> None:
         """``-o NAME``: the parsed JSON value when there is one, else the Reply."""

@@ -73,5 +73,6 @@ class TextView:
         self._flush_blocks()
         lead = "" if self._ends_with_newline or not self._wrote else "\n"
         self._write(lead + self._dim(f"[{terminal_safe(status)}]") + "\n")
-        if reply.error:
+        # After Ctrl-C the status says "interrupted" and the one error line comes from the cell itself.
+        if reply.error and not reply.error.startswith("interrupted (Ctrl-C)"):
             self._write(f"⚠ {terminal_safe(reply.error)}\n")

@@ -210,6 +210,8 @@ def test_ctrl_c_keeps_the_partial_answer(ip: InteractiveShell, relay: Relay, cap
     r = ip.user_ns["r"]
     assert r == "partial answer" and r.complete is False and "interrupted" in (r.error or "")
     assert "Traceback" not in captured.out + captured.err
+    # One line says it was interrupted (the cell's own), not one from the view and another from the cell.
+    assert (captured.out + captured.err).count("interrupted (Ctrl-C)") == 1, captured
     assert not result.success  # "Run All" stops here
     assert relay.wait(lambda: relay.chat_requests[0].outcome != "pending", timeout=5)  # connection closed
     ip.run_cell_magic("chat", "", "next")  # the kernel is still usable, and the partial answer was recorded
