@@ -115,7 +115,7 @@ class _Holder:
 def test_a_source_goes_with_its_object(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("SHENMA_API_KEY", "OPENAI_API_KEY"):
         monkeypatch.delenv(var, raising=False)
-    other = "sk-GONEAWAY0123456789abcdefghijk"
+    other = "sk-GONEAWAYqwertyuiopASDFGHJKLzxcv"  # shares no 10-run with other tests' keys
 
     # A bound method is held weakly: the object dies, its keys are no longer masked.
     class Owner:
