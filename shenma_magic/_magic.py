@@ -266,12 +266,9 @@ class ChatMagics(Magics):
         from ._background import thread_runner
         from ._frontend import BackgroundFrontend, TerminalBackgroundFrontend
 
-        busy = None if request.new else session.jobs.busy(session.conversation)
         frontend: Any
         if where.outlet is not None:
-            waiting = (
-                f"waiting for background reply #{busy.number} in this conversation to end…" if busy else None
-            )
+            waiting = _waiting_line(session, request)
             frontend = BackgroundFrontend(
                 where.outlet, display=session.settings.display, **({"waiting": waiting} if waiting else {})
             )
@@ -338,12 +335,9 @@ class ChatMagics(Magics):
         from ._background import thread_runner
         from ._frontend import BackgroundColumns, TerminalBackgroundColumns
 
-        busy = None if request.new else session.jobs.busy(session.conversation)
         frontend: Any
         if where.outlet is not None:
-            waiting = (
-                f"waiting for background reply #{busy.number} in this conversation to end…" if busy else None
-            )
+            waiting = _waiting_line(session, request)
             frontend = BackgroundColumns(
                 where.outlet, display=session.settings.display, **({"waiting": waiting} if waiting else {})
             )
@@ -506,6 +500,12 @@ class ChatMagics(Magics):
             "that looks like an API key: a key typed into a cell is saved in the notebook and the history. "
             f"It was not used. {NO_KEY_HINT[0].upper()}{NO_KEY_HINT[1:]}."
         )
+
+
+def _waiting_line(session: Session, request: ChatRequest) -> Optional[str]:
+    """What a background cell shows first when an earlier turn of its conversation is still in flight."""
+    busy = None if request.new else session.jobs.busy(session.conversation)
+    return f"waiting for background reply #{busy.number} in this conversation to end…" if busy else None
 
 
 def _unquote(value: Optional[str]) -> Optional[str]:
