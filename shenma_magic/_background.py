@@ -17,7 +17,7 @@ conversation is in flight waits for it, so each is sent with the history before 
 
 A comparison (``%%chat -m a,b --bg``) is placed the same way; its columns view is fed from the job's
 thread (which runs the comparison's refresh loop), through the outlet in a kernel
-(:class:`~._columns.ColumnsWidgetView` with ``outlet=``), each answer printed whole as it ends in a terminal
+(:class:`~._livecolumns.ColumnsLiveView` with ``outlet=``), each answer printed whole as it ends in a terminal
 (:class:`ColumnsReportView`), with a note on every status line when headless (:class:`ColumnsWithNote`).
 """
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, Optional, Protocol
+from typing import Any, NamedTuple, Optional, Protocol
 
 from . import _layout as layout
 from ._live import LiveView, Outlet, OutputLog
@@ -31,6 +31,7 @@ from ._terminal import TextView
 
 __all__ = [
     "Extras",
+    "FinalParts",
     "LiveView",
     "MarkdownView",
     "Outlet",
@@ -39,6 +40,7 @@ __all__ = [
     "View",
     "WidgetView",
     "final_bundle",
+    "final_parts",
     "images_bundle",
     "line_bundle",
 ]
@@ -82,48 +84,68 @@ def images_bundle(images: list[Any]) -> dict[str, str]:
     return {"text/plain": f"[images: {labels}]", "text/html": "".join(cells)}
 
 
-def final_bundle(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] = None) -> dict[str, str]:
-    """The output a finished reply leaves in the notebook: the answer as Markdown, HTML and plain text.
+class FinalParts(NamedTuple):
+    """A finished reply's output in pieces: the HTML pieces in order (``head``: the reasoning line;
+    ``answer``: the answer's blocks; ``after``: tool calls, status and error lines), its Markdown and its
+    plain text."""
 
-    The HTML is laid out piece by piece as the live view shows it (:mod:`._layout`); ``blocks`` are the
-    answer's pieces a live view already rendered (else they are rendered here).
-    """
+    head: list[str]
+    answer: list[str]
+    after: list[str]
+    markdown: str
+    plain: str
+
+
+def final_parts(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] = None) -> FinalParts:
+    """:func:`final_bundle` in pieces, for a view that lays them out over several outputs."""
     text = reply.text
     md_parts: list[str] = []
-    html_parts: list[str] = []
+    head: list[str] = []
+    answer: list[str] = []
+    after: list[str] = []
     if reply.reasoning:
-        html_parts.append(layout.reasoning_line(len(reply.reasoning), full=reply.reasoning))
+        head.append(layout.reasoning_line(len(reply.reasoning), full=reply.reasoning))
         quoted = "\n".join("> " + line for line in safe_markdown(reply.reasoning).split("\n"))
         md_parts.append(f"> **reasoning**\n>\n{quoted}\n")
     if text:
         md_parts.append(safe_markdown(text))
         if blocks is not None:
-            html_parts.extend(blocks)
+            answer.extend(blocks)
         elif _whole_document(text):
-            html_parts.append(layout.block(render_html(text)))
+            answer.append(layout.block(render_html(text)))
         else:
-            html_parts.extend(layout.answer_blocks(text))
+            answer.extend(layout.answer_blocks(text))
     if reply.tool_calls:
         for call in reply.tool_calls:
             fn = call.get("function", {})
             line = f"tool call: {fn.get('name', '?')}({fn.get('arguments', '')})"
             # Inert whatever the name and arguments hold (blank lines, backticks): built, not quoted.
             md_parts.append(tool_call_markdown(str(fn.get("name", "?")), str(fn.get("arguments", ""))))
-            html_parts.append(layout.block(f"<code>{escape(line)}</code>", "shenma-tool-call"))
+            after.append(layout.block(f"<code>{escape(line)}</code>", "shenma-tool-call"))
     md_parts.append(f"*{_md_inline(status)}*")
-    html_parts.append(layout.status_line(status))
+    after.append(layout.status_line(status))
     # Ctrl-C: the status line says "interrupted" and the cell's one error line says what was kept.
     error = None if _interrupted(reply) else reply.error
     if error:
         md_parts.append(f"**⚠ {_md_inline(error)}**")
-        html_parts.append(layout.error_line(error))
+        after.append(layout.error_line(error))
     plain = text
     if reply.error:
         plain = f"{text}\n\n⚠ {reply.error}" if text else f"⚠ {reply.error}"
+    return FinalParts(head, answer, after, "\n\n".join(md_parts), plain)
+
+
+def final_bundle(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] = None) -> dict[str, str]:
+    """The output a finished reply leaves in the notebook: the answer as Markdown, HTML and plain text.
+
+    The HTML is laid out piece by piece as the live view shows it (:mod:`._layout`); ``blocks`` are the
+    answer's pieces a live view already rendered (else they are rendered here).
+    """
+    parts = final_parts(reply, status, blocks=blocks)
     return {
-        "text/plain": plain,
-        "text/markdown": "\n\n".join(md_parts),
-        "text/html": layout.frame("".join(html_parts)),
+        "text/plain": parts.plain,
+        "text/markdown": parts.markdown,
+        "text/html": layout.frame("".join(parts.head + parts.answer + parts.after)),
     }
 
 

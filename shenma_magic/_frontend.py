@@ -162,15 +162,11 @@ class BackgroundColumns(BackgroundFrontend):
     """A ``--bg`` comparison in a Jupyter frontend: the columns, lines and thumbnails through the outlet."""
 
     def make_columns(self, models: Sequence[str]) -> ColumnsView:
-        from ._columns import ColumnsMarkdownView, ColumnsWidgetView
+        from ._livecolumns import ColumnsLiveView
 
         waiting, self._waiting = self._waiting, WAITING
-        if self._mode in ("auto", "widget"):
-            try:
-                return ColumnsWidgetView(models, outlet=self._outlet, waiting=waiting)
-            except ImportError:
-                pass
-        return ColumnsMarkdownView(models, outlet=self._outlet, waiting=waiting)
+        # "text" would print from the worker thread, into whichever cell runs: the live columns instead.
+        return ColumnsLiveView(models, outlet=self._outlet, outputs=self._log, waiting=waiting)
 
 
 class TerminalBackgroundColumns(TerminalBackgroundFrontend):

@@ -32,7 +32,7 @@ from ._blockcut import BlockCutter
 from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
 from ._render import render_html
 
-__all__ = ["LiveView", "Outlet", "OutputLog"]
+__all__ = ["LiveReply", "LiveView", "Outlet", "OutputLog", "display_function"]
 
 _LATEST_REASONING = 160  # characters of the latest reasoning shown on its folded line
 
@@ -68,35 +68,16 @@ class _OutletHandle:
         self._outlet.update(self._id, bundle)
 
 
-class LiveView:
-    """Shows a streaming reply in a Jupyter frontend, then leaves one ``text/html`` + ``text/markdown`` +
-    ``text/plain`` output behind (see the module docstring).
+class LiveReply:
+    """One streaming reply's live state, shared by the views that show replies: its text cut into
+    blocks (each rendered once, kept in order), the bounded tail a refresh shows, the folded reasoning
+    line and the latest notice.
 
-    ``outputs`` is the cell's :class:`OutputLog`; without one (or if it cannot clear the cell) the final
-    output goes into the last live output and the others are emptied (zero height, but they stay in the
-    notebook as empty outputs). With an ``outlet`` every display message goes through it (a view fed
-    from another thread).
     ``tail_limit`` bounds the characters of the unfinished block that a refresh renders, ``tail_bytes``
     the HTML it sends (highlighted code renders to about ten times its size, so less of it is shown).
-    Rendering the tail takes at most about a quarter of the time: a refresh that comes sooner is skipped.
     """
 
-    def __init__(
-        self,
-        *,
-        outputs: Optional[OutputLog] = None,
-        outlet: Optional[Outlet] = None,
-        waiting: str = "waiting for the first token…",
-        tail_limit: int = 3000,
-        tail_bytes: int = 12_000,
-    ) -> None:
-        if outlet is not None:
-            self._display: Any = lambda bundle, **_: _OutletHandle(outlet, bundle)
-        else:
-            from IPython import display as ipython_display
-
-            self._display = ipython_display.display
-        self._outputs = outputs
+    def __init__(self, *, tail_limit: int = 3000, tail_bytes: int = 12_000) -> None:
         self._tail_limit = tail_limit
         self._tail_bytes = tail_bytes
         self._html_per_char = 1.0  # what the last preview rendered to, bytes of HTML per character
@@ -105,19 +86,12 @@ class LiveView:
         self._cutter = BlockCutter()
         self._pending: list[str] = []  # answer text not yet given to the cutter
         self._fed = 0  # answer characters received
-        self._blocks: list[str] = []  # every finished block, rendered, in order (reused at the end)
+        self.blocks: list[str] = []  # every finished block, rendered, in order (reused at the end)
+        self.sources: list[str] = []  # the Markdown of each of them
         self._reasoning: list[str] = []
         self._reasoning_len = 0
         self._reasoning_shown = 0
-        self._notice = ""
-        self._done: list[Any] = []  # live outputs that hold their final content
-        head = {"text/html": layout.frame(layout.LIVE_STYLE), "text/plain": ""}
-        self._head: Any = self._display(head, raw=True, display_id=True)
-        self._sent = {
-            "text/html": layout.frame(layout.status_line(waiting, live=True)),
-            "text/plain": waiting,
-        }
-        self._tail: Any = self._display(self._sent, raw=True, display_id=True)
+        self.notice = ""
 
     def on_delta(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
@@ -127,7 +101,11 @@ class LiveView:
             self._reasoning.append(delta.text)
             self._reasoning_len += len(delta.text)
         elif isinstance(delta, NoticeDelta):
-            self._notice = delta.message
+            self.notice = delta.message
+
+    def take_finished(self) -> list[str]:
+        """The blocks finished since the last call, rendered (also appended to :attr:`blocks`)."""
+        return self._add(self._take_pending())
 
     def _take_pending(self) -> list[str]:
         if not self._pending:
@@ -136,30 +114,18 @@ class LiveView:
         self._pending = []
         return self._cutter.feed(text)
 
-    def refresh(self, status: str) -> None:
-        if self._reasoning_len != self._reasoning_shown:
-            self._show_reasoning()
-        sources = self._take_pending()
+    def _add(self, sources: list[str]) -> list[str]:
         finished = [layout.block(render_html(source)) for source in sources]
-        self._blocks.extend(finished)
-        if not finished and time.monotonic() - self._rendered_at < 4 * self._render_cost:
-            return  # a big tail: rendering it this often would cost more than a quarter of the time
-        tail = self._tail_bundle(status)
-        if finished:
-            # A new tail output below, then the old one gets the finished blocks: each is sent once.
-            # The old one showed a part of these blocks and nothing after them (a block is finished as
-            # soon as the next one starts), so the height only grows, also between the two messages.
-            new_tail = self._display(tail, raw=True, display_id=True)
-            sealed = {"text/html": layout.frame("".join(finished)), "text/plain": "".join(sources)}
-            self._tail.update(sealed, raw=True)
-            self._done.append(self._tail)
-            self._tail = new_tail
-        elif tail != self._sent:
-            self._tail.update(tail, raw=True)
-        self._sent = tail
+        self.blocks.extend(finished)
+        self.sources.extend(sources)
+        return finished
 
-    def _tail_bundle(self, status: str) -> dict[str, str]:
-        """The tail output: the unfinished block (bounded), a notice, the status line; HTML and text."""
+    def too_soon(self) -> bool:
+        """Whether rendering the tail now would take more than about a quarter of the time (a big tail)."""
+        return time.monotonic() - self._rendered_at < 4 * self._render_cost
+
+    def tail_parts(self) -> tuple[list[str], str]:
+        """The unfinished block (bounded) and the notice, as pieces of HTML; and their text."""
         start = time.monotonic()
         limit = max(200, min(self._tail_limit, int(self._tail_bytes / self._html_per_char)))
         preview = self._cutter.preview(limit)
@@ -181,37 +147,120 @@ class LiveView:
             text = preview.plain
         if preview.held:
             parts.append(layout.muted_line("(a formula is being written…)"))
-        if self._notice:
-            parts.append(layout.muted_line(self._notice))
-        parts.append(layout.status_line(status, live=True))
+        if self.notice:
+            parts.append(layout.muted_line(self.notice))
         self._rendered_at = time.monotonic()
         self._render_cost = self._rendered_at - start
-        # The text copy is for frontends that show no HTML (jupyter console, text-only tools).
-        return {"text/html": layout.frame("".join(parts)), "text/plain": f"{text.rstrip()}\n[{status}]"}
+        return parts, text
 
-    def _show_reasoning(self) -> None:
+    @property
+    def reasoning_changed(self) -> bool:
+        return self._reasoning_len != self._reasoning_shown
+
+    def reasoning_line(self) -> tuple[str, str]:
+        """The folded reasoning line as it stands now, and its latest words on one line."""
         if len(self._reasoning) > 1:
             self._reasoning = ["".join(self._reasoning)]
         latest = self._reasoning[0][-_LATEST_REASONING:] if self._reasoning else ""
         latest = " ".join(latest.split())  # one line
-        line = layout.reasoning_line(self._reasoning_len, latest=latest)
+        self._reasoning_shown = self._reasoning_len
+        return layout.reasoning_line(self._reasoning_len, latest=latest), latest
+
+    def final_blocks(self, reply: Reply) -> Optional[list[str]]:
+        """Every block of the answer, rendered (the text is over); None if the final output must render
+        the answer whole instead: link definitions tie its blocks together, or the reply is not the text
+        shown (never, but cheap to check)."""
+        self._add(self._take_pending() + self._cutter.close())
+        reuse = not self._cutter.references and self._fed == len(reply.text)
+        return self.blocks if reuse else None
+
+
+class LiveView:
+    """Shows a streaming reply in a Jupyter frontend, then leaves one ``text/html`` + ``text/markdown`` +
+    ``text/plain`` output behind (see the module docstring).
+
+    ``outputs`` is the cell's :class:`OutputLog`; without one (or if it cannot clear the cell) the final
+    output goes into the last live output and the others are emptied (zero height, but they stay in the
+    notebook as empty outputs). With an ``outlet`` every display message goes through it (a view fed
+    from another thread). ``tail_limit`` and ``tail_bytes`` bound the tail (:class:`LiveReply`).
+    Rendering the tail takes at most about a quarter of the time: a refresh that comes sooner is skipped.
+    """
+
+    def __init__(
+        self,
+        *,
+        outputs: Optional[OutputLog] = None,
+        outlet: Optional[Outlet] = None,
+        waiting: str = "waiting for the first token…",
+        tail_limit: int = 3000,
+        tail_bytes: int = 12_000,
+    ) -> None:
+        self._display = display_function(outlet)
+        self._outputs = outputs
+        self._reply = LiveReply(tail_limit=tail_limit, tail_bytes=tail_bytes)
+        self._done: list[Any] = []  # live outputs that hold their final content
+        head = {"text/html": layout.frame(layout.LIVE_STYLE), "text/plain": ""}
+        self._head: Any = self._display(head, raw=True, display_id=True)
+        self._sent = {
+            "text/html": layout.frame(layout.status_line(waiting, live=True)),
+            "text/plain": waiting,
+        }
+        self._tail: Any = self._display(self._sent, raw=True, display_id=True)
+
+    def on_delta(self, delta: Delta) -> None:
+        self._reply.on_delta(delta)
+
+    def refresh(self, status: str) -> None:
+        if self._reply.reasoning_changed:
+            self._show_reasoning()
+        sources = self._reply.sources
+        first = len(sources)
+        finished = self._reply.take_finished()
+        if not finished and self._reply.too_soon():
+            return  # a big tail: rendering it this often would cost more than a quarter of the time
+        tail = self._tail_bundle(status)
+        if finished:
+            # A new tail output below, then the old one gets the finished blocks: each is sent once.
+            # The old one showed a part of these blocks and nothing after them (a block is finished as
+            # soon as the next one starts), so the height only grows, also between the two messages.
+            new_tail = self._display(tail, raw=True, display_id=True)
+            sealed = {"text/html": layout.frame("".join(finished)), "text/plain": "".join(sources[first:])}
+            self._tail.update(sealed, raw=True)
+            self._done.append(self._tail)
+            self._tail = new_tail
+        elif tail != self._sent:
+            self._tail.update(tail, raw=True)
+        self._sent = tail
+
+    def _tail_bundle(self, status: str) -> dict[str, str]:
+        """The tail output: the unfinished block (bounded), a notice, the status line; HTML and text."""
+        parts, text = self._reply.tail_parts()
+        parts.append(layout.status_line(status, live=True))
+        # The text copy is for frontends that show no HTML (jupyter console, text-only tools).
+        return {"text/html": layout.frame("".join(parts)), "text/plain": f"{text.rstrip()}\n[{status}]"}
+
+    def _show_reasoning(self) -> None:
+        line, latest = self._reply.reasoning_line()
         self._head.update(
             {"text/html": layout.frame(layout.LIVE_STYLE + line), "text/plain": f"[reasoning: …{latest}]"},
             raw=True,
         )
-        self._reasoning_shown = self._reasoning_len
 
     def finish(self, reply: Reply, status: str) -> None:
         from ._display import final_bundle
 
-        pieces = self._take_pending() + self._cutter.close()
-        self._blocks.extend(layout.block(render_html(source)) for source in pieces)
-        # The blocks rendered while streaming are reused, unless link definitions tie blocks together
-        # (then the answer is rendered whole) or the reply is not the text shown (never, but cheap to check).
-        reuse = not self._cutter.references and self._fed == len(reply.text)
-        bundle = final_bundle(reply, status, blocks=self._blocks if reuse else None)
+        bundle = final_bundle(reply, status, blocks=self._reply.final_blocks(reply))
         if self._outputs is not None and self._outputs.replace_live(bundle):
             return
         for handle in (self._head, *self._done):
             handle.update({"text/plain": ""}, raw=True)
         self._tail.update(bundle, raw=True)
+
+
+def display_function(outlet: Optional[Outlet]) -> Any:
+    """``IPython.display.display``, or the same through ``outlet`` (a view fed from another thread)."""
+    if outlet is not None:
+        return lambda bundle, **_: _OutletHandle(outlet, bundle)
+    from IPython import display as ipython_display
+
+    return ipython_display.display

@@ -1,15 +1,18 @@
 """``%%chat -m a,b,c`` in a real JupyterLab in headless Chromium, against the local relay.
 
-What a person sees: three columns side by side that fill while the cell runs (widgets), then the same
-columns as a normal rendered output (no widget) at the same places: the final layout is the live one.
-Screenshots go to tests/artifacts/browser/compare-*.png.
+What a person sees: three columns side by side, each under its model's name, that fill while the cell
+runs (plain display outputs, never a widget: the status bar says Busy throughout and the log console
+gets no "No such comm" warning), then the same columns as one normal rendered output at the same
+places: no column and no block moves more than 2 px when the answers end. Screenshots go to
+tests/artifacts/browser/compare-*.png.
+
+The relay, JupyterLab and the browser tab are the suite's (tests/browser/conftest.py).
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +25,38 @@ pytestmark = pytest.mark.browser
 
 MODELS = {"alpha": 3.0, "beta": 4.5, "gamma": 6.0}  # seconds each answer takes
 WIDGET_SELECTOR = ".jupyter-widgets, .widget-html, .widget-output"
-LIVE_COLUMNS = ".widget-gridbox > .widget-vbox"
-FINAL_COLUMNS = ".shenma-compare > div"
 
-_RECTS_JS = """
-([id, i, selector]) => {
+# Per rAF frame, in cell i's output area: each column's box (the box around its model's name: the
+# first live output of the column, or the final output's column), each block's box keyed by its tag and
+# first words, whether the status bar says Busy, whether the live columns are up, whether the cell runs.
+SAMPLER = r"""
+([id, i]) => {
   const p = [...window.jupyterapp.shell.widgets('main')].find(w => w.id === id);
-  const o = p.content.widgets[i].node.querySelector('.jp-Cell-outputArea');
-  if (!o) return [];
-  const base = o.getBoundingClientRect();
-  return [...o.querySelectorAll(selector)].map(el => {
+  const cell = p.content.widgets[i].node;
+  const area = cell.querySelector('.jp-Cell-outputArea');
+  window.__samples = []; window.__stop = false;
+  const box = (el, base) => {
     const r = el.getBoundingClientRect();
-    return {left: r.left - base.left, top: r.top - base.top, width: r.width, height: r.height,
-            text: el.innerText.slice(0, 60)};
-  });
+    return [r.left - base.left, r.top - base.top, r.width, r.height];
+  };
+  const tick = () => {
+    const base = area.getBoundingClientRect();
+    const columns = {}, blocks = {};
+    for (const m of area.querySelectorAll('.shenma-model')) columns[m.textContent] = box(m.parentElement, base);
+    for (const b of area.querySelectorAll('h2, p')) {
+      if (b.offsetParent === null) continue;  // hidden
+      blocks[b.tagName + ' ' + b.textContent.trim().slice(0, 40)] = box(b, base);
+    }
+    window.__samples.push({
+      columns, blocks,
+      busy: document.querySelector('#jp-main-statusbar').innerText.includes('Busy'),
+      live: area.querySelector('[class^="shenma-live-columns"]') !== null,
+      running: cell.querySelector('.jp-InputArea-prompt').innerText.includes('*'),
+      text: area.innerText,
+    });
+    if (!window.__stop) requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
 }
 """
 
@@ -57,46 +78,26 @@ def paced(model: str, seconds: float) -> Scripted:
     return Scripted(chunks=chunks, model=model)
 
 
-@pytest.fixture(scope="module")
-def relay() -> Iterator[Relay]:
-    with Relay() as r:
-        yield r
-
-
-@pytest.fixture(scope="module")
-def server(relay: Relay, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    env = {
-        "SHENMA_BASE_URL": relay.url,
-        "SHENMA_API_KEY": "sk-browser-test-0000000000000000fake",
-        "XDG_CONFIG_HOME": str(tmp_path_factory.mktemp("xdg-config")),
-    }
-    with LabServer(env=env) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def page(server: LabServer) -> Iterator[LabPage]:
-    with LabPage(server) as pg:
-        yield pg
-
-
-def rects(page: LabPage, i: int, selector: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = page.eval(_RECTS_JS, [page.panel_id, i, selector])
-    return found
-
-
-def side_by_side(columns: list[dict[str, Any]]) -> None:
-    assert len(columns) == len(MODELS), columns
-    tops = [c["top"] for c in columns]
-    lefts = [c["left"] for c in columns]
-    widths = [c["width"] for c in columns]
-    assert max(tops) - min(tops) <= 2, columns  # one row
+def side_by_side(columns: dict[str, list[float]]) -> None:
+    """One row of equal columns in the models' order, each at least 150 px wide."""
+    assert list(columns) == list(MODELS), columns
+    lefts, tops, widths = ([c[k] for c in columns.values()] for k in (0, 1, 2))
+    assert max(tops) - min(tops) <= 2, columns
     assert lefts == sorted(lefts), columns
     assert all(b - a >= min(widths) - 2 for a, b in itertools.pairwise(lefts)), columns
-    assert max(widths) - min(widths) <= 3 and min(widths) > 150, columns  # equal shares of the width
+    assert max(widths) - min(widths) <= 3 and min(widths) > 150, columns
 
 
-def test_columns_stream_side_by_side_and_the_final_layout_is_the_live_one(
+def moved(before: dict[str, list[float]], after: dict[str, list[float]]) -> dict[str, Any]:
+    """The boxes (left, top, width[, height]) that differ by more than 2 px between two frames."""
+    return {
+        key: (before[key], box)
+        for key, box in after.items()
+        if key in before and any(abs(a - b) > 2 for a, b in zip(before[key], box, strict=True))
+    }
+
+
+def test_columns_stream_side_by_side_busy_without_comms_and_nothing_moves_at_the_end(
     server: LabServer, page: LabPage, relay: Relay, browser_artifacts_dir: Path
 ) -> None:
     server.write_notebook("compare.ipynb", ["%load_ext shenma_magic", f"%%chat -m {','.join(MODELS)}\nq"])
@@ -104,38 +105,50 @@ def test_columns_stream_side_by_side_and_the_final_layout_is_the_live_one(
     page.run_cell(0)
     page.wait_cell_idle(0, timeout=30)
     relay.enqueue(*(paced(model, seconds) for model, seconds in MODELS.items()))
+    page.eval(SAMPLER, [page.panel_id, 1])
 
     page.run_cell(1)
     t0 = time.monotonic()
     page.wait_for_text_in_output(1, "gamma-2", timeout=20)  # the slowest column has started too
-    assert page.prompt(1) == "[*]:"
-    text = page.cell_output_text(1)
-    assert "alpha-1" in text and "beta-1" in text and "gamma-36" not in text
-    live = rects(page, 1, LIVE_COLUMNS)
-    side_by_side(live)
-    assert [c["text"].split("\n")[0] for c in live] == list(MODELS)  # each column headed by its model
     page.screenshot(browser_artifacts_dir / "compare-streaming.png", what="notebook")
-
-    # The fast column finishes while the others stream: it is complete, the slowest is not.
-    page.wait_for_text_in_output(1, "alpha-36", timeout=20)
-    if page.prompt(1) == "[*]:":
-        assert "gamma-36" not in page.cell_output_text(1)
-        side_by_side(rects(page, 1, LIVE_COLUMNS))
     page.wait_cell_idle(1, timeout=30)
     elapsed = time.monotonic() - t0
+    page.page.wait_for_timeout(800)  # the final output settles
+    page.eval("() => { window.__stop = true; }")
+    samples: list[dict[str, Any]] = page.eval("() => window.__samples")
     assert elapsed < sum(MODELS.values()), elapsed  # at once, not one after another
+    live = [s for s in samples if s["live"]]
+    assert len(live) > 60, f"only {len(live)} frames of the live columns"
 
-    model = page.cell_outputs_model(1)
-    assert len(model) == 1 and model[0]["output_type"] == "display_data", model
-    assert set(model[0]["data"]) == {"text/html", "text/markdown", "text/plain"}
+    # Busy for as long as the cell runs: no widget, no comm, no subshell request.
+    running = [s for s in live if s["running"]]
+    assert running and all(s["busy"] for s in running), [s["busy"] for s in running]
+    # Side by side, each under its model's name, from the first frame that shows them to the last.
+    shown = [s for s in live if len(s["columns"]) == len(MODELS)]
+    assert len(shown) >= 0.9 * len(live), (len(shown), len(live))  # the first frames draw the outputs
+    for sample in shown[:: max(1, len(shown) // 20)] + [shown[-1]]:
+        side_by_side(sample["columns"])
+    # The fast column was complete while the slowest still streamed.
+    assert any("alpha-36" in s["text"] and "gamma-36" not in s["text"] for s in live)
+
+    # The final output replaces the live ones: every column and every block keeps its box (<= 2 px).
+    final = samples[-1]
+    assert final["live"] is False
+    side_by_side(final["columns"])
+    # (Live, the box around a model's name is the first output of its column, not the whole column.)
+    place = {k: v[:3] for k, v in live[-1]["columns"].items()}
+    assert moved(place, {k: v[:3] for k, v in final["columns"].items()}) == {}
+    assert len(final["blocks"]) == 3 * 5 and set(final["blocks"]) == set(live[-1]["blocks"])
+    assert moved(live[-1]["blocks"], final["blocks"]) == {}
+
+    outputs = page.cell_outputs_model(1)
+    assert len(outputs) == 1 and outputs[0]["output_type"] == "display_data", outputs
+    assert set(outputs[0]["data"]) == {"text/html", "text/markdown", "text/plain"}
     assert page.output_locator(1).locator(WIDGET_SELECTOR).count() == 0
-    final = rects(page, 1, FINAL_COLUMNS)
-    side_by_side(final)
-    for before, after in zip(live, final, strict=True):  # no jump: each column stays where it was
-        assert abs(before["left"] - after["left"]) <= 3 and abs(before["width"] - after["width"]) <= 3, (
-            live,
-            final,
-        )
-    text = page.cell_output_text(1)
-    assert all(f"{m}-36" in text for m in MODELS)
+    assert all(f"{m}-36" in page.cell_output_text(1) for m in MODELS)
+    # Nothing in the log console (it shows a count when warnings such as "No such comm" arrive), and
+    # no such warning from the kernel at all.
+    log_item = page.page.locator(".jp-LogConsoleStatusItem")
+    assert log_item.count() == 1 and "lm-mod-hidden" in (log_item.get_attribute("class") or "")
+    assert "No such comm" not in server.log_tail(400)
     page.screenshot(browser_artifacts_dir / "compare-final.png", what="notebook")
