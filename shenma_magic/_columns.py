@@ -109,7 +109,7 @@ class ColumnsTextView:
         if self._tty:
             self._draw()
         else:
-            self._write(f"[{', '.join(self._models)}: each answer follows when it is done]\n")
+            self._write(f"[{terminal_safe(', '.join(self._models))}: each answer follows when it is done]\n")
 
     def _write(self, text: str) -> None:
         self._out.write(text)

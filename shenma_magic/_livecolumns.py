@@ -266,7 +266,7 @@ class ColumnsLiveView:
         budget: int = OUTPUT_BUDGET,
         tail_limit: int = 3000,
         tail_bytes: int = 12_000,
-        seal_bytes: int = 4_000,
+        seal_bytes: int = 2_000,
         seal_max: int = 24_000,
     ) -> None:
         display = display_function(outlet)
@@ -275,7 +275,7 @@ class ColumnsLiveView:
         per_row = layout.grid_columns(count)
         rows = math.ceil(count / per_row)
         fillers = rows * per_row - count
-        slots = max(1, min(_MAX_SLOTS, (budget - 1 - (rows - 1) - fillers) // count))
+        slots = max(2, min(_MAX_SLOTS, (budget - 1 - (rows - 1) - fillers) // count))
 
         def show(bundle: dict[str, str]) -> Any:
             return display(bundle, raw=True, display_id=True)
@@ -290,13 +290,14 @@ class ColumnsLiveView:
                 self._others.append(show({"text/html": layout.row_break(), "text/plain": ""}))
             reply = LiveReply(tail_limit=tail_limit, tail_bytes=tail_bytes)
             column = _Column(index, model, place, reply, (seal_bytes, seal_max))
-            column.sent = column.bundle(0, [layout.status_line(waiting)], waiting, tail=True)
-            column.slots = [show(column.sent)] + [show(column.unused(slot)) for slot in range(1, slots)]
+            column.sent = column.bundle(1, [layout.status_line(waiting)], waiting, tail=True)
+            column.slots = [show(column.bundle(0, [], "")), show(column.sent)]
+            column.slots += [show(column.unused(slot)) for slot in range(2, slots)]
             self._columns.append(column)
         # The last row's empty places, each a column of its own: the browser cannot spread a column of
         # that row over them.
         for place in range(per_row - fillers, per_row):
-            filler = layout.empty_slot(f"shenma-slot shenma-slot-first shenma-slot-{place}")
+            filler = layout.empty_slot(f"shenma-slot shenma-slot-{place} shenma-slot-first")
             self._others.append(show({"text/html": filler, "text/plain": ""}))
 
     def on_delta(self, index: int, delta: Delta) -> None:

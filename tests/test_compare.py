@@ -467,6 +467,47 @@ def test_two_to_four_side_by_side_more_wrap_into_even_rows(count: int, columns: 
 def test_terminal_text_never_carries_control_characters(text: str) -> None:
     shown = printable(text)
     assert all(ch in "\n\t" or not (ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0) for ch in shown)
+    assert not BIDI_AND_SEPARATORS & set(shown)
+
+
+# Characters that reorder or break what a terminal shows: BiDi embeddings, overrides and isolates, and
+# the line and paragraph separators (some terminals start a new line at them).
+BIDI = {
+    "LRE U+202A": "\u202a",
+    "RLE U+202B": "\u202b",
+    "PDF U+202C": "\u202c",
+    "LRO U+202D": "\u202d",
+    "RLO U+202E": "\u202e",
+    "LRI U+2066": "\u2066",
+    "RLI U+2067": "\u2067",
+    "FSI U+2068": "\u2068",
+    "PDI U+2069": "\u2069",
+    "LINE SEPARATOR U+2028": "\u2028",
+    "PARAGRAPH SEPARATOR U+2029": "\u2029",
+}
+BIDI_AND_SEPARATORS = set(BIDI.values())
+
+
+@pytest.mark.parametrize("tty", [True, False], ids=["tty", "pipe"])
+@pytest.mark.parametrize("name", list(BIDI))
+def test_the_comparison_terminal_view_shows_bidi_controls_and_separators_as_marks(
+    name: str, tty: bool
+) -> None:
+    ch = BIDI[name]
+    out = FakeTTY() if tty else io.StringIO()
+    view = ColumnsTextView([f"evil{ch}model", "b"], out, redraw=0.0)
+    view.refresh(0, f"evil{ch}model · streaming{ch}…")
+    reply = Reply(f"answer {ch}txt.exe", reasoning=f"think{ch}ing", error=f"broke{ch}n", finish_reason="stop")
+    view.finish(0, reply, f"evil{ch}model · 1.0 s")
+    view.finish(1, Reply("fine", finish_reason="stop"), "b · 1.0 s")
+    view.close([])
+    text = out.getvalue()
+    assert ch not in text
+    mark = f"<U+{ord(ch):04X}>"  # what the single reply's terminal view shows (shenma_magic._termtext)
+    assert f"── evil{mark}model ──" in text and f"answer {mark}txt.exe" in text
+    assert f"think{mark}ing" in text and f"broke{mark}n" in text and f"[evil{mark}model · 1.0 s]" in text
+    if tty:
+        assert f"streaming{mark}…" in text  # the progress line too
 
 
 class FakeTTY(io.StringIO):
@@ -484,7 +525,8 @@ def test_terminal_progress_lines_are_redrawn_in_place_on_a_tty() -> None:
     view.close([])
     text = out.getvalue()
     assert "\x1b[2F\x1b[J" in text  # two progress lines, redrawn in place
-    assert "── b ──\nB's answer\n" in text and "\x1b[2J" not in text  # the model's escape is dropped
+    # The model's escape is shown as a mark, as the single reply's terminal view shows it.
+    assert "── b ──\nB's answer\u241b[2J\n" in text and "\x1b[2J" not in text
     assert text.index("── b ──") < text.index("── a ──")
 
 
@@ -531,10 +573,5 @@ def test_saved_notebook_shows_every_answer(relay: Relay, tmp_path: Path) -> None
     assert "── beta ──\nBeta two" in data["text/plain"]
     assert "echo: 再来" in json.dumps(second, ensure_ascii=False)
     assert "['alpha', 'beta', 'gamma']" in printed[0]["text"]
-    # nbclient keeps the state of every widget ever made; the live HTML widgets were emptied, so they hold
-    # no second copy. (An Output's outputs are mirrored by nbclient itself, and its echo can come late.)
-    states = (
-        nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
-    )
-    html = [v["state"] for v in states.values() if v["model_name"] == "HTMLModel"]
-    assert len(html) == 2 * 2 * 3 and all(v["value"] == "" for v in html)  # 2 cells x 3 columns x 2 widgets
+    # No widget was made (nbclient would keep the state of every one in the notebook).
+    assert "widgets" not in nb.metadata

@@ -23,8 +23,8 @@ from shenma_magic._background import (
     start_turn,
 )
 from shenma_magic._client import ChatClient
-from shenma_magic._columns import ColumnsMarkdownView, ColumnsWidgetView
 from shenma_magic._jobs import Cancelled, CancelToken, JobRegistry, cancellable
+from shenma_magic._livecolumns import OUTPUT_BUDGET, ColumnsLiveView
 from shenma_magic._models import Delta, Reply, TextDelta
 from shenma_magic._run import run_turn
 from tests.relay import Relay
@@ -396,50 +396,50 @@ class ColumnsSink:
         self.calls.append(("close", [(r.model, str(r.reply), r.status) for r in results]))
 
 
-def test_columns_fed_from_another_thread_grow_few_children_and_end_through_the_outlet() -> None:
+def test_columns_fed_from_another_thread_show_and_end_through_the_outlet() -> None:
     from shenma_magic._compare import LaneResult
 
-    clock = [0.0]
     outlet = RecordingOutlet()
-    view = ColumnsWidgetView(["a", "b"], outlet=outlet, clock=lambda: clock[0], waiting="waiting for #1…")
-    assert len(outlet.shown) == 1 and "application/vnd.jupyter.widget-view+json" in outlet.shown[0][1]
-    assert all(live.value.endswith("waiting for #1…</div>") for live in view._live)
+    view = ColumnsLiveView(["a", "b"], outlet=outlet, waiting="waiting for #1…")
+    # Plain outputs only (no widget), a fixed number shown at once: JupyterLab shows 50 outputs a cell.
+    assert 4 < len(outlet.shown) <= OUTPUT_BUDGET
+    assert all(set(bundle) == {"text/html", "text/plain"} for _, bundle in outlet.shown)
+    assert sum("waiting for #1…" in bundle["text/html"] for _, bundle in outlet.shown) == 2
     texts = {i: [f"{m} paragraph {n}.\n\n" for n in range(600)] for i, m in enumerate("ab")}
-    for n in range(600):  # ten paragraphs a second per model for a minute, each column refreshed at each
-        clock[0] += 0.1
+    for n in range(600):  # both columns refreshed after each paragraph
         for index in (0, 1):
             view.on_delta(index, TextDelta(texts[index][n]))
             view.refresh(index, "streaming")
-    children = [list(box.children) for box in view._blocks]
-    assert all(20 <= len(c) <= 90 for c in children), [len(c) for c in children]
-    assert all("a paragraph" in w.value and "b paragraph" not in w.value for w in children[0])
+    ids = {i for i, _ in outlet.shown}
+    assert outlet.updates and {i for i, _ in outlet.updates} <= ids  # every message updates an output
     replies = [Reply("".join(texts[i]), complete=True) for i in (0, 1)]
     view.finish(0, replies[0], "a done")
-    assert view._blocks[0].children == () and "a paragraph 599." in view._live[0].value
     view.finish(1, replies[1], "b done")
     view.close([LaneResult(m, r, f"{m} done") for m, r in zip("ab", replies, strict=True)])
-    assert [u[0] for u in outlet.updates] == ["id0"]
-    final = outlet.updates[0][1]["text/markdown"]
-    assert "### a" in final and "a paragraph 599." in final and "b paragraph 599." in final
-    flat = [w for c in children for w in c]
-    assert all(w.comm is None and w.value == "" for w in flat)  # emptied and closed
-    assert all(w.comm is None for w in [*view._live, *view._blocks, view._grid])
+    # No clear through this outlet: the final output goes into the first output, the used ones are emptied.
+    first_id, final = outlet.updates[-1]
+    assert first_id == outlet.shown[0][0]
+    assert "### a" in final["text/markdown"] and "a paragraph 599." in final["text/markdown"]
+    assert "b paragraph 599." in final["text/html"]
 
 
-def test_columns_without_widgets_fed_from_another_thread_go_through_the_outlet() -> None:
+def test_columns_fed_from_another_thread_end_in_one_output_through_a_clearing_outlet() -> None:
     from shenma_magic._compare import LaneResult
+    from shenma_magic._display import Extras
 
-    outlet = RecordingOutlet()
-    view = ColumnsMarkdownView(["a", "b"], outlet=outlet, min_gap=0.0, waiting="waiting for #2…")
-    assert len(outlet.shown) == 1 and outlet.shown[0][1]["text/plain"] == "waiting for #2…\nwaiting for #2…"
+    outlet = ClearingOutlet()
+    log = Extras(rich=True, outlet=outlet)
+    log.line("sent 1 image")
+    view = ColumnsLiveView(["a", "b"], outlet=outlet, outputs=log, waiting="waiting for #2…")
     view.on_delta(0, TextDelta("hello"))
     view.refresh(0, "streaming")
     view.finish(0, Reply("hello", complete=True), "a done")
     view.finish(1, Reply("bye", complete=True), "b done")
     view.close([LaneResult("a", Reply("hello"), "a done"), LaneResult("b", Reply("bye"), "b done")])
-    assert {u[0] for u in outlet.updates} == {"id0"} and len(outlet.updates) == 4
-    assert "hello" in outlet.updates[0][1]["text/html"]
-    assert outlet.updates[-1][1]["text/plain"] == "── a ──\nhello\n[a done]\n\n── b ──\nbye\n[b done]"
+    assert outlet.cleared == [True]
+    after = outlet.shown[-2:]  # what the cell shows after the clear: the line again, then the final output
+    assert after[0][1]["text/plain"] == "sent 1 image"
+    assert after[1][1]["text/plain"] == "── a ──\nhello\n[a done]\n\n── b ──\nbye\n[b done]"
 
 
 def test_columns_report_view_writes_each_answer_once_as_it_ends() -> None:
@@ -453,7 +453,7 @@ def test_columns_report_view_writes_each_answer_once_as_it_ends() -> None:
     view.finish(0, Reply("ay", complete=True), "a · 2.0 s")
     view.close([])
     assert writes == [
-        "\n[#3 a, b: hi]\n── b ──\nbee\n[b · 1.0 s]\n\n",  # the terminal's escape sequences are dropped
+        "\n[#3 a, b: hi]\n── b ──\nbee\u241b[2J\n[b · 1.0 s]\n\n",  # the escape is shown as a mark
         "\n[#3 a, b: hi]\n── a ──\nay\n[a · 2.0 s]\n\n",
     ]
 

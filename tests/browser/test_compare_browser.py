@@ -27,8 +27,9 @@ MODELS = {"alpha": 3.0, "beta": 4.5, "gamma": 6.0}  # seconds each answer takes
 WIDGET_SELECTOR = ".jupyter-widgets, .widget-html, .widget-output"
 
 # Per rAF frame, in cell i's output area: each column's box (the box around its model's name: the
-# first live output of the column, or the final output's column), each block's box keyed by its tag and
-# first words, whether the status bar says Busy, whether the live columns are up, whether the cell runs.
+# first live output of the column, or the final output's column), each visible block's box keyed by its
+# tag and first words (and the keys seen twice), how many status lines each column shows, whether the
+# status bar says Busy, whether the live columns are up, whether the cell runs.
 SAMPLER = r"""
 ([id, i]) => {
   const p = [...window.jupyterapp.shell.widgets('main')].find(w => w.id === id);
@@ -41,14 +42,24 @@ SAMPLER = r"""
   };
   const tick = () => {
     const base = area.getBoundingClientRect();
-    const columns = {}, blocks = {};
-    for (const m of area.querySelectorAll('.shenma-model')) columns[m.textContent] = box(m.parentElement, base);
+    const columns = {}, blocks = {}, twice = [], statuses = {};
+    for (const m of area.querySelectorAll('.shenma-model')) {
+      columns[m.textContent] = box(m.parentElement, base);
+    }
     for (const b of area.querySelectorAll('h2, p')) {
       if (b.offsetParent === null) continue;  // hidden
-      blocks[b.tagName + ' ' + b.textContent.trim().slice(0, 40)] = box(b, base);
+      const key = b.tagName + ' ' + b.textContent.trim().slice(0, 40);
+      if (key in blocks) twice.push(key);
+      blocks[key] = box(b, base);
+    }
+    for (const st of area.querySelectorAll('.shenma-status')) {
+      if (st.offsetParent === null) continue;
+      const slot = st.closest('.shenma-slot');  // live: the column's place in its row
+      const place = slot ? slot.className.match(/shenma-slot-(\d)/)[1] : 'final';
+      statuses[place] = (statuses[place] || 0) + 1;
     }
     window.__samples.push({
-      columns, blocks,
+      columns, blocks, twice, statuses,
       busy: document.querySelector('#jp-main-statusbar').innerText.includes('Busy'),
       live: area.querySelector('[class^="shenma-live-columns"]') !== null,
       running: cell.querySelector('.jp-InputArea-prompt').innerText.includes('*'),
@@ -126,8 +137,11 @@ def test_columns_stream_side_by_side_busy_without_comms_and_nothing_moves_at_the
     # Side by side, each under its model's name, from the first frame that shows them to the last.
     shown = [s for s in live if len(s["columns"]) == len(MODELS)]
     assert len(shown) >= 0.9 * len(live), (len(shown), len(live))  # the first frames draw the outputs
-    for sample in shown[:: max(1, len(shown) // 20)] + [shown[-1]]:
+    for sample in [*shown[:: max(1, len(shown) // 20)], shown[-1]]:
         side_by_side(sample["columns"])
+    # Never a block or a status line twice, also between the two messages that move a block.
+    assert [s["twice"] for s in live if s["twice"]] == []
+    assert [s["statuses"] for s in live if set(s["statuses"].values()) - {1}] == []
     # The fast column was complete while the slowest still streamed.
     assert any("alpha-36" in s["text"] and "gamma-36" not in s["text"] for s in live)
 
