@@ -17,6 +17,9 @@ given the finished blocks, its final content: each block is sent once. What the 
 (:meth:`BlockCutter.preview`, in characters and in rendered bytes) and rendering it takes at most about a
 quarter of the time, so a refresh costs bounded bytes and CPU whatever the reply's shape.
 
+A reply's live state (its blocks, the bounded tail, the reasoning line) is a :class:`LiveReply`, which
+the comparison's columns (:mod:`._livecolumns`) use too, one per model.
+
 At the end the reply's outputs are replaced by one final output (``clear_output(wait=True)``, the cell's
 earlier outputs shown again from :class:`OutputLog`, then the final bundle). Since every piece sits in
 the same frame (:mod:`._layout`) in both, the answer does not move when that happens.
