@@ -24,6 +24,7 @@ from tests.relay import Relay, Scripted, stream_of
 pytestmark = pytest.mark.browser
 
 MODELS = {"alpha": 3.0, "beta": 4.5, "gamma": 6.0}  # seconds each answer takes
+WORDS = 180  # each answer: enough paragraphs for a column to seal some and move its tail down
 WIDGET_SELECTOR = ".jupyter-widgets, .widget-html, .widget-output"
 
 # Per rAF frame, in cell i's output area: each column's box (the box around its model's name: the
@@ -60,6 +61,7 @@ SAMPLER = r"""
     }
     window.__samples.push({
       columns, blocks, twice, statuses,
+      filled: area.querySelectorAll('.shenma-slot .shenma-reply').length,  // live outputs in use
       busy: document.querySelector('#jp-main-statusbar').innerText.includes('Busy'),
       live: area.querySelector('[class^="shenma-live-columns"]') !== null,
       running: cell.querySelector('.jp-InputArea-prompt').innerText.includes('*'),
@@ -72,7 +74,7 @@ SAMPLER = r"""
 """
 
 
-def answer(model: str, words: int = 36) -> list[str]:
+def answer(model: str, words: int = WORDS) -> list[str]:
     """Markdown in several blocks, one word per delta: ``## model``, then paragraphs of model-N words."""
     pieces = [f"## {model}\n\n"]
     for n in range(1, words + 1):
@@ -139,11 +141,13 @@ def test_columns_stream_side_by_side_busy_without_comms_and_nothing_moves_at_the
     assert len(shown) >= 0.9 * len(live), (len(shown), len(live))  # the first frames draw the outputs
     for sample in [*shown[:: max(1, len(shown) // 20)], shown[-1]]:
         side_by_side(sample["columns"])
+    # The columns sealed blocks and moved their tails down: more than a first output and a tail each.
+    assert max(s["filled"] for s in live) > 2 * len(MODELS) + 1
     # Never a block or a status line twice, also between the two messages that move a block.
     assert [s["twice"] for s in live if s["twice"]] == []
     assert [s["statuses"] for s in live if set(s["statuses"].values()) - {1}] == []
     # The fast column was complete while the slowest still streamed.
-    assert any("alpha-36" in s["text"] and "gamma-36" not in s["text"] for s in live)
+    assert any(f"alpha-{WORDS}" in s["text"] and f"gamma-{WORDS}" not in s["text"] for s in live)
 
     # The final output replaces the live ones: every column and every block keeps its box (<= 2 px).
     final = samples[-1]
@@ -152,14 +156,14 @@ def test_columns_stream_side_by_side_busy_without_comms_and_nothing_moves_at_the
     # (Live, the box around a model's name is the first output of its column, not the whole column.)
     place = {k: v[:3] for k, v in live[-1]["columns"].items()}
     assert moved(place, {k: v[:3] for k, v in final["columns"].items()}) == {}
-    assert len(final["blocks"]) == 3 * 5 and set(final["blocks"]) == set(live[-1]["blocks"])
+    assert len(final["blocks"]) == 3 * (1 + WORDS // 9) and set(final["blocks"]) == set(live[-1]["blocks"])
     assert moved(live[-1]["blocks"], final["blocks"]) == {}
 
     outputs = page.cell_outputs_model(1)
     assert len(outputs) == 1 and outputs[0]["output_type"] == "display_data", outputs
     assert set(outputs[0]["data"]) == {"text/html", "text/markdown", "text/plain"}
     assert page.output_locator(1).locator(WIDGET_SELECTOR).count() == 0
-    assert all(f"{m}-36" in page.cell_output_text(1) for m in MODELS)
+    assert all(f"{m}-{WORDS}" in page.cell_output_text(1) for m in MODELS)
     # Nothing in the log console (it shows a count when warnings such as "No such comm" arrive), and
     # no such warning from the kernel at all.
     log_item = page.page.locator(".jp-LogConsoleStatusItem")
