@@ -340,13 +340,17 @@ def test_models_list(relay: Relay) -> None:
 
 
 def test_stopping_early_closes_the_response(relay: Relay) -> None:
-    relay.enqueue(Scripted(chunks=[sse(chat_chunk("a")), 0.2, sse(chat_chunk("b")), 30.0]))
+    # Text that shares no character with KEY: the redactor holds back a tail that could start a key, and
+    # held text would reach the caller only when the 30 s pause ends, so the loop would not stop early.
+    relay.enqueue(Scripted(chunks=[sse(chat_chunk("第一")), 0.2, sse(chat_chunk("第二")), 30.0]))
+    start = time.monotonic()
     stream = client_for(relay).stream(MESSAGES)
     for delta in stream:
         if isinstance(delta, TextDelta):
             break
     stream.close()  # what run_turn does on Ctrl-C
     assert relay.wait(lambda: relay.chat_requests[0].outcome != "pending", timeout=5)
+    assert time.monotonic() - start < 10  # stopped at the first text, not at the end of the stream
 
 
 def test_gzip_encoded_stream_is_decoded_as_it_arrives(relay: Relay) -> None:
