@@ -1138,7 +1138,7 @@ class ChatClient:
     ) -> Iterator[Delta]:
         host = self.host
         chunks = iter(reader)
-        sse = SSEDecoder()
+        sse = SSEDecoder(json_lines=True)  # some proxies end each event with a single newline
         decoder = ChunkDecoder()
         first = True
         try:
@@ -1163,6 +1163,13 @@ class ChatClient:
                         break
                 if decoder.done:
                     break
+            else:
+                # The body ended: an event whose blank line never came (a proxy that closes right after
+                # the last chunk) still holds the end of the answer.
+                for event in sse.flush():
+                    yield from decoder.decode(event)
+                    if decoder.done:
+                        break
         except _ReplyTooLarge:
             raise LimitExceededError(
                 f"the reply from {host} passed the {_size(self.max_reply_bytes)} limit: reading stopped",

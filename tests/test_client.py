@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -393,3 +394,48 @@ def test_html_with_200_and_a_wrong_content_type_is_a_protocol_error(relay: Relay
     )
     with pytest.raises(ProtocolError):
         collect(client_for(relay))
+
+
+def _line(text: str, finish: str | None = None) -> bytes:
+    return json.dumps(chat_chunk(text, finish_reason=finish), ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            b"data: " + _line("你") + b"\n\ndata: " + _line("好", "stop") + b"\n",
+            id="no blank line at the end",
+        ),
+        pytest.param(
+            b"data: " + _line("你") + b"\n\ndata: " + _line("好", "stop"), id="no line break at the end"
+        ),
+        pytest.param(
+            b"data: " + _line("你") + b"\ndata: " + _line("好", "stop") + b"\n",
+            id="single newlines, no [DONE]",
+        ),
+        pytest.param(
+            b"data: " + _line("你") + b"\rdata: " + _line("好", "stop") + b"\rdata: [DONE]\r",
+            id="single CRs and [DONE]",
+        ),
+    ],
+)
+def test_a_proxy_that_never_sends_the_blank_line_loses_nothing(relay: Relay, body: bytes) -> None:
+    relay.enqueue(Scripted(chunks=[body], framing="close"))
+    builder, _ = collect(client_for(relay))
+    reply = builder.build()
+    assert reply.text == "你好" and reply.complete
+
+
+def test_single_newline_events_stream_as_they_come(relay: Relay) -> None:
+    """A proxy that ends each event with one newline: each chunk is read when the next line starts,
+    not when the stream ends (by the spec the whole reply would be one event)."""
+    lines = [b"data: " + _line(t) + b"\n" for t in ["第", "一", "段"]]
+    relay.enqueue(Scripted(chunks=[lines[0], lines[1], 1.0, lines[2], b"data: [DONE]\n"], framing="close"))
+    start = time.monotonic()
+    seen: list[tuple[str, float]] = []
+    for delta in client_for(relay).stream(MESSAGES):
+        if isinstance(delta, TextDelta):
+            seen.append((delta.text, time.monotonic() - start))
+    assert "".join(t for t, _ in seen) == "第一段"
+    assert seen[0][1] < 0.8  # "第" was shown before the pause ended, not with the rest
