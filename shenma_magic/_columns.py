@@ -224,7 +224,7 @@ class ColumnsWidgetView:
         self._handle: Any = None
         self._display_id = ""
         if outlet is None:
-            self._handle = display(self._grid, display_id=True)  # type: ignore[no-untyped-call]
+            self._handle = display(self._grid, display_id=True)
         else:
             self._display_id = outlet.display(self._grid._repr_mimebundle_())
 
@@ -336,7 +336,7 @@ class ColumnsMarkdownView:
         else:
             from IPython.display import display
 
-            self._handle = display(self._bundle(), raw=True, display_id=True)  # type: ignore[no-untyped-call]
+            self._handle = display(self._bundle(), raw=True, display_id=True)
 
     def _update(self, bundle: dict[str, str]) -> None:
         if self._outlet is not None:

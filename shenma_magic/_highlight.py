@@ -106,7 +106,7 @@ def _style(ttype: Any) -> Optional[tuple[str, str]]:
     """The style of a token type: its own, else its nearest ancestor's (String.Double -> String)."""
     found = _RESOLVED.get(ttype, False)
     if found is not False:
-        return found  # type: ignore[return-value]
+        return found  # type: ignore[return-value]  # not the False sentinel, so a style or None
     if not _STYLES:
         _STYLES.update(_token_styles())
     probe = ttype

@@ -480,7 +480,7 @@ class ChatMagics(Magics):
 
     # -- %chat -------------------------------------------------------------------------------------------
 
-    @line_magic("chat")  # type: ignore[arg-type]
+    @line_magic("chat")  # type: ignore[arg-type]  # IPython types the decorator too narrowly
     def chat_line(self, line: str) -> Any:
         """Settings, keys, history, tools and usage for %%chat: %chat help lists the commands."""
         self._refuse_keys(line)

@@ -74,7 +74,7 @@ class ServerSentEvent:
             return NotImplemented
         return (self.data, self.event, self.id) == (other.data, other.event, other.id)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as __eq__ makes it; typeshed says a method
 
 
 class LineDecoder:

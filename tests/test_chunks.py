@@ -26,7 +26,7 @@ from shenma_magic._models import (
     UsageDelta,
 )
 from shenma_magic._sse import ServerSentEvent
-from tests.relay import Relay, Scripted
+from tests.relay import Chunk, Relay, Scripted
 
 
 def ev(obj: Any, event: str = "message") -> ServerSentEvent:
@@ -352,7 +352,7 @@ def test_text_parts_that_are_not_strings_are_skipped() -> None:
 def test_a_pair_split_across_events_from_a_real_server(relay: Relay) -> None:
     from shenma_magic import ChatClient
 
-    body = [
+    body: list[Chunk] = [
         b'data: {"model":"m","choices":[{"index":0,"delta":{"content":"\\u4f60\\ud83d"}}]}\n\n',
         b'data: {"choices":[{"index":0,"delta":{"content":"\\ude00!"}}]}\n\n',
         b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n',

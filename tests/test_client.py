@@ -22,7 +22,7 @@ from shenma_magic import (
 )
 from shenma_magic._client import normalize_base_url
 from shenma_magic._models import ReplyBuilder
-from tests.relay import Relay, Scripted, chat_chunk, error_body, sse, stream_of
+from tests.relay import Chunk, Framing, Relay, Scripted, chat_chunk, error_body, sse, stream_of
 
 KEY = "sk-TESTKEY0123456789abcdefSECRET9f3a"
 MESSAGES = [{"role": "user", "content": "周树人和鲁迅是兄弟吗？"}]
@@ -82,9 +82,9 @@ def test_request_shape_and_streamed_reply(relay: Relay) -> None:
 
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])
-def test_chunks_arrive_incrementally(relay: Relay, framing: str) -> None:
-    chunks = [sse(chat_chunk("first")), 0.8, *stream_of(["second"])]
-    relay.enqueue(Scripted(chunks=chunks, framing=framing))  # type: ignore[arg-type]
+def test_chunks_arrive_incrementally(relay: Relay, framing: Framing) -> None:
+    chunks: list[Chunk] = [sse(chat_chunk("first")), 0.8, *stream_of(["second"])]
+    relay.enqueue(Scripted(chunks=chunks, framing=framing))
     start = time.monotonic()
     arrivals: list[tuple[str, float]] = []
     for delta in client_for(relay).stream(MESSAGES):

@@ -160,7 +160,7 @@ def test_a_variable_with_surrogates_fills_encodable_text(value: str) -> None:
 
 
 def _tool(fn: Callable[..., Any]) -> Tool:
-    return Tool(name=fn.__name__, function=fn, spec={}, trusted=True)  # type: ignore[typeddict-item]
+    return Tool(name=fn.__name__, function=fn, spec={}, trusted=True)
 
 
 @pytest.mark.parametrize("exc", [SystemExit(3), SystemExit(), GeneratorExit(), BaseException("odd")])

@@ -26,7 +26,7 @@ from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
 from shenma_magic import Reply
-from tests._util import CHAT_ENV_VARS, chunk, clients_of, ending, run_notebook
+from tests._util import CHAT_ENV_VARS, chunk, clients_of, ending, history, run_notebook
 from tests.relay import Relay, Scripted, sse, stream_of
 
 KEY = "sk-LEAKCANARY0123456789abcdefXYZW"
@@ -85,7 +85,7 @@ def shell(
     InteractiveShell.clear_instance()
     sh = InteractiveShell.instance(config=config)
     try:
-        assert Path(sh.history_manager.hist_file) == hist_file
+        assert Path(history(sh).hist_file) == hist_file
         sh.run_line_magic("load_ext", "shenma_magic")
         yield sh
     finally:
@@ -292,7 +292,7 @@ def test_the_key_never_leaks_from_a_shell(
     ns_strings = [v for v in shell.user_ns.values() if isinstance(v, str)]
     ns_strings += [repr(shell.user_ns.get("In")), repr(shell.user_ns.get("Out"))]
     texts["user namespace"] = "\n".join(ns_strings)
-    hm = shell.history_manager
+    hm = history(shell)
     texts["history in memory"] = "\n".join(hm.input_hist_raw + hm.input_hist_parsed) + repr(hm.output_hist)
 
     # The history database on disk.
@@ -328,7 +328,7 @@ def test_a_key_pasted_into_config_is_refused_and_scrubbed(
         shown = captured.stdout + captured.stderr + "\n".join(records.lines)
         assert "looks like an API key" in shown and "Traceback" not in shown
         scan(shown, f"the output of %config ChatMagics.{name}")
-    hm = shell.history_manager
+    hm = history(shell)
     scan("\n".join(hm.input_hist_raw + hm.input_hist_parsed), "the history in memory")
     scan(repr([v for v in shell.user_ns.values() if isinstance(v, (str, list))]), "the user namespace")
     hm.writeout_cache()

@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from shenma_magic import Reply
-from tests._util import magics
+from tests._util import history, magics
 from tests.relay import Relay, Scripted, chat_chunk, sse, stream_of
 
 KEY = "sk-TESTKEY0123456789abcdefSECRET9f3a"
@@ -187,7 +187,7 @@ def test_no_key_for_a_remote_host_says_what_to_do(
 def test_key_in_options_is_refused_and_scrubbed_from_history(ip: InteractiveShell, relay: Relay) -> None:
     ip.run_cell(f"%%chat --key {KEY}\nhello")
     assert relay.chat_requests == []
-    hm = ip.history_manager
+    hm = history(ip)
     assert not any(KEY in h for h in hm.input_hist_raw + hm.input_hist_parsed)
     assert KEY not in str(ip.user_ns.get("_i", "")) and KEY not in str(ip.user_ns.get("In", ""))
     with pytest.raises(UsageError, match="looks like an API key"):

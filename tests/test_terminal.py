@@ -143,7 +143,7 @@ def test_any_server_text_writes_only_the_packages_own_sequences(
     st.lists(st.one_of(st.sampled_from(MARKDOWN + HOSTILE + [" ", "-", "*"]), st.just("WORD")), max_size=40)
 )
 def test_every_word_reaches_the_terminal_in_order(parts: list[str]) -> None:
-    words = []
+    words: list[str] = []
     text_parts = []
     for part in parts:
         if part == "WORD":
