@@ -37,7 +37,7 @@ def test_ruff_lint() -> None:
 
 
 def test_ruff_format() -> None:
-    result = run("ruff", "format", "--check", "shenma_magic")
+    result = run("ruff", "format", "--check", "shenma_magic", "tests", "bench")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
