@@ -353,6 +353,18 @@ class ChatClient:
             on_retry(retry_line(failure, host, wait, attempt, self.max_retries))
             self._sleep(wait)
 
+    def _reader(
+        self, response: requests.Response, deadline: float, read_timeout: float, watchdog: Watchdog
+    ) -> BodyReader:
+        """The response's body as it arrives, within the reply byte cap and the deadline."""
+        return BodyReader(
+            response,
+            limit=self.max_reply_bytes,
+            deadline=deadline,
+            read_timeout=read_timeout,
+            watchdog=watchdog,
+        )
+
     @staticmethod
     def _status_error(response: requests.Response) -> APIStatusError:
         body = read_error_body(response)  # closes the response
@@ -424,13 +436,7 @@ class ChatClient:
                 raise clean_error(exc, matcher) from None
             for line in notices:
                 yield NoticeDelta(line)
-            reader = BodyReader(
-                response,
-                limit=self.max_reply_bytes,
-                deadline=deadline,
-                read_timeout=read_timeout,
-                watchdog=watchdog,
-            )
+            reader = self._reader(response, deadline, read_timeout, watchdog)
             try:
                 try:
                     for delta in self._decode_reply(response, reader, body, read_timeout, deadline, max_time):
@@ -507,15 +513,8 @@ class ChatClient:
     def _read_model_list(
         self, response: requests.Response, read_timeout: float, deadline: float, watchdog: Watchdog
     ) -> bytes:
-        reader = BodyReader(
-            response,
-            limit=self.max_reply_bytes,
-            deadline=deadline,
-            read_timeout=read_timeout,
-            watchdog=watchdog,
-        )
         try:
-            return b"".join(reader)
+            return b"".join(self._reader(response, deadline, read_timeout, watchdog))
         except ReplyTooLarge:
             raise LimitExceededError(
                 f"the model list from {self.host} passed the {size_text(self.max_reply_bytes)} limit", ""
