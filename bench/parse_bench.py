@@ -147,7 +147,7 @@ def splits_inside_utf8(chunks: Sequence[bytes]) -> int:
 
 
 def run_ours(chunks: Iterable[bytes]) -> str:
-    """The package's path, as _client._read_reply drives it."""
+    """The package's path, as _replydecode.decode_reply drives it."""
     sse = SSEDecoder()
     decoder = ChunkDecoder()
     out: list[str] = []

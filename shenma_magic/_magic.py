@@ -18,13 +18,14 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unico
 
 from ._branches import BranchError
 from ._commands import NO_KEY_HINT, run_command
+from ._current import set_current_session
 from ._errors import ConfigError, ShenmaError
 from ._identity import notebook_identity
 from ._jobs import Cancelled, Job
 from ._prompt import fill_variables
 from ._scrub import scrub_key_from_history
 from ._secret import known_key_in, looks_like_key
-from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session, set_current_session
+from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session
 from ._settings import DISPLAY_MODES, Settings, check_setting
 
 if TYPE_CHECKING:

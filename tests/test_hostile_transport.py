@@ -631,9 +631,10 @@ def test_nothing_is_sent_until_the_first_delta_is_asked_for(relay: Relay) -> Non
 
 
 def test_client_errors_name_no_magic_options(relay: Relay) -> None:
-    from shenma_magic import _client
+    from shenma_magic import _bodyread, _client, _http, _httperrors, _replydecode, _reqbody, _retry
 
-    source = Path(_client.__file__).read_text()
+    modules = (_bodyread, _client, _http, _httperrors, _replydecode, _reqbody, _retry)
+    source = "".join(Path(str(module.__file__)).read_text() for module in modules)
     for word in ("%chat", "--timeout", "--new", " -m ", "--max-time"):
         assert word not in source, word
 
