@@ -55,6 +55,7 @@ from ._replyredact import ReplyRedactor, clean_error
 from ._reqbody import Body, chat_body, key_matcher, key_refusal
 from ._retry import retry_line, retry_wait, worth_a_retry
 from ._secret import KeyMatcher, KnownKey, Secret, header_problem, is_loopback_host, mask
+from ._think import ThinkSplitter
 from ._urls import BaseURL, parse_base_url
 from ._watchdog import Flights, Watchdog, inflight
 
@@ -437,17 +438,27 @@ class ChatClient:
             for line in notices:
                 yield NoticeDelta(line)
             reader = self._reader(response, deadline, read_timeout, watchdog)
+            # Inline <think> reasoning is made reasoning before redaction, so each kind is masked as shown.
+            think = ThinkSplitter()
+
+            def held() -> Iterator[Delta]:
+                """What the splitter and the redactor still hold: the partial answer stays whole."""
+                for piece in think.flush():
+                    yield from redactor.feed(piece)
+                yield from redactor.flush()
+
             try:
                 try:
                     for delta in self._decode_reply(response, reader, body, read_timeout, deadline, max_time):
-                        yield from redactor.feed(delta)
+                        for piece in think.feed(delta):
+                            yield from redactor.feed(piece)
                 except ShenmaError as exc:
-                    yield from redactor.flush()
+                    yield from held()
                     raise clean_error(exc, matcher, response.headers) from None
                 except KeyboardInterrupt:
-                    yield from redactor.flush()  # the partial answer stays whole; the interrupt goes on
+                    yield from held()  # the interrupt goes on
                     raise
-                yield from redactor.flush()
+                yield from held()
             finally:
                 watchdog.cancel()
                 response.close()
