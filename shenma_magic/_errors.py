@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ._text import valid_text
+
+if TYPE_CHECKING:
+    from ._models import Reply
 
 __all__ = [
     "KINDS",
@@ -77,9 +80,12 @@ class ShenmaError(Exception):
         hint: what the user can do about it, in words that fit any front door ("" when there is nothing
             useful to say); the magic and the Python API add their own with ``front_door_hint``.
         kind: a short stable string saying what kind of failure this is (see :data:`KINDS`).
+        reply: the partial reply, when a :class:`~shenma_magic.Session` turn failed after it started
+            (``None`` otherwise).
     """
 
     kind: str = "error"
+    reply: Optional[Reply] = None
 
     def __init__(self, message: str, hint: str = "", *, kind: Optional[str] = None) -> None:
         super().__init__(message)
@@ -119,9 +125,14 @@ class KeyInRequestError(ConfigError):
 
 class APITimeoutError(ShenmaError):
     """Connecting took too long, the server went silent longer than the read timeout, or the whole reply
-    took longer than the overall limit. (Not named ``TimeoutError``: that would shadow the builtin.)"""
+    took longer than the overall limit. (Not named ``TimeoutError``: that would shadow the builtin.)
+
+    ``phase`` says which: ``"connect"``, ``"first_byte"``, ``"read"`` or ``"max_time"`` (``""`` when
+    unknown); ``max_time`` is the overall limit in seconds when that was what passed."""
 
     kind = "timeout"
+    phase: str = ""
+    max_time: Optional[float] = None
 
 
 class ConnectionLostError(ShenmaError):
@@ -132,9 +143,12 @@ class ConnectionLostError(ShenmaError):
 
 class ProtocolError(ShenmaError):
     """The server answered something that is not a chat completion (an HTML page, garbage...); kind
-    ``"empty_reply"`` when it answered nothing at all."""
+    ``"empty_reply"`` when it answered nothing at all; then ``request_chars`` and ``message_count`` say
+    how large the request was (a request too large for the model's context is a common cause)."""
 
     kind = "protocol"
+    request_chars: Optional[int] = None
+    message_count: Optional[int] = None
 
 
 class LimitExceededError(ProtocolError):

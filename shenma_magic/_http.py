@@ -147,7 +147,7 @@ def request_failure(
             f"{host} sent no reply within {wait_for:g} s",
             "the model may be overloaded: try again, or raise the timeout",
         )
-        err.phase = "first_byte"  # type: ignore[attr-defined]
+        err.phase = "first_byte"
         return err, True  # the server may still be working on it: do not pile on
     if isinstance(exc, requests.exceptions.SSLError):
         return _connect_error(exc, host), True
@@ -175,7 +175,7 @@ def read_failure(
             f"{host} went silent for more than {read_timeout:g} s",
             "the partial answer is kept; try again, or raise the timeout",
         )
-        err.phase = "read"  # type: ignore[attr-defined]
+        err.phase = "read"
         return err
     return ConnectionLostError(
         f"the connection to {host} broke mid-reply", "the partial answer is kept; try again"
@@ -229,6 +229,6 @@ def _connect_error(exc: BaseException, host: str) -> ShenmaError:
         err = APITimeoutError(
             f"connecting to {host} timed out", "check your network or proxy, then try again"
         )
-        err.phase = "connect"  # type: ignore[attr-defined]
+        err.phase = "connect"
         return err
     return ConnectError(f"cannot connect to {host}", "check the base URL and your network")

@@ -89,8 +89,8 @@ def max_time_error(host: str, max_time: float) -> APITimeoutError:
         f"the reply from {host} took longer than {max_time:g} s in all (the max time)",
         "the partial answer is kept; raise the max time, or ask for a shorter answer",
     )
-    err.phase = "max_time"  # type: ignore[attr-defined]
-    err.max_time = max_time  # type: ignore[attr-defined]
+    err.phase = "max_time"
+    err.max_time = max_time
     return err
 
 
@@ -116,6 +116,6 @@ def empty_reply_error(host: str, chars: int, messages: int) -> ProtocolError:
         else "try again; if it repeats, try another model"
     )
     empty = ProtocolError(f"{host} answered with an empty body", hint)
-    empty.request_chars = chars  # type: ignore[attr-defined]
-    empty.message_count = messages  # type: ignore[attr-defined]
+    empty.request_chars = chars
+    empty.message_count = messages
     return empty

@@ -320,9 +320,7 @@ class ChatMagics(Magics):
             kept = (
                 "the partial answers are kept" if any(outcome.replies.values()) else "no answer had arrived"
             )
-            stop = ChatInterrupted(f"interrupted (Ctrl-C): {kept}")
-            stop.replies = outcome.replies  # type: ignore[attr-defined]
-            raise stop from None
+            raise ChatInterrupted(f"interrupted (Ctrl-C): {kept}", replies=outcome.replies) from None
 
     def _bind_comparison(self, outcome: ComparisonOutcome, out: Optional[str], frontend: Any) -> None:
         for model, error in outcome.json_errors.items():

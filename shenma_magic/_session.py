@@ -341,7 +341,7 @@ class Session:
         if outcome.interrupted:
             raise ChatInterrupted("interrupted: the partial answer is kept in .reply", reply)
         if outcome.error is not None:
-            outcome.error.reply = reply  # type: ignore[attr-defined]
+            outcome.error.reply = reply
             raise outcome.error
         return reply
 
@@ -440,9 +440,9 @@ class Session:
         for reply in outcome.replies.values():
             reply.notices.extend(n for n in notices if n not in reply.notices)
         if outcome.interrupted:
-            stop = ChatInterrupted("interrupted: the partial answers are kept in .replies")
-            stop.replies = outcome.replies  # type: ignore[attr-defined]
-            raise stop
+            raise ChatInterrupted(
+                "interrupted: the partial answers are kept in .replies", replies=outcome.replies
+            )
         return outcome.replies
 
     def run_compare(self, request: ChatRequest, frontend: ColumnsFrontend) -> ComparisonOutcome:

@@ -35,11 +35,15 @@ class MissingKeyError(ConfigError):
 
 
 class ChatInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a reply. The partial reply is kept (in the conversation and as ``.reply``)."""
+    """Ctrl-C stopped a reply. The partial reply is kept (in the conversation and as ``.reply``; a
+    comparison's partial replies by model as ``.replies``)."""
 
-    def __init__(self, message: str, reply: Optional[Reply] = None) -> None:
+    def __init__(
+        self, message: str, reply: Optional[Reply] = None, replies: Optional[dict[str, Reply]] = None
+    ) -> None:
         super().__init__(message)
         self.reply = reply
+        self.replies: dict[str, Reply] = replies if replies is not None else {}
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows this instead of a traceback: one line, and "Run All" still stops here.
