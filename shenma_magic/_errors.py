@@ -237,15 +237,21 @@ _REQUEST_ID = re.compile(r"[(（]\s*request id[:：]\s*([^)）\s]+)\s*[)）]", r
 _HTML = re.compile(rb"^\s*(<!doctype html|<html|<head|<body|<\?xml|<title)", re.IGNORECASE)
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
-# Where servers put a request id in the headers: OpenAI and most proxies, LiteLLM, one-api / new-api,
-# Anthropic, Azure.
+# Where servers put a request id in the headers, most specific first: OpenAI and most proxies, LiteLLM,
+# one-api / new-api, Anthropic, AWS, Azure, tracing proxies; cf-ray only names a Cloudflare hop.
 _REQUEST_ID_HEADERS = (
     "x-request-id",
     "x-litellm-call-id",
     "x-oneapi-request-id",
+    "x-new-api-request-id",
     "request-id",
-    "x-ms-request-id",
+    "x-amzn-requestid",
+    "x-amz-request-id",
     "apim-request-id",
+    "x-ms-request-id",
+    "x-trace-id",
+    "x-correlation-id",
+    "cf-ray",
 )
 
 # The words of one-api / new-api relays (神马中转API is one): only their messages get relay advice.
@@ -491,7 +497,7 @@ def request_id_from_headers(headers: Mapping[str, str]) -> Optional[str]:
     has lower-case names."""
     for name in _REQUEST_ID_HEADERS:
         value = headers.get(name)
-        if value and value.strip():
+        if isinstance(value, str) and value.strip():
             return one_line(value)[:200]
     return None
 

@@ -17,8 +17,8 @@ from ._errors import (
     LimitExceededError,
     ProtocolError,
     error_from_response,
-    one_line,
     parse_retry_after,
+    request_id_from_headers,
 )
 from ._retry import sane_retry_after
 
@@ -32,21 +32,6 @@ __all__ = [
     "too_large_error",
 ]
 
-# Response headers that carry a request id, most specific first; cf-ray only names a Cloudflare hop.
-_REQUEST_ID_HEADERS = (
-    "x-request-id",
-    "x-litellm-call-id",
-    "x-oneapi-request-id",
-    "x-new-api-request-id",
-    "request-id",
-    "x-amzn-requestid",
-    "x-amz-request-id",
-    "apim-request-id",
-    "x-ms-request-id",
-    "x-trace-id",
-    "x-correlation-id",
-    "cf-ray",
-)
 # An empty 200 to a request this large most likely overflowed the model's context (llama.cpp does that).
 _LARGE_REQUEST_CHARS = 8000
 _LARGE_REQUEST_MESSAGES = 20
@@ -54,11 +39,7 @@ _LARGE_REQUEST_MESSAGES = 20
 
 def request_id_from(headers: Any) -> Optional[str]:
     """The server's request id among the response ``headers`` (None for no headers), on one line."""
-    for name in _REQUEST_ID_HEADERS:
-        value = headers.get(name) if headers is not None else None
-        if isinstance(value, str) and value.strip():
-            return one_line(value)[:200]
-    return None
+    return None if headers is None else request_id_from_headers(headers)
 
 
 def status_error(status: int, reason: str, body: bytes, headers: Any) -> APIStatusError:

@@ -77,10 +77,10 @@ def _base_url(name: str, value: Any) -> str:
     text = _text(name, value).strip()
     if not text:
         return ""
-    from ._client import normalize_base_url  # the one URL parser; imported only when a URL is set
+    from ._urls import parse_base_url  # the one URL parser (pure: setting a URL loads no HTTP library)
 
     try:
-        return normalize_base_url(text)
+        return parse_base_url(text).url
     except ValueError as exc:  # urllib's own complaint (e.g. an unclosed "[")
         raise ConfigError(
             f"{name}: not a URL ({exc}): {text!r}", "use e.g. https://api.whatai.cc/v1"
@@ -258,6 +258,6 @@ class Settings:
         raw = environ.get("SHENMA_BASE_URL", "").strip() or environ.get("OPENAI_BASE_URL", "").strip()
         if not raw:
             return DEFAULT_BASE_URL
-        from ._client import normalize_base_url
+        from ._urls import parse_base_url
 
-        return normalize_base_url(raw)
+        return parse_base_url(raw).url
