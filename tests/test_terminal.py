@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from typing import Any
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from shenma_magic._display import TextView as ReExported
 from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
+from shenma_magic._secret import KeyMatcher, StreamRedactor
 from shenma_magic._terminal import TextView
 from shenma_magic._termtext import TerminalBlocks, align_table, display_width, terminal_safe
 
@@ -248,3 +250,51 @@ def test_blocks_state_machine_is_pure_and_complete() -> None:
     text = "a\n\n    indented | not a table\n  | t | u |\n  |---|---|\nend"
     out = "".join(blocks.feed(ch) for ch in text) + blocks.finish()
     assert re.sub(r"[\s|-]", "", out) == re.sub(r"[\s|-]", "", text)
+
+
+# -- a key among characters the terminal view drops or shows as marks ----------------------------------
+
+# Keys of letters and digits that none of the inserted sequences, the view's own words ("[reasoning]",
+# the status) or the filler use, so any two consecutive key characters on screen come from the key.
+_KEY_BODY = "BCDEFGHIJLNOPQRSTUVWXYZ34679"
+_JUNK = ["\r", "\b", "\r\r", "\x1b[1m", "\x1b[2K", "\x1b[8m", "\x1b]0;t\x07", "\x1b[?25l", "\x1bc", "\x9b2J"]
+_FILLER = st.text(alphabet=" .,!\n你好中文", max_size=12)
+
+
+def _two_in_a_row(written: str, key: str) -> list[str]:
+    """The pairs of consecutive key characters in ``written``, the mask (``sk-…WXYZ``) left out."""
+    rest = written.replace(f"sk-…{key[-4:]}", " ").replace("…", " ")
+    return [key[i : i + 2] for i in range(len(key) - 1) if key[i : i + 2] in rest]
+
+
+@st.composite
+def _keyed_stream(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A key, and a text holding it whole with control characters and escape sequences between its
+    characters, cut into deltas anywhere."""
+    key = "sk-" + draw(st.text(alphabet=_KEY_BODY, min_size=16, max_size=40))
+    chars = []
+    for ch in key:
+        chars.append(ch)
+        chars.extend(draw(st.lists(st.sampled_from(_JUNK), max_size=2)))
+    text = draw(_FILLER) + "".join(chars) + draw(_FILLER)
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=12))))
+    points = [0, *cuts, len(text)]
+    return key, [text[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=_keyed_stream(), kind=st.sampled_from(["text", "reasoning"]), tty=st.booleans())
+def test_a_key_among_dropped_characters_never_shows_two_of_its_characters(
+    case: tuple[str, list[str]], kind: str, tty: bool
+) -> None:
+    key, pieces = case
+    redactor = StreamRedactor(KeyMatcher([key]))  # what the client does to every streamed field
+    out: io.StringIO = TTY() if tty else io.StringIO()
+    view = TextView(out)
+    make = TextDelta if kind == "text" else ReasoningDelta
+    for piece in [*(redactor.feed(p) for p in pieces), redactor.flush()]:
+        view.on_delta(make(piece))
+    view.finish(Reply(text=""), "done")
+    written = out.getvalue()
+    assert _two_in_a_row(written, key) == [], written
+    assert f"sk-…{key[-4:]}" in written  # the key is still there, as its mask
