@@ -490,23 +490,39 @@ def _describe_html(page: str) -> str:
     return one_line(_TAGS.sub(" ", text))[:120]
 
 
-def parse_retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds from a ``Retry-After`` header: a number of seconds or an HTTP date."""
-    if not value:
+#: The longest ``Retry-After`` taken as a plan, in seconds (a day). A longer wait is no plan to retry: it
+#: would show as "retry after 251606131195 s" or stall a batch.
+MAX_RETRY_AFTER = 86_400.0
+# delay-seconds is 1*DIGIT (RFC 9110); a fraction is tolerated. ASCII digits only: float() would also take
+# "١٢", "1e309", "nan", "-5" and "1_0".
+_DELAY_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds from a ``Retry-After`` header (delay-seconds, or an HTTP date, counted from ``now``, the
+    epoch seconds, by default the clock): a finite number from 0 to :data:`MAX_RETRY_AFTER`, or None for
+    anything else (garbage, a negative or non-finite number, a wait longer than that). A date already
+    past is 0."""
+    if not isinstance(value, str):
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    import time
-    from email.utils import parsedate_to_datetime  # rare path: keep the import off start-up
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    if not value or len(value) > 64:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    if _DELAY_SECONDS.fullmatch(value):
+        seconds = float(value)
+    else:
+        import time
+        from datetime import timezone
+        from email.utils import parsedate_to_datetime  # rare path: keep the import off start-up
+
+        try:
+            when = parsedate_to_datetime(value)
+            if when.tzinfo is None:  # "-0000": a time in UTC with no zone said
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+        except (TypeError, ValueError, OverflowError, OSError, IndexError):
+            return None
+    return seconds if seconds <= MAX_RETRY_AFTER else None
 
 
 def error_from_response(

@@ -5,6 +5,8 @@ OpenAI and vLLM answer."""
 from __future__ import annotations
 
 import json
+import math
+from email.utils import formatdate
 from typing import Any, Optional
 
 import pytest
@@ -21,6 +23,7 @@ from shenma_magic._errors import (
     classify,
     error_from_payload,
     error_from_response,
+    parse_retry_after,
     request_id_from_headers,
 )
 from shenma_magic._hints import front_door_hint
@@ -584,3 +587,64 @@ def test_each_door_speaks_only_its_own_words(kind: str, source: Any, relay: bool
     )
     assert not [w for w in PYTHON_WORDS if w in magic]
     assert not [w for w in (" -m", "--", "%chat models", "%chat timeout") if w in python]
+
+
+# -- Retry-After ------------------------------------------------------------------------------------------
+
+NOW = 1_750_000_000.0  # the clock the HTTP dates below are read against
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("0", 0.0),
+        ("5", 5.0),
+        ("  12 ", 12.0),
+        ("1.5", 1.5),
+        ("86400", 86_400.0),
+        (formatdate(NOW + 30, usegmt=True), 30.0),
+        (formatdate(NOW - 3600, usegmt=True), 0.0),  # a date already past: retry now
+        (formatdate(NOW + 60), 60.0),  # "-0000": UTC with no zone said
+        # Nothing a retry can plan with: None, never a huge, negative or non-finite number.
+        ("86401", None),
+        ("99999999999", None),
+        ("251606131195", None),
+        ("9" * 400, None),
+        ("1e309", None),
+        ("1e3", None),
+        ("inf", None),
+        ("-inf", None),
+        ("nan", None),
+        ("NaN", None),
+        ("-5", None),
+        ("-0", None),
+        ("+5", None),
+        ("1_000", None),
+        ("0x10", None),
+        ("١٢", None),  # digits float() reads, HTTP does not
+        ("5 s", None),
+        ("soon", None),
+        ("", None),
+        ("   ", None),
+        (None, None),
+        (formatdate(NOW + 86_400 * 365 * 30, usegmt=True), None),  # 30 years from now
+        ("Fri, 31 Dec 9999 23:59:59 GMT", None),
+        ("Mon, 32 Jan 2025 00:00:00 GMT", None),
+        ("Sun, 06 Nov 1994 08:49:37 +9999", None),
+        ("Sun, 06 Nov 99999 08:49:37 GMT", None),
+        ("x" * 10_000, None),
+    ],
+)
+def test_retry_after_is_a_bounded_wait_or_none(header: Optional[str], seconds: Optional[float]) -> None:
+    got = parse_retry_after(header, now=NOW)
+    if seconds is None:
+        assert got is None, got
+    else:
+        assert got is not None and math.isfinite(got) and got == pytest.approx(seconds, abs=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40) | st.from_regex(r"-?[0-9]{0,20}(\.[0-9]{0,5})?(e[0-9]{1,4})?", fullmatch=True))
+def test_no_retry_after_header_gives_an_unbounded_wait(header: str) -> None:
+    got = parse_retry_after(header, now=NOW)
+    assert got is None or (math.isfinite(got) and 0 <= got <= _errors.MAX_RETRY_AFTER)
