@@ -11,11 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shenma_magic import ChatClient
 from shenma_magic._display import TextView as ReExported
 from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
 from shenma_magic._secret import KeyMatcher, StreamRedactor
 from shenma_magic._terminal import TextView
 from shenma_magic._termtext import TerminalBlocks, align_table, display_width, terminal_safe
+from tests.relay import Relay, Scripted, stream_of
 
 
 class TTY(io.StringIO):
@@ -298,3 +300,41 @@ def test_a_key_among_dropped_characters_never_shows_two_of_its_characters(
     written = out.getvalue()
     assert _two_in_a_row(written, key) == [], written
     assert f"sk-…{key[-4:]}" in written  # the key is still there, as its mask
+
+
+# -- the order of reasoning and answer ---------------------------------------------------------------------
+
+_ORDER_KEY = "sk-ORDERKEY0123456789abcdefghijkl"
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "answer", "shown"),
+    [
+        # "s" may start a key: the redactor holds it until the answer text shows it cannot.
+        (["Let me think about s"], ["The answer."], ("Let me think about s", "The answer.")),
+        (
+            ["Thinking", " about sk-ORD"],
+            ["The answer", " is 42."],
+            ("Thinking about sk-ORD", "The answer is 42."),
+        ),
+        (["Check ", "the 0123"], ["Done: ", "ok"], ("Check the 0123", "Done: ok")),
+        # A key split across the two fields: each part masked where it stands.
+        (
+            [f"The key {_ORDER_KEY[:20]}"],
+            [f"{_ORDER_KEY[20:]} is it."],
+            ("The key sk-…ijkl", "sk-…ijkl is it."),
+        ),
+    ],
+)
+def test_reasoning_held_back_by_the_redactor_comes_before_the_answer(
+    relay: Relay, reasoning: list[str], answer: list[str], shown: tuple[str, str]
+) -> None:
+    relay.enqueue(Scripted(chunks=stream_of(answer, reasoning=reasoning)))
+    client = ChatClient(relay.url, _ORDER_KEY, max_retries=0)
+    out = io.StringIO()
+    view = TextView(out)
+    with client.stream([{"role": "user", "content": "hi"}]) as stream:
+        for delta in stream:
+            view.on_delta(delta)
+    view.finish(Reply(text=""), "done")
+    assert out.getvalue() == f"[reasoning] {shown[0]}\n\n{shown[1]}\n[done]\n"
