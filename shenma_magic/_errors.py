@@ -466,6 +466,14 @@ def _raw_fields(obj: Any) -> Optional[tuple[str, Optional[str], Optional[str], O
     return None
 
 
+def _says_nothing(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_says_nothing(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_says_nothing(v) for v in value)
+    return value is None or value == ""
+
+
 def _find_request_id(message: str) -> Optional[str]:
     found = _REQUEST_ID.search(message)
     return found.group(1) if found else None
@@ -544,11 +552,14 @@ def error_from_response(
     rid = request_id
     stripped = body.strip()
     fields = None
-    if stripped[:1] in (b"{", b"["):
+    if stripped[:1] in (b"{", b"[", b"n", b'"'):
         try:
-            fields = _fields_from_json(json.loads(stripped.decode("utf-8", "replace")))
+            parsed = json.loads(stripped.decode("utf-8", "replace"))
         except ValueError:
-            fields = None
+            pass
+        else:
+            # JSON that says nothing ({}, [], null, {"error": {}}) is no message: it is not quoted as one.
+            fields = ("", None, None, None) if _says_nothing(parsed) else _fields_from_json(parsed)
     if fields is not None:
         server_message, type_, code, rid_json = fields
         server_message = redact(server_message)

@@ -648,3 +648,83 @@ def test_retry_after_is_a_bounded_wait_or_none(header: Optional[str], seconds: O
 def test_no_retry_after_header_gives_an_unbounded_wait(header: str) -> None:
     got = parse_retry_after(header, now=NOW)
     assert got is None or (math.isfinite(got) and 0 <= got <= _errors.MAX_RETRY_AFTER)
+
+
+# -- 5xx that say little ----------------------------------------------------------------------------------
+
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+)
+CLOUDFLARE_524 = (
+    b"<!DOCTYPE html><html><head><title>api.example | 524: A timeout occurred</title></head></html>"
+)
+NOTHING = "(the server sent no message)"
+OVERLOADED = "the server is overloaded or unavailable: try again in a moment"
+
+
+@pytest.mark.parametrize(
+    ("status", "raw", "message", "kind", "hint"),
+    [
+        (503, b"", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"  \r\n ", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"{}", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"[]", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"null", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b'{"error": {}}', f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b'{"error": null, "code": ""}', f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"{not json", "HTTP 503: {not json", "server", OVERLOADED),
+        (503, b'{"status": "down"}', 'HTTP 503: {"status": "down"}', "server", OVERLOADED),
+        (503, b"no healthy upstream", "HTTP 503: no healthy upstream", "server", OVERLOADED),
+        (503, b"\xff\xfe garbage", "HTTP 503: \ufffd\ufffd garbage", "server", OVERLOADED),
+        (
+            503,
+            b"<html><body>down</body></html>",
+            "HTTP 503: HTML error page from a gateway: down",
+            "server",
+            OVERLOADED,
+        ),
+        (500, b"{}", f"HTTP 500 {NOTHING}", "server", "the server failed: try again in a moment"),
+        (
+            500,
+            b"Internal Server Error",
+            "HTTP 500: Internal Server Error",
+            "server",
+            "the server failed: try again in a moment",
+        ),
+        (
+            502,
+            NGINX_502,
+            "HTTP 502: HTML error page from a gateway: 502 Bad Gateway",
+            "server",
+            "the gateway in front",
+        ),
+        (502, b"{}", f"HTTP 502 {NOTHING}", "server", "the gateway in front"),
+        (504, b"", f"HTTP 504 {NOTHING}", "server_timeout", "the gateway timed out"),
+        (
+            524,
+            CLOUDFLARE_524,
+            "HTTP 524: HTML error page from a gateway: api.example | 524: A timeout occurred",
+            "server_timeout",
+            "the gateway timed out",
+        ),
+        (529, b"{}", f"HTTP 529 {NOTHING}", "server", "the server failed"),
+    ],
+)
+def test_a_5xx_that_says_little_is_described_as_what_it_is(
+    status: int, raw: bytes, message: str, kind: str, hint: str
+) -> None:
+    err = error_from_response(status, raw)
+    assert (err.message, err.kind) == (message, kind)
+    assert err.hint.startswith(hint), err.hint
+    for door in ("magic", "python"):
+        said = f"{err.message} {front_door_hint(err, door)}"
+        # Only a relay that said so (无可用渠道) gets the no-channel advice.
+        assert err.kind != "no_channel" and not [w for w in ("渠道", "分组", "channel", "group") if w in said]
+        assert "\n" not in said
+
+
+@pytest.mark.parametrize("raw", [b"{}", b"", b"<html></html>", b"busy"])
+def test_no_channel_only_when_the_relay_said_it(raw: bytes) -> None:
+    assert error_from_response(503, raw).kind == "server"
+    said = error_from_response(503, one_api("当前分组 default 下对于模型 gpt-4o 无可用渠道"))
+    assert said.kind == "no_channel" and "another model" in front_door_hint(said, "magic")
