@@ -54,6 +54,7 @@ from ._errors import (
     is_no_channel,
     is_quota,
     parse_retry_after,
+    reply_head_error,
 )
 from ._models import (
     Delta,
@@ -900,10 +901,19 @@ class ChatClient:
             "User-Agent": f"shenma-magic/{_VERSION}",
         }
 
-    def _max_time_error(self, max_time: float) -> APITimeoutError:
-        err = APITimeoutError(
-            f"the reply from {self.host} took longer than {max_time:g} s in all (the max time)",
-            "the partial answer is kept; raise the max time, or ask for a shorter answer",
+    def _max_time_error(self, max_time: float, *, headers: bool = True) -> APITimeoutError:
+        """``headers``: the reply had started (there may be a partial answer); else not even its
+        headers had come whole (a silent server, or one trickling endless headers)."""
+        err = (
+            APITimeoutError(
+                f"the reply from {self.host} took longer than {max_time:g} s in all (the max time)",
+                "the partial answer is kept; raise the max time, or ask for a shorter answer",
+            )
+            if headers
+            else APITimeoutError(
+                f"{self.host} sent no complete reply headers within {max_time:g} s (the max time)",
+                "no reply was read: try again, or raise the max time; if it repeats, check the base URL",
+            )
         )
         err.phase = "max_time"  # type: ignore[attr-defined]
         err.max_time = max_time  # type: ignore[attr-defined]
@@ -959,9 +969,14 @@ class ChatClient:
                         f"the request to {host} was stopped before the reply started"
                     ) from None
                 if watchdog.fired or time.monotonic() >= deadline - 0.01:
-                    raise self._max_time_error(max_time) from None
+                    raise self._max_time_error(max_time, headers=False) from None
                 failure = self._request_failure(exc, wait_for)  # raises what is not worth a retry
             else:
+                if watchdog.fired:
+                    # The deadline shut the socket while headers were still coming: http.client took what
+                    # had come for a reply without a body.
+                    response.close()
+                    raise self._max_time_error(max_time, headers=False)
                 if response.status_code < 400:
                     return response
                 failure = self._status_error(response)
@@ -999,6 +1014,11 @@ class ChatClient:
             raise err from None  # the server may still be working on it: do not pile on
         if isinstance(exc, requests.exceptions.SSLError):
             raise _connect_error(exc, host) from None
+        head = reply_head_error(exc, host)  # reached, but its status line or headers could not be read
+        if head is not None:
+            if isinstance(head, ConnectError):
+                return head  # it hung up before answering: a retry may find it answering
+            raise head from None
         if isinstance(exc, requests.exceptions.ConnectionError):
             return _connect_error(exc, host)
         raise ConnectError(f"request to {host} failed: {type(exc).__name__}") from None

@@ -533,6 +533,46 @@ def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Opti
     return seconds if seconds <= MAX_RETRY_AFTER else None
 
 
+def reply_head_error(exc: BaseException, host: str) -> Optional[ShenmaError]:
+    """The error for a reply whose status line or headers could not be read (the failure http.client
+    raised, wherever it sits among ``exc``'s causes), or None if that is not what happened. Such a server
+    was reached: it is no connection failure. Never quotes what the server sent."""
+    import http.client  # what requests' and urllib3's wrappers carry inside
+
+    found = _find_cause(exc, http.client.HTTPException)
+    if found is None:
+        return None
+    hint = "the server (or a proxy in front of it) does not answer like an HTTP API: check the base URL"
+    if isinstance(found, http.client.LineTooLong):
+        return LimitExceededError(
+            f"{host} sent a reply header line over 64 KiB long: no reply was read", hint
+        )
+    if isinstance(found, http.client.RemoteDisconnected):
+        return ConnectError(f"{host} closed the connection without a reply", "try again in a moment")
+    if isinstance(found, http.client.BadStatusLine):
+        return ProtocolError(f"{host} answered something that is not HTTP", f"{hint} (its scheme and port)")
+    if "headers" in str(found):  # "got more than 100 headers": http.client's words, not the server's
+        return LimitExceededError(f"{host} sent more than 100 reply headers: no reply was read", hint)
+    return ProtocolError(f"{host} sent reply headers that cannot be read", hint)
+
+
+def _find_cause(exc: BaseException, kind: type[BaseException]) -> Optional[BaseException]:
+    """The first exception of ``kind`` among ``exc``, its arguments, causes and contexts (wrappers such as
+    urllib3's ProtocolError hold the original as an argument)."""
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        item = todo.pop(0)
+        if id(item) in seen or len(seen) > 32:
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            return item
+        todo.extend(a for a in item.args if isinstance(a, BaseException))
+        todo.extend(c for c in (item.__cause__, item.__context__) if c is not None)
+    return None
+
+
 def error_from_response(
     status: int,
     body: bytes,

@@ -728,3 +728,24 @@ def test_no_channel_only_when_the_relay_said_it(raw: bytes) -> None:
     assert error_from_response(503, raw).kind == "server"
     said = error_from_response(503, one_api("当前分组 default 下对于模型 gpt-4o 无可用渠道"))
     assert said.kind == "no_channel" and "another model" in front_door_hint(said, "magic")
+
+
+def test_a_reply_head_error_never_quotes_what_the_server_sent() -> None:
+    import http.client
+
+    import requests
+    import urllib3
+
+    key = "sk-HEADLEAK0123456789abcdefghijklmn"
+    for inner, kind in [
+        (http.client.BadStatusLine(f"{key}\r\n"), "protocol"),
+        (http.client.LineTooLong("header line"), "limit"),
+        (http.client.HTTPException("got more than 100 headers"), "limit"),
+        (http.client.RemoteDisconnected("Remote end closed connection without response"), "connect"),
+    ]:
+        wrapped = requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError("aborted", inner))
+        err = _errors.reply_head_error(wrapped, "relay.example")
+        assert err is not None and err.kind == kind and "relay.example" in str(err)
+        assert key[5:15] not in str(err) and "\n" not in str(err)
+    assert _errors.reply_head_error(requests.exceptions.ConnectionError("refused"), "h") is None
+    assert _errors.reply_head_error(ValueError("x"), "h") is None
