@@ -284,3 +284,16 @@ def test_invisible_characters_piling_up_after_a_key_prefix_are_let_go_in_bounded
     assert sum(map(len, shown)) > 1500  # not all held until the end
     rest = redactor.feed(KEY[5:] + " end") + redactor.flush()
     assert not shows_run(as_read("".join(shown) + rest), KEY)
+
+
+noise_with_invisible = st.text(alphabet=ALNUM + " \n.,-中文\r\b\x1b[]\u200b\u00ad\ufeff\x9b", max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(noise_with_invisible, realistic_keys, st.lists(st.integers(0, 10_000), max_size=20))
+def test_text_with_invisible_characters_but_no_key_streams_through_unchanged(
+    text: str, key: str, cuts: list[int]
+) -> None:
+    assume(not shows_run(as_read(text), key) and not shows_run(text, key))
+    joined, _ = run_stream([key], split_at(text, cuts))
+    assert joined == text

@@ -258,7 +258,7 @@ def test_blocks_state_machine_is_pure_and_complete() -> None:
 
 # Keys of letters and digits that none of the inserted sequences, the view's own words ("[reasoning]",
 # the status) or the filler use, so any two consecutive key characters on screen come from the key.
-_KEY_BODY = "BCDEFGHIJLNOPQRSTUVWXYZ34679"
+_KEY_BODY = "CDEFGHIJLNOPQRSTVWXYZ3467"  # no "U", "9", "B": the view shows 0x9B as <U+009B>
 _JUNK = ["\r", "\b", "\r\r", "\x1b[1m", "\x1b[2K", "\x1b[8m", "\x1b]0;t\x07", "\x1b[?25l", "\x1bc", "\x9b2J"]
 _FILLER = st.text(alphabet=" .,!\n你好中文", max_size=12)
 
