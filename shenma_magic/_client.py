@@ -333,6 +333,11 @@ class ChatClient:
                 if final:
                     raise failure from None
             else:
+                if watchdog.fired:
+                    # The deadline shut the socket while headers were still coming: http.client took what
+                    # had come for a reply without a body.
+                    response.close()
+                    raise max_time_error(host, max_time, headers=False)
                 if response.status_code < 400:
                     return response
                 failure = self._status_error(response)

@@ -486,6 +486,14 @@ def _raw_fields(obj: Any) -> Optional[tuple[str, Optional[str], Optional[str], O
     return None
 
 
+def _says_nothing(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_says_nothing(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_says_nothing(v) for v in value)
+    return value is None or value == ""
+
+
 def _find_request_id(message: str) -> Optional[str]:
     found = _REQUEST_ID.search(message)
     return found.group(1) if found else None
@@ -510,23 +518,79 @@ def _describe_html(page: str) -> str:
     return one_line(_TAGS.sub(" ", text))[:120]
 
 
-def parse_retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds from a ``Retry-After`` header: a number of seconds or an HTTP date."""
-    if not value:
+#: The longest ``Retry-After`` taken as a plan, in seconds (a day). A longer wait is no plan to retry: it
+#: would show as "retry after 251606131195 s" or stall a batch.
+MAX_RETRY_AFTER = 86_400.0
+# delay-seconds is 1*DIGIT (RFC 9110); a fraction is tolerated. ASCII digits only: float() would also take
+# "١٢", "1e309", "nan", "-5" and "1_0".
+_DELAY_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds from a ``Retry-After`` header (delay-seconds, or an HTTP date, counted from ``now``, the
+    epoch seconds, by default the clock): a finite number from 0 to :data:`MAX_RETRY_AFTER`, or None for
+    anything else (garbage, a negative or non-finite number, a wait longer than that). A date already
+    past is 0."""
+    if not isinstance(value, str):
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    import time
-    from email.utils import parsedate_to_datetime  # rare path: keep the import off start-up
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    if not value or len(value) > 64:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    if _DELAY_SECONDS.fullmatch(value):
+        seconds = float(value)
+    else:
+        import time
+        from datetime import timezone
+        from email.utils import parsedate_to_datetime  # rare path: keep the import off start-up
+
+        try:
+            when = parsedate_to_datetime(value)
+            if when.tzinfo is None:  # "-0000": a time in UTC with no zone said
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+        except (TypeError, ValueError, OverflowError, OSError, IndexError):
+            return None
+    return seconds if seconds <= MAX_RETRY_AFTER else None
+
+
+def reply_head_error(exc: BaseException, host: str) -> Optional[ShenmaError]:
+    """The error for a reply whose status line or headers could not be read (the failure http.client
+    raised, wherever it sits among ``exc``'s causes), or None if that is not what happened. Such a server
+    was reached: it is no connection failure. Never quotes what the server sent."""
+    import http.client  # what requests' and urllib3's wrappers carry inside
+
+    found = _find_cause(exc, http.client.HTTPException)
+    if found is None:
+        return None
+    hint = "the server (or a proxy in front of it) does not answer like an HTTP API: check the base URL"
+    if isinstance(found, http.client.LineTooLong):
+        return LimitExceededError(
+            f"{host} sent a reply header line over 64 KiB long: no reply was read", hint
+        )
+    if isinstance(found, http.client.RemoteDisconnected):
+        return ConnectError(f"{host} closed the connection without a reply", "try again in a moment")
+    if isinstance(found, http.client.BadStatusLine):
+        return ProtocolError(f"{host} answered something that is not HTTP", f"{hint} (its scheme and port)")
+    if "headers" in str(found):  # "got more than 100 headers": http.client's words, not the server's
+        return LimitExceededError(f"{host} sent more than 100 reply headers: no reply was read", hint)
+    return ProtocolError(f"{host} sent reply headers that cannot be read", hint)
+
+
+def _find_cause(exc: BaseException, kind: type[BaseException]) -> Optional[BaseException]:
+    """The first exception of ``kind`` among ``exc``, its arguments, causes and contexts (wrappers such as
+    urllib3's ProtocolError hold the original as an argument)."""
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        item = todo.pop(0)
+        if id(item) in seen or len(seen) > 32:
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            return item
+        todo.extend(a for a in item.args if isinstance(a, BaseException))
+        todo.extend(c for c in (item.__cause__, item.__context__) if c is not None)
+    return None
 
 
 def error_from_response(
@@ -548,11 +612,14 @@ def error_from_response(
     rid = request_id
     stripped = body.strip()
     fields = None
-    if stripped[:1] in (b"{", b"["):
+    if stripped[:1] in (b"{", b"[", b"n", b'"'):
         try:
-            fields = _fields_from_json(json.loads(stripped.decode("utf-8", "replace")))
+            parsed = json.loads(stripped.decode("utf-8", "replace"))
         except ValueError:
-            fields = None
+            pass
+        else:
+            # JSON that says nothing ({}, [], null, {"error": {}}) is no message: it is not quoted as one.
+            fields = ("", None, None, None) if _says_nothing(parsed) else _fields_from_json(parsed)
     if fields is not None:
         server_message, type_, code, rid_json = fields
         server_message = redact(server_message)

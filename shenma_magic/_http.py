@@ -24,7 +24,7 @@ import urllib3.connection
 import urllib3.connectionpool
 import urllib3.exceptions
 
-from ._errors import APITimeoutError, ConnectError, ConnectionLostError, ShenmaError
+from ._errors import APITimeoutError, ConnectError, ConnectionLostError, ShenmaError, reply_head_error
 from ._httperrors import max_time_error, stopped_error
 from ._secret import Secret
 from ._watchdog import Watchdog, WatchedConnection
@@ -139,7 +139,7 @@ def request_failure(
     if watchdog.aborted:
         return ConnectError(f"the request to {host} was stopped before the reply started"), True
     if _out_of_time(watchdog, deadline):
-        return max_time_error(host, max_time), True
+        return max_time_error(host, max_time, headers=False), True
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return _connect_error(exc, host), False
     if isinstance(exc, requests.exceptions.ReadTimeout):
@@ -151,6 +151,10 @@ def request_failure(
         return err, True  # the server may still be working on it: do not pile on
     if isinstance(exc, requests.exceptions.SSLError):
         return _connect_error(exc, host), True
+    head = reply_head_error(exc, host)  # reached, but its status line or headers could not be read
+    if head is not None:
+        # It hung up before answering (ConnectError): a retry may find it answering; else final.
+        return head, not isinstance(head, ConnectError)
     if isinstance(exc, requests.exceptions.ConnectionError):
         return _connect_error(exc, host), False
     return ConnectError(f"request to {host} failed: {type(exc).__name__}"), True

@@ -20,7 +20,6 @@ from ._errors import (
     parse_retry_after,
     request_id_from_headers,
 )
-from ._retry import sane_retry_after
 
 __all__ = [
     "empty_reply_error",
@@ -49,7 +48,7 @@ def status_error(status: int, reason: str, body: bytes, headers: Any) -> APIStat
         body,
         reason=reason,
         request_id=None,
-        retry_after=sane_retry_after(parse_retry_after(headers.get("retry-after"))),
+        retry_after=parse_retry_after(headers.get("retry-after")),  # bounded by the parser
     )
     if not err.request_id:
         err.request_id = request_id_from(headers)
@@ -65,10 +64,19 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def max_time_error(host: str, max_time: float) -> APITimeoutError:
-    err = APITimeoutError(
-        f"the reply from {host} took longer than {max_time:g} s in all (the max time)",
-        "the partial answer is kept; raise the max time, or ask for a shorter answer",
+def max_time_error(host: str, max_time: float, *, headers: bool = True) -> APITimeoutError:
+    """``headers``: the reply had started (there may be a partial answer); else not even its headers had
+    come whole (a silent server, or one trickling endless headers)."""
+    err = (
+        APITimeoutError(
+            f"the reply from {host} took longer than {max_time:g} s in all (the max time)",
+            "the partial answer is kept; raise the max time, or ask for a shorter answer",
+        )
+        if headers
+        else APITimeoutError(
+            f"{host} sent no complete reply headers within {max_time:g} s (the max time)",
+            "no reply was read: try again, or raise the max time; if it repeats, check the base URL",
+        )
     )
     err.phase = "max_time"
     err.max_time = max_time

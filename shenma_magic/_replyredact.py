@@ -62,6 +62,10 @@ class ReplyRedactor:
         if type(delta) is TextDelta:  # nearly every delta: the fast path first
             if not self._active:
                 return (delta,)
+            if self.reasoning.pending:
+                # The reasoning before this answer text comes out before it (what it held back is let go,
+                # masked): a view that writes in order must not show it after the answer.
+                return [*self._let_go(self.reasoning, ReasoningDelta), *self.feed(delta)]
             text = self.text.feed(delta.text)
             if text is delta.text:
                 return (delta,)
@@ -69,8 +73,9 @@ class ReplyRedactor:
         if not self._active and isinstance(delta, (ReasoningDelta, ToolCallDelta)):
             return (delta,)
         if isinstance(delta, ReasoningDelta):
+            before = self._let_go(self.text, TextDelta) if self.text.pending else []
             text = self.reasoning.feed(delta.text)
-            return [ReasoningDelta(text)] if text else []
+            return [*before, ReasoningDelta(text)] if text else before
         if isinstance(delta, ToolCallDelta):
             name_r, args_r = self.tools.setdefault(
                 delta.call_index, (StreamRedactor(self.matcher), StreamRedactor(self.matcher))
@@ -96,14 +101,17 @@ class ReplyRedactor:
             return [NoticeDelta(one_line(self.whole(delta.message)), delta.lossy)]
         return [delta]  # pragma: no cover - every delta type is handled above
 
+    @staticmethod
+    def _let_go(redactor: StreamRedactor, kind: type[TextDelta] | type[ReasoningDelta]) -> list[Delta]:
+        text = redactor.flush()
+        return [kind(text)] if text else []
+
     def flush(self) -> list[Delta]:
-        out: list[Delta] = []
-        text = self.text.flush()
-        if text:
-            out.append(TextDelta(text))
-        reasoning = self.reasoning.flush()
-        if reasoning:
-            out.append(ReasoningDelta(reasoning))
+        # Only the field fed last can still hold text (feeding one field lets the other go).
+        out: list[Delta] = [
+            *self._let_go(self.text, TextDelta),
+            *self._let_go(self.reasoning, ReasoningDelta),
+        ]
         for index, (name_r, args_r) in self.tools.items():
             name, arguments = name_r.flush(), args_r.flush()
             if name or arguments:

@@ -8,23 +8,13 @@ wait longer than allowed, or one that would end past the reply's deadline, is no
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 from ._errors import APIStatusError, ShenmaError, is_no_channel, is_quota
 
-__all__ = ["retry_line", "retry_wait", "sane_retry_after", "worth_a_retry"]
+__all__ = ["retry_line", "retry_wait", "worth_a_retry"]
 
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
-# Longer than this is no plan to retry: shown as no wait at all rather than "retry after 251606131195 s".
-_LONGEST_RETRY_AFTER = 86_400.0
-
-
-def sane_retry_after(seconds: Optional[float]) -> Optional[float]:
-    """A ``Retry-After`` wait that makes sense (0 to a day), else None."""
-    if seconds is None or not math.isfinite(seconds) or not 0 <= seconds <= _LONGEST_RETRY_AFTER:
-        return None
-    return seconds
 
 
 def worth_a_retry(failure: APIStatusError) -> bool:

@@ -73,6 +73,26 @@ def _model(name: str, value: Any) -> str:
     return text
 
 
+# A currency goes into every status line, cost and table: a symbol or a code, never a paragraph.
+_CURRENCY_LENGTH = 8
+
+
+def _currency(name: str, value: Any) -> str:
+    text = _text(name, value)
+    if len(text) > _CURRENCY_LENGTH:
+        raise ConfigError(
+            f"{name} must be at most {_CURRENCY_LENGTH} characters, not {len(text)}",
+            "use a symbol or a code, e.g. ¥, $, € or CNY",
+        )
+    unseen = next((ch for ch in text if not ch.isprintable()), None)
+    if unseen is not None:
+        raise ConfigError(
+            f"{name} holds U+{ord(unseen):04X}, which is not printable",
+            "use a symbol or a code, e.g. ¥ or CNY",
+        )
+    return text
+
+
 def _base_url(name: str, value: Any) -> str:
     text = _text(name, value).strip()
     if not text:
@@ -176,7 +196,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "log": _flag,
     "cache": _flag,
     "prices": _prices,
-    "currency": _text,
+    "currency": _currency,
 }
 
 
