@@ -230,7 +230,8 @@ def reply_stream(
     for g in range(groups):
         if g:
             chunks.append(pause)
-        chunks.append(b"".join(bytes(e) for e in events[g * batch : (g + 1) * batch]))
+        # stream_of was given no delay, so every event is bytes; the pauses are the floats added here.
+        chunks.append(b"".join(e for e in events[g * batch : (g + 1) * batch] if isinstance(e, bytes)))
     return len(deltas), chunks
 
 

@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -190,7 +191,7 @@ def modules_check(env: dict[str, str]) -> None:
         kc.wait_for_ready(timeout=120)
         lines: list[str] = []
 
-        def keep(msg: dict) -> None:
+        def keep(msg: dict[str, Any]) -> None:
             if msg["header"]["msg_type"] == "stream":
                 lines.append(msg["content"]["text"])
 

@@ -91,7 +91,7 @@ __all__ = [
 def tools() -> ToolRegistry:
     """The default tool registry: what ``%%chat`` (and every Session made without ``tools=``) offers the
     model (``add``, ``remove``...)."""
-    from ._session import default_tools
+    from ._current import default_tools
 
     return default_tools()
 
@@ -184,7 +184,7 @@ def map(  # the name is the API (shenma_magic.map); it shadows the builtin only 
     ``BatchInterrupted`` (with ``.results``) on Ctrl-C.
     """
     from ._batch import run_map
-    from ._session import current_session
+    from ._current import current_session
 
     global _fallback
     chosen = session if session is not None else current_session(synced=True)
@@ -209,7 +209,7 @@ def map(  # the name is the API (shenma_magic.map); it shadows the builtin only 
 
 def last_reply() -> Reply | None:
     """The last ``%%chat`` reply in this IPython session (also bound by ``%%chat -o NAME``), or None."""
-    from ._session import current_session
+    from ._current import current_session
 
     session = current_session()
     return session.last if session is not None else None
@@ -221,7 +221,7 @@ def wait(timeout: float | None = None) -> list[Any]:
     Returns the jobs waited for (with ``timeout``, those still running when it passed). Ctrl-C stops them
     all, keeping their partial answers, and raises KeyboardInterrupt.
     """
-    from ._session import current_session
+    from ._current import current_session
 
     session = current_session()
     return session.wait(timeout) if session is not None else []

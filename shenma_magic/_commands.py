@@ -130,7 +130,8 @@ def set_setting(magic: ChatMagics, name: str, rest: list[str]) -> None:
     try:
         value = parse_setting(name, text)
     except ConfigError as exc:
-        raise UsageError(f"cannot set {name} to {text!r}: {exc}") from None
+        # The value is quoted cut to one short line: a refused value may be a megabyte long.
+        raise UsageError(f"cannot set {name} to {excerpt(text, 60)!r}: {exc}") from None
     setattr(magic, name, "" if value is None and name in ("model", "base_url", "system") else value)
     _say(f"{name} = {getattr(magic, name)!r}")
 

@@ -1,6 +1,6 @@
 """A comparison turn of a :class:`~shenma_magic.Session`: one user message, several models at once.
 
-The session prepares the message once (``Session._prepare_shared``: the checks of a single turn); each model
+The session prepares the message once (``_prepare.prepare_shared``: the checks of a single turn); each model
 then gets the conversation as it has seen it (the trunk and its own branch, see ``_branches``), its own
 costing and its own lane (``_compare``). Afterwards each answer is recorded in its model's branch, charged
 to its model, and parsed if JSON was asked for. The requests share the session's client for the host: a
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from ._branches import Branches, check_models
 from ._errors import ConfigError, ShenmaError
 from ._models import Reply, ReplyBuilder
+from ._prepare import Prepared, prepare_shared
 from ._prompt import Conversation
 from ._settings import Settings
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from ._columns import ColumnsFrontend
     from ._compare import ColumnsView
     from ._costing import Costing
-    from ._session import ChatRequest, Session, _Prepared
+    from ._session import Session
+    from ._turn import ChatRequest
 
 __all__ = ["ComparisonOutcome", "Plan", "compare_models", "plan_comparison", "run_comparison"]
 
@@ -47,7 +49,7 @@ class Plan:
     """A comparison checked before it is sent: its models, what every model gets, and where it records."""
 
     models: list[str]
-    prepared: _Prepared
+    prepared: Prepared
     conversation: Conversation  # the trunk
     branches: Branches
     conversation_id: str
@@ -74,7 +76,7 @@ def plan_comparison(session: Session, request: ChatRequest) -> Plan:
     """Check the comparison (raises ConfigError, nothing sent) in the session's conversation as it is now
     (the caller has already started over for ``request.new``)."""
     models = compare_models(request.models, session)
-    prepared = session._prepare_shared(request)
+    prepared = prepare_shared(session, request)
     check_models(session.branch_models(), models)
     return Plan(models, prepared, session.conversation, session.branches, session.conversation_id)
 
@@ -96,7 +98,7 @@ def run_comparison(
     from ._compare import Lane, end_all, run_lanes
     from ._costing import Costing
     from ._hangup import Line, watch_client
-    from ._session import _cut_note
+    from ._turn import cut_note, parse_json_answer
 
     settings = session.settings
     plan = plan or plan_comparison(session, request)
@@ -152,14 +154,14 @@ def run_comparison(
         answer: Optional[str] = None
         turn = len(branches.conversation(model, trunk))
         if reply.text:
-            answer = reply.text + _cut_note(reply, result.interrupted)
+            answer = reply.text + cut_note(reply, result.interrupted)
             branches.branch(model).record(prepared.content, answer)
         if settings.log and (reply.text or reply.usage or reply.error):
             exchanges.append(_exchange(session, plan, model, messages, reply, costing, turn, answer))
         if result.exception is not None:
             outcome.errors[model] = result.exception
         if (request.json or request.schema is not None) and reply.text and reply.error is None:
-            error = _parse_json(reply, request.schema)
+            error = parse_json_answer(reply, request.schema)
             if error is not None:
                 outcome.json_errors[model] = error
         outcome.replies[model] = reply
@@ -202,17 +204,3 @@ def _exchange(
         branch=model,
         answer=answer,
     )
-
-
-def _parse_json(reply: Reply, schema: Any) -> Optional[ShenmaError]:
-    """Put the answer's JSON value on ``reply.value``, as a single JSON turn does; the error if it fails."""
-    from ._jsonout import recover_json, validate_against
-
-    try:
-        value = recover_json(reply.text)
-        if schema is not None:
-            value = validate_against(value, schema)
-    except ShenmaError as exc:
-        return exc
-    reply.value = value
-    return None

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ._text import valid_text
+
+if TYPE_CHECKING:
+    from ._models import Reply
 
 __all__ = [
     "KINDS",
@@ -77,9 +80,12 @@ class ShenmaError(Exception):
         hint: what the user can do about it, in words that fit any front door ("" when there is nothing
             useful to say); the magic and the Python API add their own with ``front_door_hint``.
         kind: a short stable string saying what kind of failure this is (see :data:`KINDS`).
+        reply: the partial reply, when a :class:`~shenma_magic.Session` turn failed after it started
+            (``None`` otherwise).
     """
 
     kind: str = "error"
+    reply: Optional[Reply] = None
 
     def __init__(self, message: str, hint: str = "", *, kind: Optional[str] = None) -> None:
         super().__init__(message)
@@ -119,9 +125,14 @@ class KeyInRequestError(ConfigError):
 
 class APITimeoutError(ShenmaError):
     """Connecting took too long, the server went silent longer than the read timeout, or the whole reply
-    took longer than the overall limit. (Not named ``TimeoutError``: that would shadow the builtin.)"""
+    took longer than the overall limit. (Not named ``TimeoutError``: that would shadow the builtin.)
+
+    ``phase`` says which: ``"connect"``, ``"first_byte"``, ``"read"`` or ``"max_time"`` (``""`` when
+    unknown); ``max_time`` is the overall limit in seconds when that was what passed."""
 
     kind = "timeout"
+    phase: str = ""
+    max_time: Optional[float] = None
 
 
 class ConnectionLostError(ShenmaError):
@@ -132,9 +143,12 @@ class ConnectionLostError(ShenmaError):
 
 class ProtocolError(ShenmaError):
     """The server answered something that is not a chat completion (an HTML page, garbage...); kind
-    ``"empty_reply"`` when it answered nothing at all."""
+    ``"empty_reply"`` when it answered nothing at all; then ``request_chars`` and ``message_count`` say
+    how large the request was (a request too large for the model's context is a common cause)."""
 
     kind = "protocol"
+    request_chars: Optional[int] = None
+    message_count: Optional[int] = None
 
 
 class LimitExceededError(ProtocolError):
@@ -223,15 +237,21 @@ _REQUEST_ID = re.compile(r"[(（]\s*request id[:：]\s*([^)）\s]+)\s*[)）]", r
 _HTML = re.compile(rb"^\s*(<!doctype html|<html|<head|<body|<\?xml|<title)", re.IGNORECASE)
 _TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 _TAGS = re.compile(r"<[^>]+>")
-# Where servers put a request id in the headers: OpenAI and most proxies, LiteLLM, one-api / new-api,
-# Anthropic, Azure.
+# Where servers put a request id in the headers, most specific first: OpenAI and most proxies, LiteLLM,
+# one-api / new-api, Anthropic, AWS, Azure, tracing proxies; cf-ray only names a Cloudflare hop.
 _REQUEST_ID_HEADERS = (
     "x-request-id",
     "x-litellm-call-id",
     "x-oneapi-request-id",
+    "x-new-api-request-id",
     "request-id",
-    "x-ms-request-id",
+    "x-amzn-requestid",
+    "x-amz-request-id",
     "apim-request-id",
+    "x-ms-request-id",
+    "x-trace-id",
+    "x-correlation-id",
+    "cf-ray",
 )
 
 # The words of one-api / new-api relays (神马中转API is one): only their messages get relay advice.
@@ -466,6 +486,14 @@ def _raw_fields(obj: Any) -> Optional[tuple[str, Optional[str], Optional[str], O
     return None
 
 
+def _says_nothing(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_says_nothing(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_says_nothing(v) for v in value)
+    return value is None or value == ""
+
+
 def _find_request_id(message: str) -> Optional[str]:
     found = _REQUEST_ID.search(message)
     return found.group(1) if found else None
@@ -477,7 +505,7 @@ def request_id_from_headers(headers: Mapping[str, str]) -> Optional[str]:
     has lower-case names."""
     for name in _REQUEST_ID_HEADERS:
         value = headers.get(name)
-        if value and value.strip():
+        if isinstance(value, str) and value.strip():
             return one_line(value)[:200]
     return None
 
@@ -490,23 +518,79 @@ def _describe_html(page: str) -> str:
     return one_line(_TAGS.sub(" ", text))[:120]
 
 
-def parse_retry_after(value: Optional[str]) -> Optional[float]:
-    """Seconds from a ``Retry-After`` header: a number of seconds or an HTTP date."""
-    if not value:
+#: The longest ``Retry-After`` taken as a plan, in seconds (a day). A longer wait is no plan to retry: it
+#: would show as "retry after 251606131195 s" or stall a batch.
+MAX_RETRY_AFTER = 86_400.0
+# delay-seconds is 1*DIGIT (RFC 9110); a fraction is tolerated. ASCII digits only: float() would also take
+# "١٢", "1e309", "nan", "-5" and "1_0".
+_DELAY_SECONDS = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?")
+
+
+def parse_retry_after(value: Optional[str], now: Optional[float] = None) -> Optional[float]:
+    """Seconds from a ``Retry-After`` header (delay-seconds, or an HTTP date, counted from ``now``, the
+    epoch seconds, by default the clock): a finite number from 0 to :data:`MAX_RETRY_AFTER`, or None for
+    anything else (garbage, a negative or non-finite number, a wait longer than that). A date already
+    past is 0."""
+    if not isinstance(value, str):
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    import time
-    from email.utils import parsedate_to_datetime  # rare path: keep the import off start-up
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    if not value or len(value) > 64:
         return None
-    return max(0.0, when.timestamp() - time.time())
+    if _DELAY_SECONDS.fullmatch(value):
+        seconds = float(value)
+    else:
+        import time
+        from datetime import timezone
+        from email.utils import parsedate_to_datetime  # rare path: keep the import off start-up
+
+        try:
+            when = parsedate_to_datetime(value)
+            if when.tzinfo is None:  # "-0000": a time in UTC with no zone said
+                when = when.replace(tzinfo=timezone.utc)
+            seconds = max(0.0, when.timestamp() - (time.time() if now is None else now))
+        except (TypeError, ValueError, OverflowError, OSError, IndexError):
+            return None
+    return seconds if seconds <= MAX_RETRY_AFTER else None
+
+
+def reply_head_error(exc: BaseException, host: str) -> Optional[ShenmaError]:
+    """The error for a reply whose status line or headers could not be read (the failure http.client
+    raised, wherever it sits among ``exc``'s causes), or None if that is not what happened. Such a server
+    was reached: it is no connection failure. Never quotes what the server sent."""
+    import http.client  # what requests' and urllib3's wrappers carry inside
+
+    found = _find_cause(exc, http.client.HTTPException)
+    if found is None:
+        return None
+    hint = "the server (or a proxy in front of it) does not answer like an HTTP API: check the base URL"
+    if isinstance(found, http.client.LineTooLong):
+        return LimitExceededError(
+            f"{host} sent a reply header line over 64 KiB long: no reply was read", hint
+        )
+    if isinstance(found, http.client.RemoteDisconnected):
+        return ConnectError(f"{host} closed the connection without a reply", "try again in a moment")
+    if isinstance(found, http.client.BadStatusLine):
+        return ProtocolError(f"{host} answered something that is not HTTP", f"{hint} (its scheme and port)")
+    if "headers" in str(found):  # "got more than 100 headers": http.client's words, not the server's
+        return LimitExceededError(f"{host} sent more than 100 reply headers: no reply was read", hint)
+    return ProtocolError(f"{host} sent reply headers that cannot be read", hint)
+
+
+def _find_cause(exc: BaseException, kind: type[BaseException]) -> Optional[BaseException]:
+    """The first exception of ``kind`` among ``exc``, its arguments, causes and contexts (wrappers such as
+    urllib3's ProtocolError hold the original as an argument)."""
+    todo: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while todo:
+        item = todo.pop(0)
+        if id(item) in seen or len(seen) > 32:
+            continue
+        seen.add(id(item))
+        if isinstance(item, kind):
+            return item
+        todo.extend(a for a in item.args if isinstance(a, BaseException))
+        todo.extend(c for c in (item.__cause__, item.__context__) if c is not None)
+    return None
 
 
 def error_from_response(
@@ -528,11 +612,14 @@ def error_from_response(
     rid = request_id
     stripped = body.strip()
     fields = None
-    if stripped[:1] in (b"{", b"["):
+    if stripped[:1] in (b"{", b"[", b"n", b'"'):
         try:
-            fields = _fields_from_json(json.loads(stripped.decode("utf-8", "replace")))
+            parsed = json.loads(stripped.decode("utf-8", "replace"))
         except ValueError:
-            fields = None
+            pass
+        else:
+            # JSON that says nothing ({}, [], null, {"error": {}}) is no message: it is not quoted as one.
+            fields = ("", None, None, None) if _says_nothing(parsed) else _fields_from_json(parsed)
     if fields is not None:
         server_message, type_, code, rid_json = fields
         server_message = redact(server_message)

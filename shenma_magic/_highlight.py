@@ -46,56 +46,66 @@ _VARIABLES = {
 }
 
 
-def _token_styles() -> dict[Any, tuple[str, str]]:
-    """Pygments token type -> (variable key, wrapping tag: "span", "b" or "i")."""
-    from pygments import token as t
+# Pygments token type -> the variable of its colour and the tag that wraps it ("span", "b" or "i"); a type
+# not listed takes its nearest listed ancestor's (String.Double -> String).
+_TOKEN_STYLES = """
+Keyword              k  b
+Keyword.Constant     k  b
+Keyword.Type         v3 span
+Keyword.Pseudo       k  span
+Operator             o  b
+Operator.Word        k  b
+Punctuation          p  span
+Comment              c  i
+Comment.Preproc      m  span
+Comment.PreprocFile  s  span
+Comment.Hashbang     c  i
+String               s  span
+String.Doc           s  i
+String.Escape        s2 span
+String.Interpol      s2 span
+String.Regex         s2 span
+String.Symbol        a  span
+Number               n  span
+Name.Builtin         b  span
+Name.Builtin.Pseudo  v2 span
+Name.Function        d  span
+Name.Function.Magic  b  span
+Name.Class           d  b
+Name.Decorator       m  span
+Name.Exception       e  b
+Name.Tag             t  b
+Name.Attribute       at span
+Name.Variable        v2 span
+Name.Constant        v2 span
+Name.Entity          a  span
+Name.Label           m  span
+Name.Property        pr span
+Name.Namespace       q  span
+Literal              a  span
+Generic.Heading      h  b
+Generic.Subheading   h  b
+Generic.Deleted      e  span
+Generic.Inserted     qu span
+Generic.Error        e  span
+Generic.Traceback    e  span
+Generic.Prompt       m  b
+Generic.Emph         q  i
+Generic.Strong       q  b
+Error                e  span
+"""
 
-    return {
-        t.Keyword: ("k", "b"),
-        t.Keyword.Constant: ("k", "b"),
-        t.Keyword.Type: ("v3", "span"),
-        t.Keyword.Pseudo: ("k", "span"),
-        t.Operator: ("o", "b"),
-        t.Operator.Word: ("k", "b"),
-        t.Punctuation: ("p", "span"),
-        t.Comment: ("c", "i"),
-        t.Comment.Preproc: ("m", "span"),
-        t.Comment.PreprocFile: ("s", "span"),
-        t.Comment.Hashbang: ("c", "i"),
-        t.String: ("s", "span"),
-        t.String.Doc: ("s", "i"),
-        t.String.Escape: ("s2", "span"),
-        t.String.Interpol: ("s2", "span"),
-        t.String.Regex: ("s2", "span"),
-        t.String.Symbol: ("a", "span"),
-        t.Number: ("n", "span"),
-        t.Name.Builtin: ("b", "span"),
-        t.Name.Builtin.Pseudo: ("v2", "span"),
-        t.Name.Function: ("d", "span"),
-        t.Name.Function.Magic: ("b", "span"),
-        t.Name.Class: ("d", "b"),
-        t.Name.Decorator: ("m", "span"),
-        t.Name.Exception: ("e", "b"),
-        t.Name.Tag: ("t", "b"),
-        t.Name.Attribute: ("at", "span"),
-        t.Name.Variable: ("v2", "span"),
-        t.Name.Constant: ("v2", "span"),
-        t.Name.Entity: ("a", "span"),
-        t.Name.Label: ("m", "span"),
-        t.Name.Property: ("pr", "span"),
-        t.Name.Namespace: ("q", "span"),
-        t.Literal: ("a", "span"),
-        t.Generic.Heading: ("h", "b"),
-        t.Generic.Subheading: ("h", "b"),
-        t.Generic.Deleted: ("e", "span"),
-        t.Generic.Inserted: ("qu", "span"),
-        t.Generic.Error: ("e", "span"),
-        t.Generic.Traceback: ("e", "span"),
-        t.Generic.Prompt: ("m", "b"),
-        t.Generic.Emph: ("q", "i"),
-        t.Generic.Strong: ("q", "b"),
-        t.Error: ("e", "span"),
-    }
+
+def _token_styles() -> dict[Any, tuple[str, str]]:
+    """Pygments token type -> (variable key, wrapping tag), from :data:`_TOKEN_STYLES`."""
+    from pygments.token import string_to_tokentype
+
+    styles: dict[Any, tuple[str, str]] = {}
+    for row in _TOKEN_STYLES.split("\n"):
+        if row:
+            name, key, tag = row.split()
+            styles[string_to_tokentype(name)] = (key, tag)
+    return styles
 
 
 _STYLES: dict[Any, tuple[str, str]] = {}
@@ -106,7 +116,7 @@ def _style(ttype: Any) -> Optional[tuple[str, str]]:
     """The style of a token type: its own, else its nearest ancestor's (String.Double -> String)."""
     found = _RESOLVED.get(ttype, False)
     if found is not False:
-        return found  # type: ignore[return-value]
+        return found  # type: ignore[return-value]  # not the False sentinel, so a style or None
     if not _STYLES:
         _STYLES.update(_token_styles())
     probe = ttype

@@ -12,7 +12,7 @@ from typing import Literal, Optional
 
 from ._errors import APIStatusError, ShenmaError
 
-__all__ = ["Door", "KeySource", "front_door_hint"]
+__all__ = ["Door", "KeySource", "describe", "front_door_hint"]
 
 Door = Literal["magic", "python"]
 """``"magic"``: the ``%%chat`` cell magic. ``"python"``: ``Session`` / ``ChatClient`` called from code."""
@@ -115,3 +115,28 @@ def front_door_hint(
     if isinstance(err, APIStatusError) and err.retry_after is not None and err.status_code in (429, 503):
         hint = f"{hint}; the server asks to retry after {err.retry_after:.0f} s"
     return hint
+
+
+def describe(err: ShenmaError, door: Door, key_from: Optional[str]) -> str:
+    """``err`` on one line with the hint in the words of ``door``: ``message — hint``.
+
+    ``key_from`` is where the key that was sent came from, as the key store and the session name it
+    (``$SHENMA_API_KEY``, ``key file ...``, ``api_key=``, anything else: typed at ``%chat key``); None when
+    no key was sent.
+    """
+    key_source: Optional[KeySource] = None
+    key_env = ""
+    if key_from is not None:
+        if key_from.startswith("$"):
+            key_source, key_env = "env", key_from[1:]
+        elif key_from.startswith("key file"):
+            key_source = "saved"
+        elif key_from == "api_key=":
+            key_source = "argument"
+        else:
+            key_source = "entered"
+    try:
+        hint = front_door_hint(err, door, key_source=key_source, key_env=key_env)
+    except Exception:  # advice must never hide the error itself
+        hint = err.hint
+    return f"{err.message} — {hint}" if hint else err.message

@@ -18,13 +18,14 @@ from traitlets import Bool, CaselessStrEnum, Dict, Float, Int, TraitError, Unico
 
 from ._branches import BranchError
 from ._commands import NO_KEY_HINT, run_command
+from ._current import set_current_session
 from ._errors import ConfigError, ShenmaError
 from ._identity import notebook_identity
 from ._jobs import Cancelled, Job
 from ._prompt import fill_variables
 from ._scrub import scrub_key_from_history
 from ._secret import known_key_in, looks_like_key
-from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session, set_current_session
+from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session
 from ._settings import DISPLAY_MODES, Settings, check_setting
 
 if TYPE_CHECKING:
@@ -319,9 +320,7 @@ class ChatMagics(Magics):
             kept = (
                 "the partial answers are kept" if any(outcome.replies.values()) else "no answer had arrived"
             )
-            stop = ChatInterrupted(f"interrupted (Ctrl-C): {kept}")
-            stop.replies = outcome.replies  # type: ignore[attr-defined]
-            raise stop from None
+            raise ChatInterrupted(f"interrupted (Ctrl-C): {kept}", replies=outcome.replies) from None
 
     def _bind_comparison(self, outcome: ComparisonOutcome, out: Optional[str], frontend: Any) -> None:
         for model, error in outcome.json_errors.items():
@@ -480,7 +479,7 @@ class ChatMagics(Magics):
 
     # -- %chat -------------------------------------------------------------------------------------------
 
-    @line_magic("chat")  # type: ignore[arg-type]
+    @line_magic("chat")  # type: ignore[arg-type]  # IPython types the decorator too narrowly
     def chat_line(self, line: str) -> Any:
         """Settings, keys, history, tools and usage for %%chat: %chat help lists the commands."""
         self._refuse_keys(line)

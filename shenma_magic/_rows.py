@@ -128,7 +128,7 @@ def rows_of(data: Any) -> Rows:
         )
     total: Optional[int]
     try:
-        total = len(data)  # type: ignore[arg-type]
+        total = len(data)  # type: ignore[arg-type]  # an Iterable may have no len: the TypeError below
     except TypeError:
         total = None
     return Rows(iter(data), total, "list")

@@ -8,6 +8,8 @@ echo a cut or re-spaced key, a cut may fall through one, and a stream may split 
 with inner whitespace and very long tokens alike), then every key-shaped token (``sk-`` and the like,
 for keys the package does not know); :func:`excerpt` masks before it cuts; :class:`StreamRedactor` does
 the same for text that arrives in pieces, holding back only the tail that could still become a key.
+Runs are found in the text as it reads too (:mod:`._invisible`): a key with zero-width characters, ``\r``
+or escape sequences between its characters reads whole on a screen, so it is masked whole, with them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Optional, Union
+
+from ._invisible import ANY_INVISIBLE, INVISIBLE_CHARS, fold, strip_invisible
 
 __all__ = [
     "MIN_RUN",
@@ -50,8 +54,10 @@ _MIN_KEY = 8
 #: A key as the matcher takes it: the key, or (key, where it came from, e.g. "$SHENMA_API_KEY").
 KnownKey = Union[str, "Secret", tuple[Union[str, "Secret"], str], None]
 
-# What pasted keys look like: OpenAI-style "sk-..." (relays issue these too), or a long opaque token.
-_KEY_SHAPE = re.compile(r"\b(sk|ak|pk|rk)-[A-Za-z0-9_\-]{16,}")
+# What pasted keys look like: OpenAI-style "sk-..." (relays issue these too), or a long opaque token; with
+# invisible characters anywhere inside, as a hostile echo may put them (the key still reads whole).
+_I = f"[{INVISIBLE_CHARS}]*"
+_KEY_SHAPE = re.compile(rf"\b[sapr]{_I}k{_I}-{_I}(?:[A-Za-z0-9_\-]{_I}){{16,}}")
 
 
 def mask(key: str) -> str:
@@ -117,13 +123,22 @@ class KeyMatcher:
         return f"KeyMatcher({[mask(k) for k in self._keys]!r})"
 
     def runs(self, text: str) -> list[tuple[int, int, int]]:
-        """``(start, end, key index)`` of every run, merged where runs overlap, in order."""
+        """``(start, end, key index)`` of every run, merged where runs overlap, in order. A run may have
+        invisible characters or escape sequences inside it (see :mod:`._invisible`): a key echoed with a
+        zero-width space or a ``\\r`` between its characters reads whole on screen, so it is masked whole."""
         if self._pattern is None:
             return []
+        found = self._runs(text)
+        folded = fold(text)
+        if folded is not None:
+            # The text as it reads, as well as the text as it is: a key may hide inside an escape sequence.
+            found.extend((*folded.span(s, e), index) for s, e, index in self._runs(folded.text))
+        return _merged(found)
+
+    def _runs(self, text: str) -> list[tuple[int, int, int]]:
+        assert self._pattern is not None
         search = self._pattern.search
         match = search(text)
-        if match is None:
-            return []
         found: list[tuple[int, int, int]] = []
         reach: dict[tuple[int, int], int] = {}  # (key, diagonal) -> end already covered
         n = len(text)
@@ -146,17 +161,7 @@ class KeyMatcher:
                 if e - s >= self._need[index]:
                     found.append((s, e, index))
             match = search(text, p + 1)
-        if len(found) <= 1:
-            return found
-        found.sort()
-        merged = [found[0]]
-        for s, e, index in found[1:]:
-            ps, pe, pi = merged[-1]
-            if s < pe:
-                merged[-1] = (ps, max(pe, e), pi)
-            else:
-                merged.append((s, e, index))
-        return merged
+        return found
 
     def _anchors_at(self, text: str, p: int) -> list[tuple[int, int]]:
         # The regex reports one alternative per position; pieces of other widths may start there too.
@@ -214,7 +219,17 @@ class KeyMatcher:
 
     def tail_overlap(self, text: str) -> int:
         """The length of the longest end of ``text`` that is part of some key (what may still become a
-        run when more text arrives), at most the longest key's length."""
+        run when more text arrives): at most the longest key's length, plus the invisible characters and
+        escape sequences inside that end and after it (a sequence not finished yet included)."""
+        overlap = self._tail(text)
+        folded = fold(text, open_end=True)
+        if folded is not None:
+            reads = self._tail(folded.text)
+            if reads:
+                overlap = max(overlap, len(text) - folded.original(len(folded.text) - reads))
+        return overlap
+
+    def _tail(self, text: str) -> int:
         if not text or text[-1] not in self._chars:
             return 0
         # Being part of a key is kept by every shorter end, so the longest such end is found by bisection.
@@ -227,6 +242,20 @@ class KeyMatcher:
             else:
                 high = mid - 1
         return low
+
+
+def _merged(found: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    if len(found) <= 1:
+        return found
+    found.sort()
+    merged = [found[0]]
+    for s, e, index in found[1:]:
+        ps, pe, pi = merged[-1]
+        if s < pe:
+            merged[-1] = (ps, max(pe, e), pi)
+        else:
+            merged.append((s, e, index))
+    return merged
 
 
 @functools.lru_cache(maxsize=32)
@@ -244,7 +273,7 @@ def redact(text: str, *keys: Optional[str]) -> str:
 
 def mask_keys(text: str) -> str:
     """Mask every key-shaped token in ``text`` (for keys the package does not know)."""
-    return _KEY_SHAPE.sub(lambda m: mask(m.group(0)), text)
+    return _KEY_SHAPE.sub(lambda m: mask(strip_invisible(m.group(0))), text)
 
 
 # -- the keys of every live session ---------------------------------------------------------------------
@@ -375,7 +404,8 @@ class StreamRedactor:
 
     ``feed`` returns what is safe to show now; it holds back only the end of the text that is part of some
     known key (a key split across two deltas is masked whole), which for ordinary text is a few characters
-    at most and never more than the longest key. ``flush`` returns the rest when the stream ends.
+    at most and never more than the longest key, plus the invisible characters between them (at most
+    :data:`_HOLD_SLACK` more). ``flush`` returns the rest when the stream ends.
     """
 
     __slots__ = ("_held", "_masked", "_matcher", "_shown")
@@ -396,6 +426,7 @@ class StreamRedactor:
             and not self._masked
             and text[-1] not in matcher._chars
             and pattern.search(text) is None
+            and ANY_INVISIBLE.search(text) is None
         ):
             # The common case, about a microsecond: nothing to mask, nothing to hold.
             self._shown = (self._shown + text)[-matcher.longest :]
@@ -408,6 +439,11 @@ class StreamRedactor:
                 # A finished run is shown (masked) whole; one that reaches the end may still grow.
                 cut = e if e < len(buf) else s
                 break
+        if len(buf) - cut > matcher.longest + _HOLD_SLACK:
+            # Invisible characters piling up after a key's first characters: let the front go (masked as
+            # it stands), so one delta's work stays bounded however many such characters come.
+            cut = len(buf) - matcher.longest - _HOLD_SLACK
+            runs = matcher.runs(buf[:cut])
         self._held = buf[cut:]
         shown = [r for r in runs if r[1] <= cut]
         return self._let_go(matcher._apply(buf[:cut], shown) if shown else buf[:cut], bool(shown))
@@ -420,13 +456,13 @@ class StreamRedactor:
         return self._let_go(masked, masked != rest)
 
     def _let_go(self, out: str, masked: bool) -> str:
-        longest = self._matcher.longest
+        reach = self._matcher.longest + _HOLD_SLACK
         if masked or self._masked:
             # A mask's last characters and the text next to it (now or in a later piece) must not make a
             # run together.
             context = self._shown
             out = self._matcher.neutralize(context + out, len(context))[len(context) :]
-        self._shown = (self._shown + out)[-longest:]
+        self._shown = (self._shown + out)[-reach:]
         # Checked until a whole key's length of text has followed the last mask.
         self._masked = masked or (self._masked and _BREAK in self._shown)
         return out
@@ -434,6 +470,10 @@ class StreamRedactor:
     @property
     def pending(self) -> bool:
         return bool(self._held)
+
+
+# Invisible characters a held key prefix may carry besides the key's own characters.
+_HOLD_SLACK = 256
 
 
 class Secret:

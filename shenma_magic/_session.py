@@ -19,35 +19,36 @@ and takes up its branch only when its own turn comes.
 from __future__ import annotations
 
 import os
-import threading
 import uuid
-import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Protocol, Union
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ._branches import Branches, check_models
-from ._errors import ConfigError, ShenmaError
-from ._jobs import CancelToken, Job, JobRegistry, cancellable
-from ._journal import Journal, Round
+from ._current import current_session, default_tools, set_current_session
+from ._errors import ShenmaError
+from ._jobs import Job, JobRegistry
+from ._journal import Journal
 from ._keys import KeyStore
-from ._models import Delta, Reply, ReplyBuilder
+from ._models import Delta, Reply
+from ._prepare import prepare
 from ._prompt import Conversation
-from ._secret import Secret, excerpt, host_of, is_loopback_host, register_key_source
+from ._secret import Secret, host_of, is_loopback_host, register_key_source
+from ._sendturn import send_turn
 from ._settings import Settings
+from ._turn import ChatInterrupted, ChatRequest, Frontend, MissingKeyError, Outcome, QuietFrontend
+from ._turnorder import TurnOrder, take_branch, wait_for_background
 
 if TYPE_CHECKING:
     from ._client import ChatClient
     from ._columns import ColumnsFrontend
     from ._comparison import ComparisonOutcome
-    from ._costing import Costing
-    from ._display import View
     from ._exchange import ConversationRecord
     from ._pricing import UsageLedger
     from ._store import Store
     from ._tools import ToolRegistry
 
+# current_session and set_current_session live in _current, the turn's types in _turn: all are still
+# importable from here.
 __all__ = [
     "ChatInterrupted",
     "ChatRequest",
@@ -61,170 +62,6 @@ __all__ = [
 ]
 
 Message = dict[str, Any]
-
-
-class MissingKeyError(ConfigError):
-    """No key is known for the host a request would go to; nothing was sent."""
-
-
-class ChatInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a reply. The partial reply is kept (in the conversation and as ``.reply``)."""
-
-    def __init__(self, message: str, reply: Optional[Reply] = None) -> None:
-        super().__init__(message)
-        self.reply = reply
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython shows this instead of a traceback: one line, and "Run All" still stops here.
-        return [f"⚠ {self}"]
-
-
-@dataclass(frozen=True)
-class ChatRequest:
-    """One user turn, as a front door parsed it. ``None`` means "the session's setting"."""
-
-    prompt: str
-    model: Optional[str] = None
-    system: Optional[str] = None
-    temperature: Optional[float] = None
-    max_tokens: Optional[int] = None
-    timeout: Optional[float] = None
-    max_time: Optional[float] = None
-    json: bool = False
-    schema: Any = None
-    images: Sequence[Any] = ()
-    new: bool = False
-    tools: bool = True
-    cache: Optional[bool] = None  # answer from the log if it holds this exact request (None: the setting)
-    models: Sequence[str] = ()  # several: a comparison (Session.run_compare); model is then unused
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A turn's parts that do not depend on the model (see Session._prepare_shared)."""
-
-    client: Optional[ChatClient]  # None when the cache may answer (a key is then needed only to send)
-    base_url: str
-    content: Any  # the user's message: text, or text and image parts
-    system: Optional[str]
-    extra: dict[str, Any]  # response_format for JSON
-    options: dict[str, Any]  # temperature, max_tokens, timeout
-    images: list[Any]
-    use_cache: bool
-
-
-REPLAYED = "replayed from the log"
-
-
-@dataclass
-class Outcome:
-    """How a turn ended: the reply (partial on failure), and what stopped it, if anything."""
-
-    reply: Reply
-    interrupted: bool = False
-    error: Optional[ShenmaError] = None
-    value: Any = None  # the parsed JSON value for a JSON request (see has_value: JSON null is a value)
-    has_value: bool = False
-    json_error: Optional[ShenmaError] = None  # why the JSON did not parse or validate
-
-
-class Frontend(Protocol):
-    """What a front door supplies to a turn: where the reply is shown, and how the user is asked."""
-
-    def make_view(self) -> View: ...
-
-    def ask(self, question: str) -> bool: ...
-
-    def notify(self, line: str) -> None: ...
-
-    def show_images(self, images: list[Any]) -> None: ...
-
-
-class _CallbackView:
-    """The view of the Python API: each delta goes to the caller's callback, nothing is displayed."""
-
-    def __init__(self, on_delta: Optional[Callable[[Delta], None]]) -> None:
-        self._on_delta = on_delta
-
-    def on_delta(self, delta: Delta) -> None:
-        if self._on_delta is not None:
-            self._on_delta(delta)
-
-    def refresh(self, status: str) -> None:
-        pass
-
-    def finish(self, reply: Reply, status: str) -> None:
-        pass
-
-
-class _QuietFrontend:
-    """Python API: deltas to a callback; a tool that is not trusted is not run (there is nobody to ask)."""
-
-    def __init__(self, on_delta: Optional[Callable[[Delta], None]], notices: list[str]) -> None:
-        self._on_delta = on_delta
-        self._notices = notices
-
-    def make_view(self) -> View:
-        return _CallbackView(self._on_delta)
-
-    def ask(self, question: str) -> bool:
-        return False
-
-    def notify(self, line: str) -> None:
-        self._notices.append(line)
-
-    def show_images(self, images: list[Any]) -> None:
-        pass
-
-
-_default_registry: Optional[ToolRegistry] = None
-_current: Optional[Session] = None
-_current_sync: Optional[Callable[[], Session]] = None
-
-
-def current_session(*, synced: bool = False) -> Optional[Session]:
-    """The session the notebook's ``%%chat`` cells use (set when the extension loads), or None.
-
-    ``synced=True``: with the settings as the notebook last set them (``%config ChatMagics.x``, ``%chat x
-    value``), for code that uses the session outside a ``%%chat`` cell (``shenma_magic.map``)."""
-    if synced and _current is not None and _current_sync is not None:
-        return _current_sync()
-    return _current
-
-
-def set_current_session(session: Optional[Session], sync: Optional[Callable[[], Session]] = None) -> None:
-    """Set the notebook's session; ``sync`` brings its settings up to date with the front door's."""
-    global _current, _current_sync
-    _current = session
-    _current_sync = sync if session is not None else None
-
-
-def default_tools() -> ToolRegistry:
-    """The registry ``@shenma_magic.tool`` adds to; sessions made without ``tools=`` share it."""
-    global _default_registry
-    if _default_registry is None:
-        from ._tools import ToolRegistry
-
-        _default_registry = ToolRegistry()
-    return _default_registry
-
-
-# Why a kept partial answer is partial, in the words the next request shows the model (issue: a cut
-# answer must not be taken as whole by the model).
-def _cut_note(reply: Reply, interrupted: bool) -> str:
-    if reply.complete:
-        return ""
-    if interrupted:
-        why = "the user interrupted it"
-    elif reply.finish_reason == "length":
-        why = "it reached the token limit"
-    elif reply.error:
-        why = "the connection or the server failed"
-    elif reply.lossy:
-        why = "parts of it were lost in transit"
-    else:
-        why = "the stream ended early"
-    return f"\n\n[this answer is incomplete: {why}]"
 
 
 class Session:
@@ -270,15 +107,8 @@ class Session:
         self._tools = tools
         self._ledger: Optional[UsageLedger] = None
         self._clients: dict[tuple[str, Optional[Secret]], ChatClient] = {}
-        self._turns_lock = threading.Lock()
-        # One lock per conversation, and the thread running a turn in it (a tool may not chat back).
-        self._turn_locks: weakref.WeakKeyDictionary[Conversation, threading.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._turn_owners: weakref.WeakKeyDictionary[Conversation, int] = weakref.WeakKeyDictionary()
+        self._order = TurnOrder()  # turns of one conversation never overlap and keep their order
         self._jobs: Optional[JobRegistry] = None
-        # The branch models a conversation will have once this background turn (and those before it) ended.
-        self._planned: weakref.WeakKeyDictionary[Job[Any], list[str]] = weakref.WeakKeyDictionary()
         self.journal = Journal(store, self.known_keys)
         # Whose words the advice in an error uses: "python" (api_key=, model=) or "magic" (%chat key, -m).
         self.door: str = "python"
@@ -388,10 +218,7 @@ class Session:
     def branch_models(self) -> list[str]:
         """The models of the conversation's branches, as they will be once the background turns in flight
         in it have ended (a comparison records its branches when it ends; one model's turn drops them)."""
-        busy = self._jobs.busy(self.conversation) if self._jobs is not None else None
-        if busy is None:
-            return self.branches.models
-        return list(self._planned.get(busy, self.branches.models))
+        return self._order.branch_models(self._jobs, self.conversation, self.branches)
 
     def wait(self, timeout: Optional[float] = None) -> list[Job[Any]]:
         """Block until every background turn has ended; returns those waited for.
@@ -438,33 +265,14 @@ class Session:
 
     def describe_error(self, err: ShenmaError, base_url: Optional[str] = None) -> str:
         """The error on one line, with advice in the words of this session's front door."""
-        from ._hints import front_door_hint
+        from ._hints import describe
 
         key, source = (
-            self.key_for(base_url or self.base_url)
-            if not isinstance(err, MissingKeyError)
-            else (
-                None,
-                "",
-            )
+            (None, "") if isinstance(err, MissingKeyError) else self.key_for(base_url or self.base_url)
         )
-        key_source: Any = None
-        key_env = ""
-        if key is not None:
-            if source.startswith("$"):
-                key_source, key_env = "env", source[1:]
-            elif source.startswith("key file"):
-                key_source = "saved"
-            elif source == "api_key=":
-                key_source = "argument"
-            else:
-                key_source = "entered"
-        door: Any = "magic" if self.door == "magic" else "python"
-        try:
-            hint = front_door_hint(err, door, key_source=key_source, key_env=key_env)
-        except Exception:  # advice must never hide the error itself
-            hint = err.hint
-        return f"{err.message} — {hint}" if hint else err.message
+        return describe(
+            err, "magic" if self.door == "magic" else "python", source if key is not None else None
+        )
 
     def _key_sources(self) -> list[tuple[Secret, str]]:
         sources = self.keys.key_sources()
@@ -527,13 +335,13 @@ class Session:
             cache=cache,
         )
         notices: list[str] = []
-        outcome = self.run(request, _QuietFrontend(on_delta, notices))
+        outcome = self.run(request, QuietFrontend(on_delta, notices))
         reply = outcome.reply
         reply.notices.extend(n for n in notices if n not in reply.notices)
         if outcome.interrupted:
             raise ChatInterrupted("interrupted: the partial answer is kept in .reply", reply)
         if outcome.error is not None:
-            outcome.error.reply = reply  # type: ignore[attr-defined]
+            outcome.error.reply = reply
             raise outcome.error
         return reply
 
@@ -546,13 +354,13 @@ class Session:
         If a background turn of the same conversation is in flight, waits for it first (saying so through
         ``frontend.notify``; Ctrl-C then raises ChatInterrupted and nothing is sent).
         """
-        turn = self._prepare(request)
+        turn = prepare(self, request)
         conversation = self._conversation_for(request, turn.model)
         branches, conversation_id = self.branches, self.conversation_id
-        self._wait_for_background(conversation, frontend)
-        with self._one_turn(conversation):
-            _take_branch(branches, turn.model, conversation)
-            return self._send(turn, conversation, conversation_id, frontend)
+        wait_for_background(self._jobs, conversation, frontend)
+        with self._order.one_turn(conversation):
+            take_branch(branches, turn.model, conversation)
+            return send_turn(self, turn, conversation, conversation_id, frontend)
 
     def start(
         self,
@@ -571,263 +379,17 @@ class Session:
         waits for earlier turns of the same conversation; ``new=True`` starts a conversation that does not.
         ``job.result`` is the :class:`Outcome`; ``on_end(job)`` runs on the worker thread when it has ended.
         """
-        from ._background import start_turn
+        from ._starts import start_single
 
-        turn = self._prepare(request)
-        conversation = self._conversation_for(request, turn.model)
-        branches, conversation_id = self.branches, self.conversation_id
-        if turn.images:
-            frontend.show_images(turn.images)
-        first = frontend.make_view()
-        shown = label or f"{turn.model}: {excerpt(request.prompt, 40)}"
-
-        def work(token: CancelToken, views: Callable[[], View]) -> Outcome:
-            with self._one_turn(conversation):
-                try:
-                    _take_branch(branches, turn.model, conversation)
-                except ShenmaError as exc:  # a turn before it left other branches than it was checked for
-                    views().finish(ReplyBuilder().build(error=f"{exc}; nothing was sent"), "not sent")
-                    raise
-                return self._send(
-                    turn, conversation, conversation_id, _WithViews(frontend, views), token=token, shown=True
-                )
-
-        job = start_turn(
-            self.jobs,
-            work,
-            label=shown,
-            first_view=first,
-            make_view=frontend.make_view,
-            order=conversation,
-            runner=runner,
-            on_end=on_end,
-        )
-        self._planned[job] = []  # one model's turn leaves no branches
-        return job
+        return start_single(self, request, frontend, label=label, runner=runner, on_end=on_end)
 
     def _conversation_for(self, request: ChatRequest, model: str) -> Conversation:
         """The conversation a turn of one model continues; BranchError now if the branches it will find
-        have none for ``model`` (it takes up its branch when its turn comes: :func:`_take_branch`)."""
+        have none for ``model`` (it takes up its branch when its turn comes: ``_turnorder.take_branch``)."""
         if request.new:
             self.reset()
         check_models(self.branch_models(), [model])
         return self.conversation
-
-    def _wait_for_background(
-        self, conversation: Conversation, frontend: Union[Frontend, ColumnsFrontend]
-    ) -> None:
-        if self._jobs is None:
-            return
-        busy = self._jobs.busy(conversation)
-        if busy is None or busy.thread is threading.current_thread():
-            return
-        frontend.notify(f"waiting for background reply #{busy.number} in this conversation to end…")
-        try:
-            self._jobs.wait_turn(conversation)
-        except KeyboardInterrupt:
-            raise ChatInterrupted(
-                "interrupted while waiting for the background reply: nothing was sent"
-            ) from None
-
-    @contextmanager
-    def _one_turn(self, conversation: Conversation) -> Iterator[None]:
-        me = threading.get_ident()
-        with self._turns_lock:
-            if self._turn_owners.get(conversation) == me:
-                raise ConfigError(
-                    "a chat turn is already running here (a tool cannot start another chat in the same "
-                    "conversation)",
-                    "nothing was sent; use another Session inside the tool",
-                )
-            lock = self._turn_locks.setdefault(conversation, threading.Lock())
-        # Turns of one conversation from several threads (the caller's own) take turns.
-        with lock:
-            self._turn_owners[conversation] = me
-            try:
-                yield
-            finally:
-                self._turn_owners.pop(conversation, None)
-
-    def _prepare_shared(self, request: ChatRequest) -> _Prepared:
-        """What every model of a turn gets: the checked options, the user's message, the system prompt.
-        Raises ConfigError before anything is sent."""
-        settings = self.settings
-        checked = Settings().with_changes(
-            **{
-                name: value
-                for name, value in (
-                    ("temperature", request.temperature),
-                    ("max_tokens", request.max_tokens),
-                    ("timeout", request.timeout),
-                    ("max_time", request.max_time),
-                )
-                if value is not None
-            }
-        )
-        if not request.prompt.strip() and not request.images:
-            raise ConfigError("the message is empty", "write the question")
-        base_url = settings.resolved_base_url()
-        use_cache = bool(request.cache if request.cache is not None else settings.cache)
-        # With the cache on, a key is needed only if a request is really sent (a notebook re-run from the
-        # log needs none); otherwise a missing key is said before anything happens.
-        client = None if use_cache else self.client(base_url)
-        extra: dict[str, Any] = {}
-        if request.json or request.schema is not None:
-            from ._jsonout import response_format
-
-            extra["response_format"] = response_format(request.schema)
-        images = self._images(request.images)
-        content: Any = (
-            request.prompt
-            if not images
-            else [{"type": "text", "text": request.prompt}, *(image.part for image in images)]
-        )
-        system = request.system if request.system is not None else settings.system
-        if extra.get("response_format") and "json" not in f"{system} {request.prompt}".lower():
-            # OpenAI (and relays in front of it) answer 400 to JSON mode unless a message mentions JSON.
-            system = f"{system}\nReply with JSON only." if system else "Reply with JSON only."
-        options: dict[str, Any] = {
-            "temperature": request.temperature if request.temperature is not None else settings.temperature,
-            "max_tokens": request.max_tokens if request.max_tokens is not None else settings.max_tokens,
-            "timeout": checked.timeout if request.timeout is not None else settings.timeout,
-            "max_time": checked.max_time if request.max_time is not None else settings.max_time,
-        }
-        return _Prepared(client, base_url, content, system or None, extra, options, images, use_cache)
-
-    def _prepare(self, request: ChatRequest) -> _Turn:
-        """Everything about a turn that can be checked before it waits for its turn: raises ConfigError."""
-        settings = self.settings
-        model = (
-            Settings().with_changes(model=request.model).model if request.model else settings.resolved_model()
-        )
-        shared = self._prepare_shared(request)
-        extra = dict(shared.extra)
-        tools = self.tools if request.tools and len(self.tools) else None
-        if tools is not None:
-            extra["tools"] = tools.specs()
-        options: dict[str, Any] = {"model": model, **shared.options, "extra": extra or None}
-        return _Turn(
-            request,
-            settings,
-            model,
-            shared.base_url,
-            shared.content,
-            shared.system,
-            tools,
-            options,
-            shared.images,
-            shared.use_cache,
-        )
-
-    def _send(
-        self,
-        turn: _Turn,
-        conversation: Conversation,
-        conversation_id: str,
-        frontend: Frontend,
-        *,
-        token: Optional[CancelToken] = None,
-        shown: bool = False,
-    ) -> Outcome:
-        """Build the messages from the history as it is now, stream, run tools, record, charge."""
-        request, settings, model, options = turn.request, turn.settings, turn.model, turn.options
-        messages = conversation.messages(turn.content, system=turn.system, max_turns=settings.max_history)
-        turn_index = len(conversation)
-        if turn.images and not shown:
-            frontend.show_images(turn.images)
-        from ._costing import Costing
-        from ._run import Measure, run_chat
-
-        own = token is not None
-        clients: list[ChatClient] = []
-
-        def client() -> ChatClient:
-            # Made when a request is really sent: a turn answered from the log needs no key.
-            if not clients:
-                clients.append(self._own_client(turn.base_url) if own else self.client(turn.base_url))
-                if token is not None:
-                    token.on_cancel(clients[0].abort)
-            return clients[0]
-
-        costing = Costing.for_request(
-            settings.prices, settings.currency, model, messages, options["max_tokens"]
-        )
-        rounds: list[Round] = []
-        keyed = settings.log or turn.use_cache
-
-        def send(msgs: list[Message]) -> Iterator[Delta]:
-            from ._exchange import replay_deltas, request_key
-
-            key = request_key(model, msgs, options) if keyed else ""
-            hit = self.journal.lookup(key, frontend.notify) if turn.use_cache else None
-            rounds.append(Round(list(msgs), key, hit is not None))
-            if hit is not None:
-                return iter(replay_deltas(hit))
-            stream = client().stream(msgs, **options)
-            return cancellable(stream, token) if token is not None else stream
-
-        def measure(builder: ReplyBuilder) -> Measure:
-            used = costing.measure(builder)
-            # A replayed answer cost nothing now: the status line says where it came from instead.
-            return Measure(used.tokens, 0.0) if rounds and rounds[-1].replayed else used
-
-        def money(amount: float) -> str:
-            return REPLAYED if rounds and all(r.replayed for r in rounds) else costing.money(amount)
-
-        def round_done(done: Any) -> None:
-            rounds[-1].reply = done.reply
-            if not rounds[-1].replayed:
-                costing.charge(self.usage, model, done.reply)
-
-        try:
-            result, steps = run_chat(
-                send,
-                messages,
-                make_view=frontend.make_view,
-                model=model,
-                tools=turn.tools,
-                ask=frontend.ask,
-                notify=frontend.notify,
-                interval=settings.update_interval,
-                max_rounds=settings.max_tool_rounds,
-                measure=measure,
-                money=money,
-                on_round=round_done,
-                describe=lambda err: self.describe_error(err, turn.base_url),
-            )
-        finally:
-            if own and clients:
-                clients[0].close()
-        reply = result.reply
-        answer: Optional[str] = None
-        if reply.text or steps:
-            # A turn that showed text is kept, even if it was cut short (marked so, for the model's sake);
-            # one that produced no answer text is not: the conversation never holds an empty answer.
-            answer = reply.text + _cut_note(reply, result.interrupted)
-            conversation.record(turn.content, answer, steps)
-        if any(r.replayed for r in rounds):
-            reply.notices.append(REPLAYED)
-        if settings.log:
-            self._log_turn(
-                rounds, costing, turn.base_url, model, conversation_id, turn_index, answer, frontend.notify
-            )
-        self.last = reply
-        self.last_comparison = None
-        outcome = Outcome(reply, interrupted=result.interrupted, error=result.exception)
-        if (request.json or request.schema is not None) and reply.text and reply.error is None:
-            from ._jsonout import recover_json, validate_against
-
-            try:
-                value = recover_json(reply.text)
-                if request.schema is not None:
-                    value = validate_against(value, request.schema)
-            except ShenmaError as exc:
-                outcome.json_error = exc
-            else:
-                reply.value = value
-                outcome.value = value
-                outcome.has_value = True
-        return outcome
 
     # -- several models at once -------------------------------------------------------------------------
 
@@ -878,9 +440,9 @@ class Session:
         for reply in outcome.replies.values():
             reply.notices.extend(n for n in notices if n not in reply.notices)
         if outcome.interrupted:
-            stop = ChatInterrupted("interrupted: the partial answers are kept in .replies")
-            stop.replies = outcome.replies  # type: ignore[attr-defined]
-            raise stop
+            raise ChatInterrupted(
+                "interrupted: the partial answers are kept in .replies", replies=outcome.replies
+            )
         return outcome.replies
 
     def run_compare(self, request: ChatRequest, frontend: ColumnsFrontend) -> ComparisonOutcome:
@@ -891,8 +453,8 @@ class Session:
         if request.new:
             self.reset()
         conversation = self.conversation
-        self._wait_for_background(conversation, frontend)
-        with self._one_turn(conversation):
+        wait_for_background(self._jobs, conversation, frontend)
+        with self._order.one_turn(conversation):
             return run_comparison(self, request, frontend)
 
     def start_compare(
@@ -915,78 +477,9 @@ class Session:
         partial answer. ``job.result`` is the :class:`~._comparison.ComparisonOutcome`; ``on_end(job)``
         runs on the worker thread when it has ended.
         """
-        from ._background import ColumnsAsView, start_turn
-        from ._comparison import plan_comparison, run_comparison
+        from ._starts import start_comparison
 
-        if request.new:
-            self.reset()
-        plan = plan_comparison(self, request)
-        conversation = plan.conversation
-        if plan.prepared.images:
-            frontend.show_images(plan.prepared.images)
-        columns = frontend.make_columns(plan.models)
-        shown = label or f"{', '.join(plan.models)}: {excerpt(request.prompt, 40)}"
-
-        def work(token: CancelToken, views: Callable[[], View]) -> ComparisonOutcome:
-            with self._one_turn(conversation):
-                return run_comparison(
-                    self, request, frontend, plan, columns=columns, stop=lambda: token.cancelled
-                )
-
-        first = ColumnsAsView(columns, plan.models)  # ends the columns if the job stops before it starts
-        job = start_turn(
-            self.jobs,
-            work,
-            label=shown,
-            first_view=first,
-            make_view=lambda: first,
-            order=conversation,
-            runner=runner,
-            on_end=on_end,
-        )
-        self._planned[job] = list(plan.models)
-        return job
-
-    def _log_turn(
-        self,
-        rounds: list[Round],
-        costing: Costing,
-        base_url: str,
-        model: str,
-        conversation_id: str,
-        turn: int,
-        answer: Optional[str],
-        notify: Callable[[str], None],
-    ) -> None:
-        """Write the turn's requests to the log; the last one carries the answer the conversation kept."""
-        from ._exchange import Exchange
-
-        done = [r for r in rounds if r.reply is not None]
-        exchanges = []
-        for index, sent in enumerate(done):
-            assert sent.reply is not None
-            figures = costing.counted(sent.reply)
-            cost, estimated, prompt_tokens, completion_tokens = figures or (None, False, 0, 0)
-            exchanges.append(
-                Exchange.from_reply(
-                    sent.reply,
-                    notebook=self.notebook_id,
-                    host=host_of(base_url),
-                    messages=sent.messages,
-                    requested_model=model,
-                    prompt_tokens=prompt_tokens,
-                    completion_tokens=completion_tokens,
-                    cost=cost,
-                    cost_estimated=estimated,
-                    currency=costing.currency,
-                    request_key=sent.key,
-                    conversation=conversation_id,
-                    turn=turn,
-                    answer=answer if index == len(done) - 1 else None,
-                    replayed=sent.replayed,
-                )
-            )
-        self.journal.write(exchanges, notify)
+        return start_comparison(self, request, frontend, label=label, runner=runner, on_end=on_end)
 
     # -- a table of prompts ------------------------------------------------------------------------------
 
@@ -1021,51 +514,3 @@ class Session:
             progress=progress,
             **options,
         )
-
-    def _images(self, sources: Sequence[Any]) -> list[Any]:
-        if not sources:
-            return []
-        from ._images import image_part
-
-        return [image_part(source) for source in sources]
-
-
-def _take_branch(branches: Branches, model: str, trunk: Conversation) -> None:
-    """One model after a comparison, once its turn has come: it continues its own branch, which becomes
-    the conversation (BranchError if the comparison left none for it)."""
-    if branches:
-        branches.check([model])
-        branches.adopt(model, trunk)
-
-
-@dataclass(frozen=True)
-class _Turn:
-    """A checked request, ready to be sent once it is its turn."""
-
-    request: ChatRequest
-    settings: Settings
-    model: str
-    base_url: str
-    content: Any
-    system: Optional[str]
-    tools: Optional[ToolRegistry]
-    options: dict[str, Any]
-    images: list[Any]
-    use_cache: bool = False
-
-
-class _WithViews:
-    """A frontend whose views come from a job's ``views()`` (the first was made on the caller's thread)."""
-
-    def __init__(self, frontend: Frontend, views: Callable[[], View]) -> None:
-        self._frontend = frontend
-        self.make_view = views
-
-    def ask(self, question: str) -> bool:
-        return self._frontend.ask(question)
-
-    def notify(self, line: str) -> None:
-        self._frontend.notify(line)
-
-    def show_images(self, images: list[Any]) -> None:
-        self._frontend.show_images(images)

@@ -73,14 +73,34 @@ def _model(name: str, value: Any) -> str:
     return text
 
 
+# A currency goes into every status line, cost and table: a symbol or a code, never a paragraph.
+_CURRENCY_LENGTH = 8
+
+
+def _currency(name: str, value: Any) -> str:
+    text = _text(name, value)
+    if len(text) > _CURRENCY_LENGTH:
+        raise ConfigError(
+            f"{name} must be at most {_CURRENCY_LENGTH} characters, not {len(text)}",
+            "use a symbol or a code, e.g. ¥, $, € or CNY",
+        )
+    unseen = next((ch for ch in text if not ch.isprintable()), None)
+    if unseen is not None:
+        raise ConfigError(
+            f"{name} holds U+{ord(unseen):04X}, which is not printable",
+            "use a symbol or a code, e.g. ¥ or CNY",
+        )
+    return text
+
+
 def _base_url(name: str, value: Any) -> str:
     text = _text(name, value).strip()
     if not text:
         return ""
-    from ._client import normalize_base_url  # the one URL parser; imported only when a URL is set
+    from ._urls import parse_base_url  # the one URL parser (pure: setting a URL loads no HTTP library)
 
     try:
-        return normalize_base_url(text)
+        return parse_base_url(text).url
     except ValueError as exc:  # urllib's own complaint (e.g. an unclosed "[")
         raise ConfigError(
             f"{name}: not a URL ({exc}): {text!r}", "use e.g. https://api.whatai.cc/v1"
@@ -176,7 +196,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "log": _flag,
     "cache": _flag,
     "prices": _prices,
-    "currency": _text,
+    "currency": _currency,
 }
 
 
@@ -258,6 +278,6 @@ class Settings:
         raw = environ.get("SHENMA_BASE_URL", "").strip() or environ.get("OPENAI_BASE_URL", "").strip()
         if not raw:
             return DEFAULT_BASE_URL
-        from ._client import normalize_base_url
+        from ._urls import parse_base_url
 
-        return normalize_base_url(raw)
+        return parse_base_url(raw).url

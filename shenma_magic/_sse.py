@@ -15,6 +15,7 @@ a whole non-streamed answer wrapped in one event stays well under them).
 
 from __future__ import annotations
 
+import json
 from typing import NoReturn, Optional
 
 from ._errors import LimitExceededError
@@ -40,6 +41,17 @@ def _size(limit: int) -> str:
     return f"{limit:,} bytes"
 
 
+def _whole_object(text: str) -> bool:
+    """Whether ``text`` is one whole JSON object (a chat chunk), as a proxy's single-newline event is."""
+    text = text.strip()
+    if text[:1] != "{" or text[-1:] != "}":
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except (ValueError, RecursionError):
+        return False
+
+
 def _limit_error(what: str, limit: int) -> LimitExceededError:
     return LimitExceededError(f"the server sent {what} longer than the {_size(limit)} limit", _HINT)
 
@@ -62,7 +74,7 @@ class ServerSentEvent:
             return NotImplemented
         return (self.data, self.event, self.id) == (other.data, other.event, other.id)
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None  # type: ignore[assignment]  # unhashable, as __eq__ makes it; typeshed says a method
 
 
 class LineDecoder:
@@ -197,13 +209,33 @@ class SSEDecoder:
 
     ``max_line`` bounds one line in bytes, ``max_event`` one event's data (its data lines joined) in
     characters; passing either raises :class:`~shenma_magic.LimitExceededError`.
+
+    ``json_lines=True`` reads a stream from a proxy that ends each event with a single newline instead of
+    a blank line (so, by the spec, its whole reply would be one event, dispatched only at the end, if
+    ever): when a data line arrives while the event holds exactly one data line that is a whole JSON
+    object, that line is dispatched as an event of its own first, and a lone ``[DONE]`` data line is
+    dispatched at once. A spec-conforming stream is read exactly as without it (its blank line always
+    dispatches before another data line can arrive); a JSON object spread over several lines still is one
+    event (its first line is not a whole object).
     """
 
-    __slots__ = ("_data", "_event", "_has_data", "_last_id", "_lines", "_max_event", "_size")
+    __slots__ = (
+        "_data",
+        "_event",
+        "_has_data",
+        "_json_lines",
+        "_last_id",
+        "_lines",
+        "_max_event",
+        "_size",
+    )
 
-    def __init__(self, max_line: int = MAX_LINE, max_event: int = MAX_EVENT) -> None:
+    def __init__(
+        self, max_line: int = MAX_LINE, max_event: int = MAX_EVENT, *, json_lines: bool = False
+    ) -> None:
         if max_event < 1:
             raise ValueError("max_event must be at least 1")
+        self._json_lines = json_lines
         self._lines = LineDecoder(max_line)
         self._max_event = max_event
         self._data: list[str] = []
@@ -217,15 +249,16 @@ class SSEDecoder:
         lines = self._lines.feed(chunk)
         return self.decode_lines(lines) if lines else []
 
-    def flush(self) -> Optional[ServerSentEvent]:
-        """End of stream: reset, and return the event whose blank line never came (its complete data lines;
-        an unfinished last line is not one), or None.
+    def flush(self) -> list[ServerSentEvent]:
+        """End of stream: reset, and return the events whose blank line never came (usually none).
 
-        NOTE: as per the spec such an event is not dispatched (a browser discards it). It is handed back so
-        that a reader may still use what a broken proxy sent (one that never sends the blank line) rather
-        than lose a whole answer.
+        NOTE: as per the spec such an event is not dispatched (a browser discards it), nor is a last line
+        without its line break a line. Both are handed back here so that a reader may still use what a
+        broken proxy sent (one that never sends the blank line, or closes right after the last ``}``) rather
+        than lose the end of an answer; a line that was really cut is then malformed data, which the
+        reader reports as such.
         """
-        self._lines.flush()  # an unterminated last line is not a line
+        events = self.decode_lines(self._lines.flush())
         pending = (
             ServerSentEvent("\n".join(self._data), self._event or "message", self._last_id)
             if self._has_data
@@ -235,7 +268,9 @@ class SSEDecoder:
         self._size = 0
         self._has_data = False
         self._event = ""
-        return pending
+        if pending is not None:
+            events.append(pending)
+        return events
 
     def decode_lines(self, lines: list[str]) -> list[ServerSentEvent]:
         """Apply the field rules to complete lines (without endings); return the events they dispatch."""
@@ -249,6 +284,15 @@ class SSEDecoder:
             # The hot path first: nearly every line of a chat stream is "data: {...}" or blank.
             if line.startswith("data:"):
                 value = line[6:] if line[5:6] == " " else line[5:]
+                if self._json_lines:
+                    if len(data) == 1 and _whole_object(data[0]):
+                        events.append(ServerSentEvent(data[0], self._event or "message", self._last_id))
+                        data.clear()
+                        size = 0
+                    if not data and value.strip() == "[DONE]":
+                        events.append(ServerSentEvent(value, self._event or "message", self._last_id))
+                        has_data = False
+                        continue
                 data.append(value)
                 size += len(value) + 1
                 if size > limit:

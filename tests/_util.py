@@ -10,12 +10,13 @@ import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from tests import relay as _relay
 from tests.relay import chat_chunk, sse
 
 if TYPE_CHECKING:
+    from IPython.core.history import HistoryManager
     from IPython.core.interactiveshell import InteractiveShell
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,12 +44,33 @@ def tool_call_stream(name: str, arguments: str, call_id: str = "call_1") -> list
     return _relay.tool_call_stream(name, arguments, call_id)
 
 
+# -- comparisons ------------------------------------------------------------------------------------------
+
+
+def approx(expected: float) -> float:
+    """``pytest.approx(expected)`` typed as the float it stands for, so that it can sit inside a record or
+    a tuple compared with ``==`` (``LedgerRow(..., approx(0.03))``); it still equals any float close to
+    ``expected``. A bare ``pytest.approx`` there is no float to mypy."""
+    import pytest  # here, not at the top: kernels in the notebook tests import this module too
+
+    return cast(float, pytest.approx(expected))
+
+
 # -- the magic's state ------------------------------------------------------------------------------------
 
 
 def magics(ip: InteractiveShell) -> Any:
     """The ``ChatMagics`` instance registered on ``ip``."""
     return ip.magics_manager.registry["ChatMagics"]
+
+
+def history(ip: InteractiveShell) -> HistoryManager:
+    """``ip.history_manager``, which IPython types as Any or None (the shell drops it at exit)."""
+    from IPython.core.history import HistoryManager
+
+    hm = ip.history_manager
+    assert isinstance(hm, HistoryManager)
+    return hm
 
 
 def clients_of(ip: InteractiveShell) -> list[Any]:

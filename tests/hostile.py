@@ -23,8 +23,13 @@ __all__ = [
     "RawServer",
     "chunk_extension_trickle",
     "endless",
+    "endless_header_line",
+    "endless_headers",
     "gzip_bomb",
+    "hang_up",
+    "header_trickle",
     "never_answer",
+    "not_http",
     "pings",
     "trickle",
 ]
@@ -253,6 +258,31 @@ def header_trickle(conn: Conn) -> None:
     while True:
         conn.sleep(0.2)
         conn.send(b"a")
+
+
+def endless_headers(conn: Conn) -> None:
+    """A status line, then header lines as fast as the client reads them, never the blank line."""
+    conn.send(b"HTTP/1.1 200 OK\r\n")
+    number = 0
+    while True:
+        conn.send(b"".join(b"X-Header-%d: value\r\n" % (number + i) for i in range(64)))
+        number += 64
+
+
+def endless_header_line(conn: Conn) -> None:
+    """One header line that never ends, sent as fast as the client reads it."""
+    conn.send(b"HTTP/1.1 200 OK\r\nX-Long: ")
+    while True:
+        conn.send(b"a" * 16384)
+
+
+def not_http(conn: Conn) -> None:
+    """An answer that is not HTTP at all (another protocol on the port)."""
+    conn.send(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+
+def hang_up(conn: Conn) -> None:
+    """Read the request, then close the connection without a word."""
 
 
 def pieces(stream: bytes, size: int) -> Iterator[bytes]:

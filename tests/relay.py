@@ -511,13 +511,12 @@ def default_chat_response(body: Any, *, delay: float = 0.0) -> Scripted:
     text = _last_user_text(body["messages"])
     if isinstance(last, dict) and last.get("role") == "tool":
         # The answer after a round of tool calls: say what the tool returned.
-        reply: _Reply | Scripted = _Reply(
-            _words("echo: tool said " + _message_text(last.get("content"))), gap=delay
-        )
+        reply = _Reply(_words("echo: tool said " + _message_text(last.get("content"))), gap=delay)
     else:
-        reply = _slash_reply(text, delay)
-        if isinstance(reply, Scripted):
-            return reply
+        slash = _slash_reply(text, delay)
+        if isinstance(slash, Scripted):
+            return slash
+        reply = slash
         if isinstance(body.get("response_format"), dict) and not text.startswith("/"):
             # JSON mode: the echo as a JSON object, as a model following response_format would answer.
             reply = _Reply(_words(json.dumps({"echo": text}, ensure_ascii=False)), gap=delay)

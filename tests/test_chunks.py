@@ -26,7 +26,7 @@ from shenma_magic._models import (
     UsageDelta,
 )
 from shenma_magic._sse import ServerSentEvent
-from tests.relay import Relay, Scripted
+from tests.relay import Chunk, Relay, Scripted
 
 
 def ev(obj: Any, event: str = "message") -> ServerSentEvent:
@@ -352,7 +352,7 @@ def test_text_parts_that_are_not_strings_are_skipped() -> None:
 def test_a_pair_split_across_events_from_a_real_server(relay: Relay) -> None:
     from shenma_magic import ChatClient
 
-    body = [
+    body: list[Chunk] = [
         b'data: {"model":"m","choices":[{"index":0,"delta":{"content":"\\u4f60\\ud83d"}}]}\n\n',
         b'data: {"choices":[{"index":0,"delta":{"content":"\\ude00!"}}]}\n\n',
         b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n',
@@ -400,21 +400,26 @@ def test_data_lines_that_are_chunks_each(
     assert all(n.lossy for n in found if "malformed" in n.message)
 
 
+@pytest.mark.parametrize("json_lines", [True, False])
 @pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"])
 @pytest.mark.parametrize("blank_at_end", [True, False])
-def test_a_stream_with_single_newlines_between_events_reads_whole(ending: str, blank_at_end: bool) -> None:
+def test_a_stream_with_single_newlines_between_events_reads_whole(
+    ending: str, blank_at_end: bool, json_lines: bool
+) -> None:
     from shenma_magic._sse import SSEDecoder
 
     lines = [line_of("周"), line_of("树"), line_of("人"), json.dumps(chunk({}, finish="stop")), "[DONE]"]
     raw = "".join(f"data: {line}{ending}" for line in lines) + (ending if blank_at_end else "")
-    sse, dec, out = SSEDecoder(), ChunkDecoder(), []
+    sse, dec, out = SSEDecoder(json_lines=json_lines), ChunkDecoder(), []
     for i in range(0, len(raw.encode()), 5):
         for event in sse.feed(raw.encode()[i : i + 5]):
             out.extend(dec.decode(event))
-    pending = sse.flush()  # no blank line at all: the event the spec would discard
-    if pending is not None:
-        out.extend(dec.decode(pending))
+    live = "".join(d.text for d in out if isinstance(d, TextDelta))  # read before the stream ended
+    for event in sse.flush():  # no blank line at all: the event the spec would discard
+        out.extend(dec.decode(event))
     assert "".join(d.text for d in out if isinstance(d, TextDelta)) == "周树人"
+    # json_lines reads each line as the next one starts: the answer streams, blank line or not
+    assert live == ("周树人" if json_lines or blank_at_end else "")
     assert dec.done and dec.finish_reason == "stop"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ from shenma_magic import (
 )
 from shenma_magic._client import normalize_base_url
 from shenma_magic._models import ReplyBuilder
-from tests.relay import Relay, Scripted, chat_chunk, error_body, sse, stream_of
+from tests.relay import Chunk, Framing, Relay, Scripted, chat_chunk, error_body, sse, stream_of
 
 KEY = "sk-TESTKEY0123456789abcdefSECRET9f3a"
 MESSAGES = [{"role": "user", "content": "周树人和鲁迅是兄弟吗？"}]
@@ -81,9 +82,9 @@ def test_request_shape_and_streamed_reply(relay: Relay) -> None:
 
 
 @pytest.mark.parametrize("framing", ["chunked", "close"])
-def test_chunks_arrive_incrementally(relay: Relay, framing: str) -> None:
-    chunks = [sse(chat_chunk("first")), 0.8, *stream_of(["second"])]
-    relay.enqueue(Scripted(chunks=chunks, framing=framing))  # type: ignore[arg-type]
+def test_chunks_arrive_incrementally(relay: Relay, framing: Framing) -> None:
+    chunks: list[Chunk] = [sse(chat_chunk("first")), 0.8, *stream_of(["second"])]
+    relay.enqueue(Scripted(chunks=chunks, framing=framing))
     start = time.monotonic()
     arrivals: list[tuple[str, float]] = []
     for delta in client_for(relay).stream(MESSAGES):
@@ -340,13 +341,17 @@ def test_models_list(relay: Relay) -> None:
 
 
 def test_stopping_early_closes_the_response(relay: Relay) -> None:
-    relay.enqueue(Scripted(chunks=[sse(chat_chunk("a")), 0.2, sse(chat_chunk("b")), 30.0]))
+    # Text that shares no character with KEY: the redactor holds back a tail that could start a key, and
+    # held text would reach the caller only when the 30 s pause ends, so the loop would not stop early.
+    relay.enqueue(Scripted(chunks=[sse(chat_chunk("第一")), 0.2, sse(chat_chunk("第二")), 30.0]))
+    start = time.monotonic()
     stream = client_for(relay).stream(MESSAGES)
     for delta in stream:
         if isinstance(delta, TextDelta):
             break
     stream.close()  # what run_turn does on Ctrl-C
     assert relay.wait(lambda: relay.chat_requests[0].outcome != "pending", timeout=5)
+    assert time.monotonic() - start < 10  # stopped at the first text, not at the end of the stream
 
 
 def test_gzip_encoded_stream_is_decoded_as_it_arrives(relay: Relay) -> None:
@@ -389,3 +394,48 @@ def test_html_with_200_and_a_wrong_content_type_is_a_protocol_error(relay: Relay
     )
     with pytest.raises(ProtocolError):
         collect(client_for(relay))
+
+
+def _line(text: str, finish: str | None = None) -> bytes:
+    return json.dumps(chat_chunk(text, finish_reason=finish), ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(
+            b"data: " + _line("你") + b"\n\ndata: " + _line("好", "stop") + b"\n",
+            id="no blank line at the end",
+        ),
+        pytest.param(
+            b"data: " + _line("你") + b"\n\ndata: " + _line("好", "stop"), id="no line break at the end"
+        ),
+        pytest.param(
+            b"data: " + _line("你") + b"\ndata: " + _line("好", "stop") + b"\n",
+            id="single newlines, no [DONE]",
+        ),
+        pytest.param(
+            b"data: " + _line("你") + b"\rdata: " + _line("好", "stop") + b"\rdata: [DONE]\r",
+            id="single CRs and [DONE]",
+        ),
+    ],
+)
+def test_a_proxy_that_never_sends_the_blank_line_loses_nothing(relay: Relay, body: bytes) -> None:
+    relay.enqueue(Scripted(chunks=[body], framing="close"))
+    builder, _ = collect(client_for(relay))
+    reply = builder.build()
+    assert reply.text == "你好" and reply.complete
+
+
+def test_single_newline_events_stream_as_they_come(relay: Relay) -> None:
+    """A proxy that ends each event with one newline: each chunk is read when the next line starts,
+    not when the stream ends (by the spec the whole reply would be one event)."""
+    lines = [b"data: " + _line(t) + b"\n" for t in ["第", "一", "段"]]
+    relay.enqueue(Scripted(chunks=[lines[0], lines[1], 1.0, lines[2], b"data: [DONE]\n"], framing="close"))
+    start = time.monotonic()
+    seen: list[tuple[str, float]] = []
+    for delta in client_for(relay).stream(MESSAGES):
+        if isinstance(delta, TextDelta):
+            seen.append((delta.text, time.monotonic() - start))
+    assert "".join(t for t, _ in seen) == "第一段"
+    assert seen[0][1] < 0.8  # "第" was shown before the pause ended, not with the rest

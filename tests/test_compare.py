@@ -29,6 +29,7 @@ from shenma_magic._columns import ColumnsTextView, columns_bundle, grid_columns,
 from shenma_magic._compare import Lane, LaneResult, Pacer, run_lanes
 from shenma_magic._keys import KeyStore
 from shenma_magic._models import Delta, FinishDelta
+from tests._util import approx
 from tests.relay import HOSTILE_SAMPLE, Relay, Scripted, chat_chunk, sse, stream_of
 
 KEY = "sk-COMPAREKEY0123456789abcdefXYZ4d2c"
@@ -242,8 +243,8 @@ def test_usage_and_cost_are_charged_per_model(session: Session, relay: Relay) ->
     session.compare("q", ["a", "b", "c"])
     rows = {row[0]: row for row in session.usage.rows()}
     assert set(rows) == {"a", "b"}  # c produced nothing and is not charged
-    assert rows["a"][1:5] == (1, 1000, 500, pytest.approx(0.002))
-    assert rows["b"][1:5] == (1, 7, 3, pytest.approx(0.5))
+    assert rows["a"][1:5] == (1, 1000, 500, approx(0.002))
+    assert rows["b"][1:5] == (1, 7, 3, approx(0.5))
 
 
 # --------------------------------------------------------------------------- the magic
@@ -342,7 +343,7 @@ def test_ctrl_c_from_python_raises_with_the_partial_replies(session: Session, re
     threading.Thread(target=interrupt, daemon=True).start()
     with pytest.raises(ChatInterrupted) as caught:
         session.compare("q", ["x", "y"])
-    replies = caught.value.replies  # type: ignore[attr-defined]
+    replies = caught.value.replies
     assert replies["x"] == "x " and "interrupted" in (replies["x"].error or "")
     assert replies["y"] == "done" and replies["y"].complete  # it had finished: not marked interrupted
 

@@ -5,6 +5,8 @@ OpenAI and vLLM answer."""
 from __future__ import annotations
 
 import json
+import math
+from email.utils import formatdate
 from typing import Any, Optional
 
 import pytest
@@ -21,6 +23,7 @@ from shenma_magic._errors import (
     classify,
     error_from_payload,
     error_from_response,
+    parse_retry_after,
     request_id_from_headers,
 )
 from shenma_magic._hints import front_door_hint
@@ -584,3 +587,165 @@ def test_each_door_speaks_only_its_own_words(kind: str, source: Any, relay: bool
     )
     assert not [w for w in PYTHON_WORDS if w in magic]
     assert not [w for w in (" -m", "--", "%chat models", "%chat timeout") if w in python]
+
+
+# -- Retry-After ------------------------------------------------------------------------------------------
+
+NOW = 1_750_000_000.0  # the clock the HTTP dates below are read against
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [
+        ("0", 0.0),
+        ("5", 5.0),
+        ("  12 ", 12.0),
+        ("1.5", 1.5),
+        ("86400", 86_400.0),
+        (formatdate(NOW + 30, usegmt=True), 30.0),
+        (formatdate(NOW - 3600, usegmt=True), 0.0),  # a date already past: retry now
+        (formatdate(NOW + 60), 60.0),  # "-0000": UTC with no zone said
+        # Nothing a retry can plan with: None, never a huge, negative or non-finite number.
+        ("86401", None),
+        ("99999999999", None),
+        ("251606131195", None),
+        ("9" * 400, None),
+        ("1e309", None),
+        ("1e3", None),
+        ("inf", None),
+        ("-inf", None),
+        ("nan", None),
+        ("NaN", None),
+        ("-5", None),
+        ("-0", None),
+        ("+5", None),
+        ("1_000", None),
+        ("0x10", None),
+        ("١٢", None),  # digits float() reads, HTTP does not
+        ("5 s", None),
+        ("soon", None),
+        ("", None),
+        ("   ", None),
+        (None, None),
+        (formatdate(NOW + 86_400 * 365 * 30, usegmt=True), None),  # 30 years from now
+        ("Fri, 31 Dec 9999 23:59:59 GMT", None),
+        ("Mon, 32 Jan 2025 00:00:00 GMT", None),
+        ("Sun, 06 Nov 1994 08:49:37 +9999", None),
+        ("Sun, 06 Nov 99999 08:49:37 GMT", None),
+        ("x" * 10_000, None),
+    ],
+)
+def test_retry_after_is_a_bounded_wait_or_none(header: Optional[str], seconds: Optional[float]) -> None:
+    got = parse_retry_after(header, now=NOW)
+    if seconds is None:
+        assert got is None, got
+    else:
+        assert got is not None and math.isfinite(got) and got == pytest.approx(seconds, abs=1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40) | st.from_regex(r"-?[0-9]{0,20}(\.[0-9]{0,5})?(e[0-9]{1,4})?", fullmatch=True))
+def test_no_retry_after_header_gives_an_unbounded_wait(header: str) -> None:
+    got = parse_retry_after(header, now=NOW)
+    assert got is None or (math.isfinite(got) and 0 <= got <= _errors.MAX_RETRY_AFTER)
+
+
+# -- 5xx that say little ----------------------------------------------------------------------------------
+
+NGINX_502 = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1>"
+)
+CLOUDFLARE_524 = (
+    b"<!DOCTYPE html><html><head><title>api.example | 524: A timeout occurred</title></head></html>"
+)
+NOTHING = "(the server sent no message)"
+OVERLOADED = "the server is overloaded or unavailable: try again in a moment"
+
+
+@pytest.mark.parametrize(
+    ("status", "raw", "message", "kind", "hint"),
+    [
+        (503, b"", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"  \r\n ", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"{}", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"[]", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"null", f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b'{"error": {}}', f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b'{"error": null, "code": ""}', f"HTTP 503 {NOTHING}", "server", OVERLOADED),
+        (503, b"{not json", "HTTP 503: {not json", "server", OVERLOADED),
+        (503, b'{"status": "down"}', 'HTTP 503: {"status": "down"}', "server", OVERLOADED),
+        (503, b"no healthy upstream", "HTTP 503: no healthy upstream", "server", OVERLOADED),
+        (503, b"\xff\xfe garbage", "HTTP 503: \ufffd\ufffd garbage", "server", OVERLOADED),
+        (
+            503,
+            b"<html><body>down</body></html>",
+            "HTTP 503: HTML error page from a gateway: down",
+            "server",
+            OVERLOADED,
+        ),
+        (500, b"{}", f"HTTP 500 {NOTHING}", "server", "the server failed: try again in a moment"),
+        (
+            500,
+            b"Internal Server Error",
+            "HTTP 500: Internal Server Error",
+            "server",
+            "the server failed: try again in a moment",
+        ),
+        (
+            502,
+            NGINX_502,
+            "HTTP 502: HTML error page from a gateway: 502 Bad Gateway",
+            "server",
+            "the gateway in front",
+        ),
+        (502, b"{}", f"HTTP 502 {NOTHING}", "server", "the gateway in front"),
+        (504, b"", f"HTTP 504 {NOTHING}", "server_timeout", "the gateway timed out"),
+        (
+            524,
+            CLOUDFLARE_524,
+            "HTTP 524: HTML error page from a gateway: api.example | 524: A timeout occurred",
+            "server_timeout",
+            "the gateway timed out",
+        ),
+        (529, b"{}", f"HTTP 529 {NOTHING}", "server", "the server failed"),
+    ],
+)
+def test_a_5xx_that_says_little_is_described_as_what_it_is(
+    status: int, raw: bytes, message: str, kind: str, hint: str
+) -> None:
+    err = error_from_response(status, raw)
+    assert (err.message, err.kind) == (message, kind)
+    assert err.hint.startswith(hint), err.hint
+    for door in ("magic", "python"):
+        said = f"{err.message} {front_door_hint(err, door)}"
+        # Only a relay that said so (无可用渠道) gets the no-channel advice.
+        assert err.kind != "no_channel" and not [w for w in ("渠道", "分组", "channel", "group") if w in said]
+        assert "\n" not in said
+
+
+@pytest.mark.parametrize("raw", [b"{}", b"", b"<html></html>", b"busy"])
+def test_no_channel_only_when_the_relay_said_it(raw: bytes) -> None:
+    assert error_from_response(503, raw).kind == "server"
+    said = error_from_response(503, one_api("当前分组 default 下对于模型 gpt-4o 无可用渠道"))
+    assert said.kind == "no_channel" and "another model" in front_door_hint(said, "magic")
+
+
+def test_a_reply_head_error_never_quotes_what_the_server_sent() -> None:
+    import http.client
+
+    import requests
+    import urllib3
+
+    key = "sk-HEADLEAK0123456789abcdefghijklmn"
+    for inner, kind in [
+        (http.client.BadStatusLine(f"{key}\r\n"), "protocol"),
+        (http.client.LineTooLong("header line"), "limit"),
+        (http.client.HTTPException("got more than 100 headers"), "limit"),
+        (http.client.RemoteDisconnected("Remote end closed connection without response"), "connect"),
+    ]:
+        wrapped = requests.exceptions.ConnectionError(urllib3.exceptions.ProtocolError("aborted", inner))
+        err = _errors.reply_head_error(wrapped, "relay.example")
+        assert err is not None and err.kind == kind and "relay.example" in str(err)
+        assert key[5:15] not in str(err) and "\n" not in str(err)
+    assert _errors.reply_head_error(requests.exceptions.ConnectionError("refused"), "h") is None
+    assert _errors.reply_head_error(ValueError("x"), "h") is None

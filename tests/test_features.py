@@ -166,10 +166,21 @@ def test_untrusted_tool_asks_and_a_no_goes_back_to_the_model(
     ip: InteractiveShell, relay: Relay, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ran: list[str] = []
-    ip.user_ns["weather"] = lambda city: ran.append(city) or "sunny"
+
+    def run(city: str) -> str:
+        ran.append(city)
+        return "sunny"
+
+    # Registered from the user's namespace as a lambda, the way a notebook would write it.
+    ip.user_ns["weather"] = lambda city: run(city)
     ip.run_line_magic("chat", "tools add weather")
     questions: list[str] = []
-    monkeypatch.setattr("builtins.input", lambda q: questions.append(q) or "n")
+
+    def answer_no(question: str) -> str:
+        questions.append(question)
+        return "n"
+
+    monkeypatch.setattr("builtins.input", answer_no)
     relay.enqueue(
         Scripted(chunks=tool_call_stream("weather", '{"city": "上海"}')), Scripted(chunks=stream_of(["ok"]))
     )

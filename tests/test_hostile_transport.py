@@ -419,7 +419,7 @@ def test_max_time_ends_a_reply_that_keeps_the_connection_busy(script: Any, has_p
         builder, _, error = drain(client.stream(MESSAGES))
         elapsed = time.monotonic() - start
     assert isinstance(error, APITimeoutError), error
-    assert error.phase == "max_time"  # type: ignore[attr-defined]
+    assert error.phase == "max_time"
     assert 1.3 <= elapsed < 2.5, elapsed
     assert "1.5 s" in str(error) and "\n" not in str(error)
     assert (builder.text == "partial ") == has_partial
@@ -601,8 +601,8 @@ def test_an_empty_200_to_a_large_request_points_at_the_context(
     _, _, error = drain(client_for(relay.url).stream(messages))
     assert isinstance(error, ProtocolError) and "empty body" in str(error)
     assert ("context" in error.hint) == large
-    assert error.message_count == len(messages)  # type: ignore[attr-defined]
-    assert error.request_chars >= 1  # type: ignore[attr-defined]
+    assert error.message_count == len(messages)
+    assert error.request_chars is not None and error.request_chars >= 1
     for word in ("--new", "%chat", "-m "):
         assert word not in str(error)
 
@@ -631,9 +631,10 @@ def test_nothing_is_sent_until_the_first_delta_is_asked_for(relay: Relay) -> Non
 
 
 def test_client_errors_name_no_magic_options(relay: Relay) -> None:
-    from shenma_magic import _client
+    from shenma_magic import _bodyread, _client, _http, _httperrors, _replydecode, _reqbody, _retry
 
-    source = Path(_client.__file__).read_text()
+    modules = (_bodyread, _client, _http, _httperrors, _replydecode, _reqbody, _retry)
+    source = "".join(Path(str(module.__file__)).read_text() for module in modules)
     for word in ("%chat", "--timeout", "--new", " -m ", "--max-time"):
         assert word not in source, word
 
@@ -644,6 +645,56 @@ def test_connection_refused_is_still_a_connect_error() -> None:
     with pytest.raises(ConnectionLostError), Relay() as relay:
         relay.enqueue(Scripted(chunks=[sse(chat_chunk("half"))], drop=True))
         list(client_for(relay.url).stream(MESSAGES))
+
+
+# A server that was reached but whose reply head cannot be read is no "cannot connect": the error says what
+# it sent (too much, not HTTP, nothing whole in time), within the timeout, on one line.
+@pytest.mark.parametrize(
+    ("script", "error", "said"),
+    [
+        (hostile.endless_headers, LimitExceededError, "sent more than 100 reply headers"),
+        (hostile.endless_header_line, LimitExceededError, "a reply header line over 64 KiB"),
+        (hostile.not_http, ProtocolError, "answered something that is not HTTP"),
+        (hostile.hang_up, ConnectError, "closed the connection without a reply"),
+        (
+            hostile.header_trickle,
+            APITimeoutError,
+            "sent no complete reply headers within 1.5 s (the max time)",
+        ),
+        (hostile.never_answer, APITimeoutError, "sent no reply within 1 s"),
+    ],
+    ids=["endless-headers", "endless-header-line", "not-http", "hang-up", "trickled-headers", "silent"],
+)
+def test_a_reply_head_that_cannot_be_read_says_what_the_server_did(
+    script: Any, error: type[ShenmaError], said: str
+) -> None:
+    with hostile.RawServer(script) as server:
+        client = client_for(server.url, timeout=1, max_time=1.5)
+        start = time.monotonic()
+        _, _, failure = drain(client.stream(MESSAGES))
+        elapsed = time.monotonic() - start
+    assert type(failure) is error, failure
+    text = str(failure)
+    assert said in text and "cannot connect" not in text and "\n" not in text, text
+    assert "partial answer" not in text  # there is none
+    assert elapsed < 2.5, elapsed
+    assert len(server.requests) == 1  # sent once: no retry (max_retries=0)
+
+
+def test_a_server_that_hangs_up_before_answering_is_tried_again() -> None:
+    with hostile.RawServer(hostile.hang_up) as server:
+        client = client_for(server.url, max_retries=2)
+        notices: list[str] = []
+        _, _, failure = drain(client.stream(MESSAGES, on_retry=notices.append))
+    assert isinstance(failure, ConnectError) and "closed the connection without a reply" in str(failure)
+    assert len(server.requests) == 3 and len(notices) == 2
+
+
+@pytest.mark.parametrize("script", [hostile.endless_headers, hostile.endless_header_line, hostile.not_http])
+def test_a_reply_head_too_large_or_not_http_is_not_retried(script: Any) -> None:
+    with hostile.RawServer(script) as server:
+        _, _, failure = drain(client_for(server.url, max_retries=3).stream(MESSAGES))
+    assert isinstance(failure, ProtocolError) and len(server.requests) == 1, failure
 
 
 # ------------------------------------------------------------------------ memory, measured (8.4)

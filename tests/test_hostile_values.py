@@ -151,6 +151,50 @@ def test_text_settings_refuse_a_known_key_without_its_prefix(name: str, start: i
     assert not shows_run(str(info.value))
 
 
+@pytest.mark.parametrize("currency", ["¥", "$", "€", "CNY", "US$ ", "人民币元", "", "12345678"])
+def test_a_short_printable_currency_is_kept(currency: str) -> None:
+    assert check_setting("currency", currency) == currency
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("123456789", "at most 8 characters, not 9"),
+        ("¥" * 1_000_000, "at most 8 characters, not 1000000"),
+        ("x" * 50 + "\x1b[8m", "U+001B"),
+        ("€\u200b", "U+200B"),
+        ("\ufeff$", "U+FEFF"),
+        ("\u00ad¥", "U+00AD"),
+        ("\u00a0€", "U+00A0"),
+        ("$\x1b[8m", "U+001B"),
+        ("¥\n", "U+000A"),
+    ],
+)
+def test_a_currency_that_would_flood_or_hide_in_every_status_line_is_refused(value: str, said: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        check_setting("currency", value)
+    message = str(info.value)
+    assert said in message and "\n" not in message and len(message) < 200, message
+
+
+def test_a_long_currency_is_refused_at_every_door(
+    ip: InteractiveShell, capsys: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from shenma_magic import Session
+
+    with pytest.raises(ConfigError):
+        Session(currency="€" * 100_000, log=False)
+    # A long magic line is slow in IPython itself (its variable expansion), so that one is shorter.
+    for cell in ("%config ChatMagics.currency = '€' * 100_000", "%chat currency " + "€" * 2_000):
+        caplog.clear()
+        ip.run_cell(cell)
+        captured = capsys.readouterr()
+        shown = captured.out + captured.err + caplog.text  # %config reports through logging
+        assert "at most 8 characters" in shown and "Traceback" not in shown, shown[:300]
+        assert len(shown) < 500
+    assert ip.magics_manager.registry["ChatMagics"].session.settings.currency == "¥"
+
+
 # -- prompts and tools --------------------------------------------------------------------------------
 
 
@@ -160,7 +204,7 @@ def test_a_variable_with_surrogates_fills_encodable_text(value: str) -> None:
 
 
 def _tool(fn: Callable[..., Any]) -> Tool:
-    return Tool(name=fn.__name__, function=fn, spec={}, trusted=True)  # type: ignore[typeddict-item]
+    return Tool(name=fn.__name__, function=fn, spec={}, trusted=True)
 
 
 @pytest.mark.parametrize("exc", [SystemExit(3), SystemExit(), GeneratorExit(), BaseException("odd")])

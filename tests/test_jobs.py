@@ -39,7 +39,8 @@ def test_a_job_runs_on_a_daemon_thread_and_keeps_its_result() -> None:
     seen: list[Any] = []
     job = registry.start(lambda token: (threading.current_thread(), 42), label="x", on_end=seen.append)
     assert registry.wait(5) == [job] or job.ended.is_set()
-    thread, value = job.result  # type: ignore[misc]
+    assert job.result is not None
+    thread, value = job.result
     assert thread is not threading.main_thread() and thread.daemon
     assert value == 42 and job.state == "done" and seen == [job]
     assert registry.in_flight() == []

@@ -11,8 +11,10 @@ The relay checks that the canary really was in play: it receives ``Authorization
 
 from __future__ import annotations
 
+import html
 import json
 import logging
+import os
 import re
 import sqlite3
 import sys
@@ -26,7 +28,7 @@ from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
 from shenma_magic import Reply
-from tests._util import CHAT_ENV_VARS, chunk, clients_of, ending, run_notebook
+from tests._util import CHAT_ENV_VARS, chunk, clients_of, ending, history, run_notebook
 from tests.relay import Relay, Scripted, sse, stream_of
 
 KEY = "sk-LEAKCANARY0123456789abcdefXYZW"
@@ -85,7 +87,7 @@ def shell(
     InteractiveShell.clear_instance()
     sh = InteractiveShell.instance(config=config)
     try:
-        assert Path(sh.history_manager.hist_file) == hist_file
+        assert Path(history(sh).hist_file) == hist_file
         sh.run_line_magic("load_ext", "shenma_magic")
         yield sh
     finally:
@@ -292,7 +294,7 @@ def test_the_key_never_leaks_from_a_shell(
     ns_strings = [v for v in shell.user_ns.values() if isinstance(v, str)]
     ns_strings += [repr(shell.user_ns.get("In")), repr(shell.user_ns.get("Out"))]
     texts["user namespace"] = "\n".join(ns_strings)
-    hm = shell.history_manager
+    hm = history(shell)
     texts["history in memory"] = "\n".join(hm.input_hist_raw + hm.input_hist_parsed) + repr(hm.output_hist)
 
     # The history database on disk.
@@ -328,7 +330,7 @@ def test_a_key_pasted_into_config_is_refused_and_scrubbed(
         shown = captured.stdout + captured.stderr + "\n".join(records.lines)
         assert "looks like an API key" in shown and "Traceback" not in shown
         scan(shown, f"the output of %config ChatMagics.{name}")
-    hm = shell.history_manager
+    hm = history(shell)
     scan("\n".join(hm.input_hist_raw + hm.input_hist_parsed), "the history in memory")
     scan(repr([v for v in shell.user_ns.values() if isinstance(v, (str, list))]), "the user namespace")
     hm.writeout_cache()
@@ -446,3 +448,59 @@ def test_the_key_never_leaks_into_a_saved_notebook(relay: Relay, tmp_path: Path)
     # The kernel's own history database.
     for db_path in (tmp_path / "ipython").rglob("history.sqlite"):
         scan(db_path.read_bytes().decode("utf-8", "replace"), f"the kernel's history ({db_path.name})")
+
+
+# ----------------------------------------------------------------------------- invisible characters
+
+# Characters a screen draws as nothing. A model echoing the key with them inside shows the key whole
+# (and a copy of the text holds it, with them), so every output must mask it as if they were not there.
+ZERO_WIDTH = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"]
+
+
+def _interleaved(key: str, char: str, every: int) -> str:
+    return "".join(c + char if i % every == every - 1 else c for i, c in enumerate(key))
+
+
+def _as_read(text: str) -> str:
+    """``text`` as a reader sees it: character references resolved, zero-width characters gone."""
+    text = html.unescape(text)
+    return "".join(c for c in text if c not in ZERO_WIDTH)
+
+
+@pytest.mark.parametrize("char", ZERO_WIDTH, ids=[f"U+{ord(c):04X}" for c in ZERO_WIDTH])
+@pytest.mark.parametrize("display", ["text", "markdown"])
+def test_a_key_echoed_with_zero_width_characters_is_masked_everywhere(
+    shell: InteractiveShell, relay: Relay, capfd: pytest.CaptureFixture[str], char: str, display: str
+) -> None:
+    echoed = _interleaved(KEY, char, 3)
+    pieces = ["Your key is ", echoed[:7], echoed[7:19], echoed[19:], " — keep it safe."]
+    relay.enqueue(Scripted(chunks=stream_of(pieces, reasoning=["It is ", echoed[:11], echoed[11:]])))
+    with capture_output() as captured:
+        shell.run_cell(f"%chat display {display}")
+        shell.run_cell("%%chat -o r\nwhat is my key?")
+        shell.run_cell("%chat history")
+        shell.run_cell("%chat last")
+    r = shell.user_ns["r"]
+    magics = shell.magics_manager.registry["ChatMagics"]
+    log = "".join(
+        path.read_bytes().decode("utf-8", "replace")
+        for path in Path(os.environ["XDG_DATA_HOME"]).rglob("*")
+        if path.is_file()
+    )
+    seen = {
+        "stdout": captured.stdout + capfd.readouterr().out,
+        "display data (live and final)": json.dumps(
+            [o.data for o in captured.outputs], ensure_ascii=False, default=repr
+        ),
+        "the reply": f"{r} {r.reasoning} {r!r}",
+        "the conversation": json.dumps(magics.session.history, ensure_ascii=False, default=repr),
+        "the chat log": log,
+    }
+    leaked = {where: text for where, text in seen.items() if re.search(_runs_of(KEY), _as_read(text))}
+    assert leaked == {}, list(leaked)
+    assert "keep it safe" in str(r) and MASK in str(r)  # the answer is kept, the key masked in it
+    assert "keep it safe" in log  # the log was written (and scanned)
+
+
+def _runs_of(key: str, run: int = 10) -> str:
+    return "|".join(re.escape(key[i : i + run]) for i in range(len(key) - run + 1))

@@ -32,7 +32,7 @@ class Output:
 
 
 @dataclass
-class Frontend(DisplayPublisher):  # type: ignore[misc]
+class Frontend(DisplayPublisher):
     """A display publisher that applies every message to a model of one cell's output area."""
 
     outputs: list[Output] = field(default_factory=list)
@@ -42,10 +42,11 @@ class Frontend(DisplayPublisher):  # type: ignore[misc]
     def __post_init__(self) -> None:
         DisplayPublisher.__init__(self)
 
-    def publish(  # type: ignore[override]
+    def publish(
         self,
         data: dict[str, Any],
         metadata: Any = None,
+        source: Any = None,  # deprecated by IPython and never passed; kept to match its signature
         *,
         transient: Any = None,
         update: bool = False,

@@ -13,7 +13,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 from shenma_magic import Reply
-from tests._util import magics
+from tests._util import history, magics
 from tests.relay import Relay, Scripted, chat_chunk, sse, stream_of
 
 KEY = "sk-TESTKEY0123456789abcdefSECRET9f3a"
@@ -187,7 +187,7 @@ def test_no_key_for_a_remote_host_says_what_to_do(
 def test_key_in_options_is_refused_and_scrubbed_from_history(ip: InteractiveShell, relay: Relay) -> None:
     ip.run_cell(f"%%chat --key {KEY}\nhello")
     assert relay.chat_requests == []
-    hm = ip.history_manager
+    hm = history(ip)
     assert not any(KEY in h for h in hm.input_hist_raw + hm.input_hist_parsed)
     assert KEY not in str(ip.user_ns.get("_i", "")) and KEY not in str(ip.user_ns.get("In", ""))
     with pytest.raises(UsageError, match="looks like an API key"):
@@ -245,3 +245,15 @@ def test_load_ext_registers_config_and_help(ip: InteractiveShell) -> None:
     doc = ip.magics_manager.magics["cell"]["chat"].__doc__
     assert "--model" in doc and "--out" in doc and "--new" in doc and "--no-vars" in doc
     assert magics(ip) in ip.configurables
+
+
+def test_inline_think_reasoning_is_folded_away_and_not_sent_back(ip: InteractiveShell, relay: Relay) -> None:
+    """A model that writes its thinking inside the answer (<think>…</think>, R1 distills on some relays):
+    the answer is what follows, the thinking is the reply's reasoning, and the next request carries only
+    the answer, as with reasoning_content."""
+    relay.enqueue(Scripted(chunks=stream_of(["<thi", "nk>先算", "一下</th", "ink>\n\n答案是", " 42"])))
+    ip.run_cell_magic("chat", "-o r", "q")
+    r = ip.user_ns["r"]
+    assert (str(r), r.reasoning, r.complete) == ("答案是 42", "先算一下", True)
+    ip.run_cell_magic("chat", "", "again")
+    assert relay.chat_requests[-1].json["messages"][1] == {"role": "assistant", "content": "答案是 42"}

@@ -24,6 +24,7 @@ from shenma_magic._pricing import (
     price_for,
     reply_cost,
 )
+from tests._util import approx
 
 # -- parse_prices --------------------------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ def test_bad_prices_name_the_model(table: Any, fragment: str) -> None:
 
 def test_price_table_must_be_a_mapping() -> None:
     with pytest.raises(ConfigError, match="not a dict"):
-        parse_prices([("gpt-4o", 1, 2)])  # type: ignore[arg-type]
+        parse_prices([("gpt-4o", 1, 2)])  # type: ignore[arg-type]  # not a mapping, on purpose
 
 
 # -- price_for -----------------------------------------------------------------------------------------------
@@ -299,7 +300,7 @@ def test_zero_tokens_cost_nothing() -> None:
 
 def test_a_cost_still_unpacks_as_it_did() -> None:
     amount, estimated, prompt, completion = reply_cost(GPT, {"prompt_tokens": 1, "completion_tokens": 2})
-    assert (amount, estimated, prompt, completion) == (pytest.approx(9e-6), False, 1, 2)
+    assert (amount, estimated, prompt, completion) == (approx(9e-6), False, 1, 2)
 
 
 # -- format_money --------------------------------------------------------------------------------------------
@@ -341,10 +342,10 @@ def test_ledger_rows_accumulate_per_model_in_first_use_order() -> None:
     ledger.add("gpt-4o-mini", 200, 70, 0.02, True)
     ledger.add("deepseek-chat", 10, 5, 0.5, False)
     assert ledger.rows() == [
-        LedgerRow("gpt-4o-mini", 2, 300, 120, pytest.approx(0.03), estimated=True, unpriced=0),
+        LedgerRow("gpt-4o-mini", 2, 300, 120, approx(0.03), estimated=True, unpriced=0),
         LedgerRow("deepseek-chat", 2, 20, 10, 0.5, estimated=False, unpriced=1),  # 0.5 is a lower bound
     ]
-    assert ledger.total() == LedgerTotal(4, 320, 130, pytest.approx(0.53), True, 1)
+    assert ledger.total() == LedgerTotal(4, 320, 130, approx(0.53), True, 1)
     assert len(ledger) == 4
 
 
@@ -356,9 +357,9 @@ def test_prices_set_later_count_for_earlier_replies() -> None:
     prices = parse_prices({"gpt-4o-mini": {"input": 1.05, "output": 4.2}})
     cost = reply_cost(price_for(prices, "gpt-4o-mini"), {"prompt_tokens": 1_000_000, "completion_tokens": 0})
     ledger.add_cost("gpt-4o-mini", cost)
-    assert ledger.rows() == [LedgerRow("gpt-4o-mini", 3, 2_000_000, 1_000_000, pytest.approx(1.05), True, 2)]
+    assert ledger.rows() == [LedgerRow("gpt-4o-mini", 3, 2_000_000, 1_000_000, approx(1.05), True, 2)]
     assert ledger.rows(prices) == [
-        LedgerRow("gpt-4o-mini", 3, 2_000_000, 1_000_000, pytest.approx(1.05 + 1.05 + 4.2), True, 0)
+        LedgerRow("gpt-4o-mini", 3, 2_000_000, 1_000_000, approx(1.05 + 1.05 + 4.2), True, 0)
     ]
     table = ledger.table(prices=prices)
     assert "~¥6.30" in table and "?" not in table and "≥" not in table
@@ -431,5 +432,5 @@ def test_end_to_end_price_to_ledger() -> None:
             price_for(prices, "DeepSeek-Chat"), {"prompt_tokens": 1_000_000, "completion_tokens": 250_000}
         )
         ledger.add_cost("deepseek-chat", cost)
-    assert ledger.rows() == [LedgerRow("deepseek-chat", 3, 3_000_000, 750_000, pytest.approx(12.0), False, 0)]
+    assert ledger.rows() == [LedgerRow("deepseek-chat", 3, 3_000_000, 750_000, approx(12.0), False, 0)]
     assert "¥12.00" in ledger.table()

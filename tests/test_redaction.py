@@ -17,6 +17,7 @@ from shenma_magic._secret import (
     StreamRedactor,
     excerpt,
     header_problem,
+    looks_like_key,
     mask,
     redact,
 )
@@ -219,3 +220,80 @@ def test_header_problem_names_the_character_never_the_key(key: str, what: str) -
 def test_visible_ascii_keys_have_no_header_problem() -> None:
     assert header_problem(KEY) is None
     assert header_problem("sk-" + "".join(chr(c) for c in range(0x21, 0x7F))) is None
+
+
+# ------------------------------------------------------------------- invisible characters inside a key
+
+# A hostile echo may put characters a reader never sees between a key's characters: the key still reads
+# whole (and copies whole), so it is masked whole, the invisible characters with it.
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\r", "\b", "\x1b[1m"]
+INVISIBLE.append("\x1b]0;t\x07")
+
+
+def as_read(text: str) -> str:
+    """What a reader sees of ``text``: the invisible characters and sequences gone."""
+    for junk in sorted(INVISIBLE, key=len, reverse=True):
+        text = text.replace(junk, "")
+    return text
+
+
+@pytest.mark.parametrize("junk", INVISIBLE, ids=[repr(j) for j in INVISIBLE])
+@pytest.mark.parametrize("every", [1, 3, 9])
+def test_invisible_characters_inside_a_key_do_not_hide_it(junk: str, every: int) -> None:
+    hidden = "".join(c + junk if i % every == every - 1 else c for i, c in enumerate(KEY))
+    text = f"your key: {hidden}, keep it"
+    outputs = {
+        "redact": redact(text, KEY),
+        "excerpt": excerpt(text, 200, keys=[KEY]),
+        "stream": run_stream([KEY], split_at(text, [7, 15, 16, 30, 31, 44]))[0],
+        "one character at a time": run_stream([KEY], list(text))[0],
+    }
+    for where, out in outputs.items():
+        assert not shows_run(as_read(out), KEY), (where, out)
+        assert mask(KEY) in out and "keep it" in out, (where, out)
+    after = junk if len(KEY) % every == 0 else ""  # one after the key's last character stays outside
+    assert redact(text, KEY) == f"your key: {mask(KEY)}{after}, keep it"
+
+
+@pytest.mark.parametrize("junk", ["\u200b", "\u00ad", "\ufeff", "\u2060"])
+def test_an_unknown_key_shape_with_zero_width_characters_is_masked(junk: str) -> None:
+    other = "sk-OTHERKEY00000000000000000000XYZW"
+    hidden = junk.join(other)
+    assert looks_like_key(hidden)
+    out = redact(f"a key we never saw: {hidden}.")
+    assert out == "a key we never saw: sk-…XYZW."
+
+
+def test_ordinary_text_with_invisible_characters_is_untouched() -> None:
+    for text in ["soft\u00adhyphen", "a\u200bb", "line\r\nnext", "\x1b[1mbold\x1b[0m", "表\u200d情"]:
+        assert redact(text, KEY) == text
+        assert run_stream([KEY], list(text))[0] == text
+
+
+def test_an_escape_sequence_cut_between_deltas_still_hides_nothing() -> None:
+    text = f"hi {KEY[:9]}\x1b[31m{KEY[9:]} end"
+    start = text.index("\x1b")
+    for cut in range(start, start + 6):
+        joined, _ = run_stream([KEY], [text[:cut], text[cut:]])
+        assert joined == f"hi {mask(KEY)} end", (cut, joined)
+
+
+def test_invisible_characters_piling_up_after_a_key_prefix_are_let_go_in_bounded_pieces() -> None:
+    redactor = StreamRedactor(KeyMatcher([KEY]))
+    shown = [redactor.feed(KEY[:5])] + [redactor.feed("\u200b") for _ in range(2000)]
+    assert sum(map(len, shown)) > 1500  # not all held until the end
+    rest = redactor.feed(KEY[5:] + " end") + redactor.flush()
+    assert not shows_run(as_read("".join(shown) + rest), KEY)
+
+
+noise_with_invisible = st.text(alphabet=ALNUM + " \n.,-中文\r\b\x1b[]\u200b\u00ad\ufeff\x9b", max_size=80)
+
+
+@settings(max_examples=300, deadline=None)
+@given(noise_with_invisible, realistic_keys, st.lists(st.integers(0, 10_000), max_size=20))
+def test_text_with_invisible_characters_but_no_key_streams_through_unchanged(
+    text: str, key: str, cuts: list[int]
+) -> None:
+    assume(not shows_run(as_read(text), key) and not shows_run(text, key))
+    joined, _ = run_stream([key], split_at(text, cuts))
+    assert joined == text

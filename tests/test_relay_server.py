@@ -22,6 +22,7 @@ from tests.relay import (
     HOSTILE_SAMPLE,
     MARKDOWN_SAMPLE,
     REASONING_SAMPLE,
+    DropMode,
     Relay,
     Scripted,
     chat_chunk,
@@ -146,8 +147,8 @@ def test_rechunk_splits_events_and_multibyte_characters(relay: Relay) -> None:
 
 
 @pytest.mark.parametrize("mode", ["rst", "fin"])
-def test_drop_kills_the_connection_mid_body(relay: Relay, mode: str) -> None:
-    relay.enqueue(Scripted(chunks=[sse(chat_chunk("partial"))], drop=True, drop_mode=mode))  # type: ignore[arg-type]
+def test_drop_kills_the_connection_mid_body(relay: Relay, mode: DropMode) -> None:
+    relay.enqueue(Scripted(chunks=[sse(chat_chunk("partial"))], drop=True, drop_mode=mode))
     response = raw_exchange(relay, _request_bytes(CHAT, {}))
 
     assert b'"partial"' in response.data  # what was sent before the drop still arrives
@@ -159,7 +160,7 @@ def test_drop_kills_the_connection_mid_body(relay: Relay, mode: str) -> None:
     assert relay.requests[0].outcome == "dropped"
 
     # http.client sees an incomplete chunked body either way.
-    relay.enqueue(Scripted(chunks=[sse(chat_chunk("partial"))], drop=True, drop_mode=mode))  # type: ignore[arg-type]
+    relay.enqueue(Scripted(chunks=[sse(chat_chunk("partial"))], drop=True, drop_mode=mode))
     with pytest.raises((http.client.IncompleteRead, ConnectionResetError)):
         post_json(relay, {}).read()
 
@@ -233,7 +234,7 @@ def test_queued_responses_are_fifo_and_can_target_a_path(relay: Relay) -> None:
     assert post_json(relay, {}).status == 502
     assert relay.pending == []
     with pytest.raises(TypeError):
-        relay.enqueue(Scripted(chunks=["not bytes"]))  # type: ignore[list-item]
+        relay.enqueue(Scripted(chunks=["not bytes"]))  # type: ignore[list-item]  # wrong on purpose
 
 
 # ------------------------------------------------------------------ default answers

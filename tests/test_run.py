@@ -539,7 +539,7 @@ def test_a_second_ctrl_c_while_a_tool_round_is_written_stops_the_turn() -> None:
         chat.views.append(FakeView(chat.clock, interrupt_finish=1))
         return chat.views[-1]
 
-    chat.view = view  # type: ignore[method-assign]
+    chat.view = view  # type: ignore[method-assign]  # the fake views stand in for the real one
     result, _ = chat.run(tools)
     assert result.interrupted and ran == [] and len(chat.sent) == 1
 

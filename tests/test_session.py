@@ -76,7 +76,7 @@ def test_a_failure_mid_reply_raises_with_the_partial_reply(session: Session, rel
     relay.enqueue(Scripted(chunks=[sse(chat_chunk("half an ")), sse(chat_chunk("answer"))], drop=True))
     with pytest.raises(ConnectionLostError) as caught:
         session.ask("tell me")
-    partial = caught.value.reply  # type: ignore[attr-defined]
+    partial = caught.value.reply
     assert partial == "half an answer" and partial.complete is False and partial.error
     # Kept in the conversation, marked as partial for the model.
     assert session.history[-1]["content"].startswith("half an answer\n\n[this answer is incomplete: ")
@@ -88,7 +88,7 @@ def test_a_failure_before_any_text_records_nothing(session: Session, relay: Rela
     relay.enqueue(Scripted.error(401, "无效的令牌"))
     with pytest.raises(APIStatusError, match="无效的令牌") as caught:
         session.ask("hello")
-    assert caught.value.reply == ""  # type: ignore[attr-defined]
+    assert caught.value.reply == ""
     assert session.history == [] and session.last is not None and session.last.error
 
 

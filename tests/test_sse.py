@@ -22,7 +22,7 @@ def feed_all(pieces: list[bytes]) -> list[ServerSentEvent]:
     out: list[ServerSentEvent] = []
     for piece in pieces:
         out.extend(dec.feed(piece))
-    dec.flush()  # never dispatches: an event without its blank line is discarded
+    dec.flush()  # the spec discards an event without its blank line (flush hands it back)
     return out
 
 
@@ -124,20 +124,84 @@ def test_unfinished_event_at_end_of_stream_is_not_dispatched_but_handed_back_by_
     assert data_of(feed_all([b"data: a\n\ndata: b\n"])) == ["a"]
     assert data_of(feed_all([b"data: a\n\ndata: b"])) == ["a"]
     for raw, pending in [
-        (b"data: a\n\ndata: b\n", ServerSentEvent("b")),
-        (b"event: x\ndata: b\r\ndata: c\r", ServerSentEvent("b\nc", "x")),
-        (b"id: 9\ndata: b\ndata: unfinished", ServerSentEvent("b", id="9")),  # a line without its ending
-        (b"data: a\n\n", None),
-        (b"data: a\n\ndata: b", None),
-        (b"event: x\n", None),
-        (b"", None),
+        (b"data: a\n\ndata: b\n", [ServerSentEvent("b")]),
+        (b"event: x\ndata: b\r\ndata: c\r", [ServerSentEvent("b\nc", "x")]),
+        # a last line without its ending is taken too (a proxy that closes right after the last "}")
+        (b"id: 9\ndata: b\ndata: unfinished", [ServerSentEvent("b\nunfinished", id="9")]),
+        (b"data: a\n\ndata: b", [ServerSentEvent("b")]),
+        (b"data: a\n\n", []),
+        (b"event: x\n", []),
+        (b"event: x", []),
+        (b"", []),
     ]:
         for pieces in every_split(raw):
             dec = SSEDecoder()
             for piece in pieces:
                 dec.feed(piece)
             assert dec.flush() == pending, (raw, pieces)
-            assert dec.flush() is None  # and the decoder starts over
+            assert dec.flush() == []  # and the decoder starts over
+
+
+# -- json_lines: proxies that end each event with a single newline ------------------------------------------
+
+_CHUNK = b'{"choices": [{"delta": {"content": "x"}}]}'
+_PRETTY = b'{\ndata: "choices": []\ndata: }'  # one JSON object over three data lines: one event
+
+
+@pytest.mark.parametrize(
+    ("raw", "live", "at_end"),
+    [
+        # each line a chunk: each is dispatched as soon as the next line starts, [DONE] at once
+        (b"data: " + _CHUNK + b"\ndata: " + _CHUNK + b"\ndata: [DONE]\n", [_CHUNK, _CHUNK, b"[DONE]"], []),
+        (b"data: " + _CHUNK + b"\rdata: " + _CHUNK + b"\r", [_CHUNK], [_CHUNK]),
+        (b"data: " + _CHUNK + b"\r\ndata: " + _CHUNK + b"\r\n\r\n", [_CHUNK, _CHUNK], []),
+        # not whole objects: the spec's one event
+        (b"data: {\ndata: " + _CHUNK + b"\n\n", [b"{\n" + _CHUNK], []),
+        (b"data: " + _PRETTY + b"\n\n", [_PRETTY.replace(b"data: ", b"")], []),
+        (b"data: text\ndata: more\n\n", [b"text\nmore"], []),
+        (b"data: [1, 2]\ndata: " + _CHUNK + b"\n\n", [b"[1, 2]\n" + _CHUNK], []),
+        # a blank line between is the normal stream
+        (b"data: " + _CHUNK + b"\n\ndata: [DONE]\n\n", [_CHUNK, b"[DONE]"], []),
+    ],
+)
+def test_json_lines_dispatches_each_whole_object_line_as_it_is_followed(
+    raw: bytes, live: list[bytes], at_end: list[bytes]
+) -> None:
+    for pieces in every_split(raw):
+        dec = SSEDecoder(json_lines=True)
+        got = [e.data for piece in pieces for e in dec.feed(piece)]
+        assert got == [b.decode() for b in live], pieces
+        assert [e.data for e in dec.flush()] == [b.decode() for b in at_end], pieces
+
+
+_FIELDS = [b": ping", b"event: e", b"id: 1", b"retry: 5"]
+_DATA = [b"data: " + _CHUNK, b"data: [DONE]", b"data: x", b"data:", b"data: {"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    events=st.lists(
+        st.tuples(
+            st.lists(st.sampled_from(_FIELDS), max_size=3),
+            st.lists(st.sampled_from(_DATA), max_size=1),
+            st.sampled_from([b"\n", b"\r", b"\r\n"]),
+        ),
+        max_size=12,
+    ),
+    cuts=st.lists(st.integers(min_value=0, max_value=600), max_size=6),
+)
+def test_json_lines_reads_a_stream_of_one_data_line_events_as_the_spec_does(
+    events: list[tuple[list[bytes], list[bytes], bytes]], cuts: list[int]
+) -> None:
+    """Where every event has at most one data line (after its other fields) and ends in a blank line,
+    json_lines changes nothing, at any split."""
+    raw = b"".join(b"".join(line + end for line in [*fields, *data]) + end for fields, data, end in events)
+    points = sorted({min(c, len(raw)) for c in cuts})
+    pieces = [raw[a:b] for a, b in zip([0, *points], [*points, len(raw)], strict=True)]
+    plain, lines = SSEDecoder(), SSEDecoder(json_lines=True)
+    a = [e for p in pieces for e in plain.feed(p)] + plain.flush()
+    b = [e for p in pieces for e in lines.feed(p)] + lines.flush()
+    assert a == b
 
 
 def test_invalid_utf8_becomes_replacement_character_not_an_exception() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from typing import Any
 
@@ -10,10 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from shenma_magic import ChatClient
 from shenma_magic._display import TextView as ReExported
 from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
+from shenma_magic._secret import KeyMatcher, StreamRedactor
 from shenma_magic._terminal import TextView
 from shenma_magic._termtext import TerminalBlocks, align_table, display_width, terminal_safe
+from tests.relay import Relay, Scripted, stream_of
 
 
 class TTY(io.StringIO):
@@ -143,7 +147,7 @@ def test_any_server_text_writes_only_the_packages_own_sequences(
     st.lists(st.one_of(st.sampled_from(MARKDOWN + HOSTILE + [" ", "-", "*"]), st.just("WORD")), max_size=40)
 )
 def test_every_word_reaches_the_terminal_in_order(parts: list[str]) -> None:
-    words = []
+    words: list[str] = []
     text_parts = []
     for part in parts:
         if part == "WORD":
@@ -248,3 +252,89 @@ def test_blocks_state_machine_is_pure_and_complete() -> None:
     text = "a\n\n    indented | not a table\n  | t | u |\n  |---|---|\nend"
     out = "".join(blocks.feed(ch) for ch in text) + blocks.finish()
     assert re.sub(r"[\s|-]", "", out) == re.sub(r"[\s|-]", "", text)
+
+
+# -- a key among characters the terminal view drops or shows as marks ----------------------------------
+
+# Keys of letters and digits that none of the inserted sequences, the view's own words ("[reasoning]",
+# the status) or the filler use, so any two consecutive key characters on screen come from the key.
+_KEY_BODY = "CDEFGHIJLNOPQRSTVWXYZ3467"  # no "U", "9", "B": the view shows 0x9B as <U+009B>
+_JUNK = ["\r", "\b", "\r\r", "\x1b[1m", "\x1b[2K", "\x1b[8m", "\x1b]0;t\x07", "\x1b[?25l", "\x1bc", "\x9b2J"]
+_FILLER = st.text(alphabet=" .,!\n你好中文", max_size=12)
+
+
+def _two_in_a_row(written: str, key: str) -> list[str]:
+    """The pairs of consecutive key characters in ``written``, the mask (``sk-…WXYZ``) left out."""
+    rest = written.replace(f"sk-…{key[-4:]}", " ").replace("…", " ")
+    return [key[i : i + 2] for i in range(len(key) - 1) if key[i : i + 2] in rest]
+
+
+@st.composite
+def _keyed_stream(draw: st.DrawFn) -> tuple[str, list[str]]:
+    """A key, and a text holding it whole with control characters and escape sequences between its
+    characters, cut into deltas anywhere."""
+    key = "sk-" + draw(st.text(alphabet=_KEY_BODY, min_size=16, max_size=40))
+    chars = []
+    for ch in key:
+        chars.append(ch)
+        chars.extend(draw(st.lists(st.sampled_from(_JUNK), max_size=2)))
+    text = draw(_FILLER) + "".join(chars) + draw(_FILLER)
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=12))))
+    points = [0, *cuts, len(text)]
+    return key, [text[a:b] for a, b in itertools.pairwise(points) if b > a]
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=_keyed_stream(), kind=st.sampled_from(["text", "reasoning"]), tty=st.booleans())
+def test_a_key_among_dropped_characters_never_shows_two_of_its_characters(
+    case: tuple[str, list[str]], kind: str, tty: bool
+) -> None:
+    key, pieces = case
+    redactor = StreamRedactor(KeyMatcher([key]))  # what the client does to every streamed field
+    out: io.StringIO = TTY() if tty else io.StringIO()
+    view = TextView(out)
+    make = TextDelta if kind == "text" else ReasoningDelta
+    for piece in [*(redactor.feed(p) for p in pieces), redactor.flush()]:
+        view.on_delta(make(piece))
+    view.finish(Reply(text=""), "done")
+    written = out.getvalue()
+    assert _two_in_a_row(written, key) == [], written
+    assert f"sk-…{key[-4:]}" in written  # the key is still there, as its mask
+
+
+# -- the order of reasoning and answer ---------------------------------------------------------------------
+
+_ORDER_KEY = "sk-ORDERKEY0123456789abcdefghijkl"
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "answer", "shown"),
+    [
+        # "s" may start a key: the redactor holds it until the answer text shows it cannot.
+        (["Let me think about s"], ["The answer."], ("Let me think about s", "The answer.")),
+        (
+            ["Thinking", " about sk-ORD"],
+            ["The answer", " is 42."],
+            ("Thinking about sk-ORD", "The answer is 42."),
+        ),
+        (["Check ", "the 0123"], ["Done: ", "ok"], ("Check the 0123", "Done: ok")),
+        # A key split across the two fields: each part masked where it stands.
+        (
+            [f"The key {_ORDER_KEY[:20]}"],
+            [f"{_ORDER_KEY[20:]} is it."],
+            ("The key sk-…ijkl", "sk-…ijkl is it."),
+        ),
+    ],
+)
+def test_reasoning_held_back_by_the_redactor_comes_before_the_answer(
+    relay: Relay, reasoning: list[str], answer: list[str], shown: tuple[str, str]
+) -> None:
+    relay.enqueue(Scripted(chunks=stream_of(answer, reasoning=reasoning)))
+    client = ChatClient(relay.url, _ORDER_KEY, max_retries=0)
+    out = io.StringIO()
+    view = TextView(out)
+    with client.stream([{"role": "user", "content": "hi"}]) as stream:
+        for delta in stream:
+            view.on_delta(delta)
+    view.finish(Reply(text=""), "done")
+    assert out.getvalue() == f"[reasoning] {shown[0]}\n\n{shown[1]}\n[done]\n"

@@ -99,6 +99,7 @@ def test_google_docstring_spec() -> None:
     json.dumps(spec)  # the whole spec is JSON
 
 
+# `a` is typed by the docstring alone, on purpose.
 def numpy_style(a, b: float, c: int = 0, d: str = "") -> None:  # type: ignore[no-untyped-def]
     """Add things up.
 
@@ -178,7 +179,8 @@ def test_docstring_of_only_sections_has_no_summary() -> None:
 
 
 def test_pydantic_model_json_schema_cannot_describe() -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pytest.importorskip("pydantic")
+    import pydantic  # the typed module: importorskip returns Any, which mypy cannot subclass
 
     class Opaque:
         pass
@@ -309,7 +311,7 @@ class Point(TypedDict):
     ],
 )
 def test_type_schemas(hint: Any, schema: dict[str, Any]) -> None:
-    def f(value):  # type: ignore[no-untyped-def]
+    def f(value):  # type: ignore[no-untyped-def]  # annotated below, at run time, with each hint
         return value
 
     f.__annotations__ = {"value": hint}
@@ -328,7 +330,7 @@ def test_annotated_description_wins_over_docstring() -> None:
 
 
 def test_unresolvable_string_annotation_means_any() -> None:
-    def f(x: NotDefinedAnywhere, y: int) -> None:  # type: ignore[name-defined]  # noqa: F821
+    def f(x: NotDefinedAnywhere, y: int) -> None:  # type: ignore[name-defined]  # noqa: F821  # the point
         pass
 
     p = params(f)
@@ -357,7 +359,8 @@ def test_defaults_that_json_cannot_hold_are_left_out() -> None:
 
 
 def test_pydantic_model_parameter_hoists_definitions() -> None:
-    pydantic = pytest.importorskip("pydantic")
+    pytest.importorskip("pydantic")
+    import pydantic  # the typed module: importorskip returns Any, which mypy cannot subclass
 
     class Address(pydantic.BaseModel):
         city: str
@@ -400,7 +403,7 @@ def test_names() -> None:
 
 def test_not_callable() -> None:
     with pytest.raises(ConfigError, match="not a function"):
-        tool_spec(42)  # type: ignore[arg-type]
+        tool_spec(42)  # type: ignore[arg-type]  # not a function, on purpose
 
 
 def test_methods_partials_and_callable_objects() -> None:
@@ -650,7 +653,7 @@ def test_values_are_converted_to_what_the_hints_ask() -> None:
         maybe: Optional[Color] = None,
         many: list[Level] | None = None,
         pair: tuple[int, str] = (0, ""),
-        tags: set[str] = frozenset(),  # type: ignore[assignment]
+        tags: set[str] = frozenset(),  # type: ignore[assignment]  # an immutable default, as users write
         by_key: dict[str, Color] | None = None,
     ) -> str:
         seen.update(color=color, maybe=maybe, many=many, pair=pair, tags=tags, by_key=by_key)
@@ -715,7 +718,7 @@ def test_trusted_flag_does_not_change_running() -> None:
 
 
 def test_tool_messages() -> None:
-    calls = [
+    calls: list[dict[str, Any]] = [
         {
             "id": "call_1",
             "type": "function",

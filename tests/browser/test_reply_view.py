@@ -105,13 +105,13 @@ _CELL_JS = """([id, i, sel]) => {
 
 def math_forms(page: LabPage, i: int) -> list[tuple[str, str]]:
     """Each typeset formula of cell i's output: (display attribute, its MathML text), in order."""
-    result: list[tuple[str, str]] = page.eval(
+    result: list[list[str]] = page.eval(
         _CELL_JS
         + """.map(m => [m.getAttribute('display') || 'false',
                      (m.querySelector('mjx-assistive-mml') || m).textContent.replace(/\\s+/g, '')]); }""",
         [page.panel_id, i, "mjx-container"],
     )
-    return [tuple(x) for x in result]  # type: ignore[misc]
+    return [(display, text) for display, text in result]
 
 
 def alignments(page: LabPage, i: int) -> list[list[str]]:
