@@ -3,8 +3,9 @@
 The line itself is pure (:func:`progress_text` of a :class:`Snapshot`); where it goes depends on where
 the code runs (:func:`make_display`):
 
-* a Jupyter kernel: one ipywidgets bar and label (or, without ipywidgets, one display updated in place),
-  replaced by the summary line when the batch ends, so a saved notebook keeps text, not a dead widget;
+* a Jupyter kernel: one display (an HTML ``<progress>`` bar and the line) updated in place, replaced by the
+  summary line when the batch ends, so a saved notebook keeps text. No widget: like the reply views
+  (see :mod:`._live`), a widget's comm makes JupyterLab 4.6 show the kernel Idle while the cell runs;
 * a terminal: one line on stderr, redrawn in place with ``\\r``;
 * anything else (a log file, CI): a plain line every 10 seconds;
 * ``progress=False``: nothing at all.
@@ -246,34 +247,14 @@ def _bar_html(snap: Snapshot) -> str:
 
 
 class NotebookDisplay:
-    """Jupyter: one bar and one label for the whole batch (ipywidgets; without it, one display updated in
-    place), replaced by the summary when the batch ends. Updates at most every ``every`` seconds."""
+    """Jupyter: one output for the whole batch, a bar and the line, updated in place at most every
+    ``every`` seconds and replaced by the summary when the batch ends."""
 
     def __init__(self, *, every: float = 0.25, clock: Callable[[], float] = time.monotonic) -> None:
         self._every = every
         self._clock = clock
         self._last = float("-inf")
         self._handle: Any = None
-        self._bar: Any = None
-        self._label: Any = None
-        self._box: Any = None
-
-    def _show(self, snap: Snapshot) -> None:
-        display = _display_function()
-        try:
-            import ipywidgets as widgets
-        except ImportError:
-            self._handle = display(
-                {"text/plain": progress_text(snap), "text/html": _bar_html(snap)}, raw=True, display_id=True
-            )
-            return
-        self._label = widgets.HTML()
-        children = [self._label]
-        if snap.total:
-            self._bar = widgets.IntProgress(min=0, max=snap.total, layout=widgets.Layout(width="14em"))
-            children.insert(0, self._bar)
-        self._box = widgets.HBox(children)
-        self._handle = display(self._box, display_id=True)
 
     def note(self, line: str) -> None:
         print(line)
@@ -283,24 +264,18 @@ class NotebookDisplay:
         if now - self._last < self._every:
             return
         self._last = now
+        bundle = {"text/plain": progress_text(snap), "text/html": _bar_html(snap)}
         if self._handle is None:
-            self._show(snap)
-        if self._box is None:
-            self._handle.update({"text/plain": progress_text(snap), "text/html": _bar_html(snap)}, raw=True)
-            return
-        if self._bar is not None:
-            self._bar.value = min(snap.finished, snap.total or 0)
-        self._label.value = f'<span style="{_MUTED}">{html.escape(progress_text(snap))}</span>'
+            self._handle = _display_function()(bundle, raw=True, display_id=True)
+        else:
+            self._handle.update(bundle, raw=True)
 
     def close(self, summary: str) -> None:
         bundle = {"text/plain": summary, "text/html": f'<div style="{_MUTED}">{html.escape(summary)}</div>'}
         if self._handle is None:
             _display_function()(bundle, raw=True)
-            return
-        self._handle.update(bundle, raw=True)
-        for widget in (self._bar, self._label, self._box):
-            if widget is not None:
-                widget.close()
+        else:
+            self._handle.update(bundle, raw=True)
 
 
 def _display_function() -> Callable[..., Any]:
