@@ -14,8 +14,8 @@ warm-up rounds (page cache, .pyc files):
     load_ext    %load_ext shenma_magic
     +requests   import requests                       (for comparison)
     +ipywidgets import ipywidgets                     (for comparison)
-    first chat  %load_ext shenma_magic, then the imports the first %%chat adds (requests, ipywidgets,
-                markdown_it): what a kernel pays once, when the first reply is shown
+    first chat  %load_ext shenma_magic, then the imports the first %%chat adds (requests, markdown_it,
+                the renderer): what a kernel pays once, when the first reply is shown
 
 Each process also times its own action with time.perf_counter (the "in-process" column), which is
 free of process start-up noise. "added" is the median over rounds of (variant - bare) in the same round.
@@ -52,7 +52,7 @@ VARIANTS: dict[str, str] = {
     "+ipywidgets": "import ipywidgets",
     "first chat": (
         "get_ipython().run_line_magic('load_ext', 'shenma_magic'); "
-        "import requests, ipywidgets, markdown_it; "
+        "import requests, markdown_it; "
         "from shenma_magic._render import render_html; render_html('x')"
     ),
 }
