@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tests import relay as _relay
-from tests.relay import chat_chunk, sse
+from tests.relay import Chunk, chat_chunk, sse
 
 if TYPE_CHECKING:
     from http.server import BaseHTTPRequestHandler
@@ -40,6 +40,11 @@ def chunk(text: str, **kw: Any) -> bytes:
 def ending() -> list[bytes]:
     """The end of a normal stream: ``finish_reason: "stop"``, then ``[DONE]``."""
     return [sse(chat_chunk(finish_reason="stop")), sse("[DONE]")]
+
+
+def stream_around(first: str, event: bytes, last: str) -> list[Chunk]:
+    """A whole stream of ``first`` and ``last`` with ``event`` (raw bytes: an odd event) between them."""
+    return [chunk(first, role="assistant"), event, chunk(last), *ending()]
 
 
 def tool_call_stream(name: str, arguments: str, call_id: str = "call_1") -> list[Any]:

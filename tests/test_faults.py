@@ -23,7 +23,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from shenma_magic import Reply
-from tests._util import chunk, clients_of, ending
+from tests._util import chunk, clients_of, ending, stream_around
 from tests.conftest import LLMockProcess
 from tests.relay import Relay, Scripted, stream_of
 
@@ -164,11 +164,6 @@ def _serve_error(status: int, message: str, **options: Any) -> Callable[[Relay],
     return lambda relay: relay.enqueue(Scripted.error(status, message, **options))
 
 
-def _between(first: str, bad: bytes, last: str) -> list[Any]:
-    """A whole stream of ``first`` and ``last`` with the ``bad`` bytes as an event between them."""
-    return [chunk(first, role="assistant"), bad, chunk(last), *ending()]
-
-
 def _retried_once(id: str, script: Callable[[Any], None], notice: str) -> Fault:
     """A passing failure, retried once (``max_retries = 1``): the retry gets the whole echo, and a notice
     matching ``notice`` says it was retried."""
@@ -240,7 +235,7 @@ RELAY_FAULTS = [
     ),
     Fault(
         "malformed-json-event",
-        _serve(chunks=_between("good ", MALFORMED_EVENT, "end")),
+        _serve(chunks=stream_around("good ", MALFORMED_EVENT, "end")),
         "good end",
         None,
         complete=False,  # a skipped malformed event is lossy: part of the answer ("lo") is missing
@@ -248,7 +243,7 @@ RELAY_FAULTS = [
     ),
     Fault(
         "invalid-utf8",
-        _serve(chunks=_between("ok ", INVALID_UTF8_EVENT, "end")),
+        _serve(chunks=stream_around("ok ", INVALID_UTF8_EVENT, "end")),
         "ok bad\ufffd\ufffd\ufffd bytes end",
         None,
         complete=True,
