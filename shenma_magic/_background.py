@@ -30,7 +30,7 @@ import sys
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar
 
 from ._display import TextView, View
 from ._jobs import Cancelled, CancelToken, Job, JobRegistry
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ._compare import ColumnsView, LaneResult
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 __all__ = [
     "FOREGROUND_NOTE",
@@ -99,15 +100,19 @@ def thread_runner() -> Callable[[Callable[[], None]], None]:
     return lambda body: context.run(body)
 
 
-class WithNote:
-    """A view whose status line ends with a note (e.g. that ``--bg`` ran in the foreground)."""
+class _Noting(Generic[V]):
+    """A view (of one reply or of a comparison's columns) whose status lines end with ``note``."""
 
-    def __init__(self, view: View, note: str) -> None:
+    def __init__(self, view: V, note: str) -> None:
         self._view = view
         self._note = note
 
     def _noted(self, status: str) -> str:
         return f"{status} · {self._note}" if status else self._note
+
+
+class WithNote(_Noting[View]):
+    """A view whose status line ends with a note (e.g. that ``--bg`` ran in the foreground)."""
 
     def on_delta(self, delta: Delta) -> None:
         self._view.on_delta(delta)
@@ -153,15 +158,8 @@ class ReportView:
         self._write(f"\n{self._header()}\n{self._buffer.getvalue()}")
 
 
-class ColumnsWithNote:
+class ColumnsWithNote(_Noting["ColumnsView"]):
     """A comparison's columns whose status lines end with a note (``--bg`` run in the foreground)."""
-
-    def __init__(self, view: ColumnsView, note: str) -> None:
-        self._view = view
-        self._note = note
-
-    def _noted(self, status: str) -> str:
-        return f"{status} · {self._note}" if status else self._note
 
     def on_delta(self, index: int, delta: Delta) -> None:
         self._view.on_delta(index, delta)

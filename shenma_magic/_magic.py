@@ -26,7 +26,7 @@ from ._prompt import fill_variables
 from ._scrub import scrub_key_from_history
 from ._secret import known_key_in, looks_like_key
 from ._session import ChatInterrupted, ChatRequest, MissingKeyError, Outcome, Session
-from ._settings import DISPLAY_MODES, Settings, check_setting
+from ._settings import DISPLAY_MODES, Settings, check_setting, given_options
 
 if TYPE_CHECKING:
     from ._comparison import ComparisonOutcome
@@ -374,16 +374,9 @@ class ChatMagics(Magics):
         session = self.synced_session()
         from ._batch import BatchInterrupted, run_map
 
-        options = {
-            name: value
-            for name, value in (
-                ("system", args.system),
-                ("temperature", args.temperature),
-                ("max_tokens", args.max_tokens),
-                ("timeout", args.timeout),
-            )
-            if value is not None
-        }
+        options = given_options(
+            system=args.system, temperature=args.temperature, max_tokens=args.max_tokens, timeout=args.timeout
+        )
         try:
             answers = run_map(
                 session,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from ._errors import ConfigError
-from ._settings import Settings
+from ._settings import Settings, given_options
 
 if TYPE_CHECKING:
     from ._client import ChatClient
@@ -59,16 +59,12 @@ def prepare_shared(session: Session, request: ChatRequest) -> Prepared:
     Raises ConfigError before anything is sent."""
     settings = session.settings
     checked = Settings().with_changes(
-        **{
-            name: value
-            for name, value in (
-                ("temperature", request.temperature),
-                ("max_tokens", request.max_tokens),
-                ("timeout", request.timeout),
-                ("max_time", request.max_time),
-            )
-            if value is not None
-        }
+        **given_options(
+            temperature=request.temperature,
+            max_tokens=request.max_tokens,
+            timeout=request.timeout,
+            max_time=request.max_time,
+        )
     )
     if not request.prompt.strip() and not request.images:
         raise ConfigError("the message is empty", "write the question")

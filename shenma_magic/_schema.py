@@ -84,23 +84,24 @@ def model_schema(model: ModelClass) -> JSONSchema:
         ) from exc
 
 
+# In this order: a bool is an int to isinstance, but a "boolean" to JSON.
+_JSON_TYPES: tuple[tuple[type, str], ...] = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "number"),
+    (str, "string"),
+    (list, "array"),
+    (dict, "object"),
+)
+
+
 def json_type(value: object) -> Optional[str]:
     """The JSON type of a decoded JSON value by its Python type (``3.0`` is a ``"number"``), or None for a
     value JSON does not hold."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
+    for python_type, name in _JSON_TYPES:
+        if isinstance(value, python_type):
+            return name
     return None
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ._branches import Branches, check_models
@@ -62,6 +62,13 @@ __all__ = [
 ]
 
 Message = dict[str, Any]
+
+
+def _add_notices(replies: Iterable[Reply], notices: list[str]) -> None:
+    """The Python door's notices (a wait, an answer from the log) go on each reply, once: the reply may
+    carry the same line already."""
+    for reply in replies:
+        reply.notices.extend(n for n in notices if n not in reply.notices)
 
 
 class Session:
@@ -337,7 +344,7 @@ class Session:
         notices: list[str] = []
         outcome = self.run(request, QuietFrontend(on_delta, notices))
         reply = outcome.reply
-        reply.notices.extend(n for n in notices if n not in reply.notices)
+        _add_notices([reply], notices)
         if outcome.interrupted:
             raise ChatInterrupted("interrupted: the partial answer is kept in .reply", reply)
         if outcome.error is not None:
@@ -437,8 +444,7 @@ class Session:
         )
         notices: list[str] = []
         outcome = self.run_compare(request, QuietColumns(on_delta, notices))
-        for reply in outcome.replies.values():
-            reply.notices.extend(n for n in notices if n not in reply.notices)
+        _add_notices(outcome.replies.values(), notices)
         if outcome.interrupted:
             raise ChatInterrupted(
                 "interrupted: the partial answers are kept in .replies", replies=outcome.replies

@@ -19,7 +19,7 @@ from ._defaults import DEFAULT_BASE_URL, DEFAULT_MODEL
 from ._errors import ConfigError
 from ._secret import known_key_in, looks_like_key
 
-__all__ = ["DISPLAY_MODES", "Settings", "check_setting", "parse_setting"]
+__all__ = ["DISPLAY_MODES", "Settings", "check_setting", "given_options", "parse_setting"]
 
 DISPLAY_MODES = ("auto", "widget", "markdown", "text")
 
@@ -206,6 +206,11 @@ def check_setting(name: str, value: Any) -> Any:
     if check is None:
         raise ConfigError(f"there is no setting {name!r}", f"settings: {', '.join(sorted(_CHECKS))}")
     return check(name, value)
+
+
+def given_options(**values: Any) -> dict[str, Any]:
+    """The options that were given: ``None`` means "not given" (the setting applies), so it is left out."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def parse_setting(name: str, text: str) -> Any:

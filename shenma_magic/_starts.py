@@ -9,8 +9,8 @@ models it will leave behind for the turns checked while it is in flight.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Optional
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Optional, TypeVar
 
 from ._errors import ShenmaError
 from ._jobs import CancelToken, Job
@@ -25,11 +25,13 @@ if TYPE_CHECKING:
     from ._columns import ColumnsFrontend
     from ._comparison import ComparisonOutcome
     from ._display import View
+    from ._prompt import Conversation
     from ._session import Session
 
 __all__ = ["start_comparison", "start_single"]
 
 Runner = Optional[Callable[[Callable[[], None]], None]]
+T = TypeVar("T")
 
 
 class _WithViews:
@@ -52,15 +54,13 @@ def start_single(
     on_end: Callable[[Job[Outcome]], None],
 ) -> Job[Outcome]:
     """See :meth:`Session.start`."""
-    from ._background import start_turn
-
     turn = prepare(session, request)
     conversation = session._conversation_for(request, turn.model)
     branches, conversation_id = session.branches, session.conversation_id
     if turn.images:
         frontend.show_images(turn.images)
     first = frontend.make_view()
-    shown = label or f"{turn.model}: {excerpt(request.prompt, 40)}"
+    shown = _job_label(label, [turn.model], request.prompt)
 
     def work(token: CancelToken, views: Callable[[], View]) -> Outcome:
         with session._order.one_turn(conversation):
@@ -79,18 +79,8 @@ def start_single(
                 shown=True,
             )
 
-    job = start_turn(
-        session.jobs,
-        work,
-        label=shown,
-        first_view=first,
-        make_view=frontend.make_view,
-        order=conversation,
-        runner=runner,
-        on_end=on_end,
-    )
-    session._order.planned[job] = []  # one model's turn leaves no branches
-    return job
+    # One model's turn leaves no branches.
+    return _queue(session, conversation, [], work, first, frontend.make_view, shown, runner, on_end)
 
 
 def start_comparison(
@@ -103,7 +93,7 @@ def start_comparison(
     on_end: Callable[[Job[ComparisonOutcome]], None],
 ) -> Job[ComparisonOutcome]:
     """See :meth:`Session.start_compare`."""
-    from ._background import ColumnsAsView, start_turn
+    from ._background import ColumnsAsView
     from ._comparison import plan_comparison, run_comparison
 
     if request.new:
@@ -113,7 +103,7 @@ def start_comparison(
     if plan.prepared.images:
         frontend.show_images(plan.prepared.images)
     columns = frontend.make_columns(plan.models)
-    shown = label or f"{', '.join(plan.models)}: {excerpt(request.prompt, 40)}"
+    shown = _job_label(label, plan.models, request.prompt)
 
     def work(token: CancelToken, views: Callable[[], View]) -> ComparisonOutcome:
         with session._order.one_turn(conversation):
@@ -122,15 +112,40 @@ def start_comparison(
             )
 
     first = ColumnsAsView(columns, plan.models)  # ends the columns if the job stops before it starts
+    leaves = list(plan.models)  # a branch for each model
+    return _queue(session, conversation, leaves, work, first, lambda: first, shown, runner, on_end)
+
+
+def _job_label(label: Optional[str], models: Sequence[str], prompt: str) -> str:
+    """What ``%chat jobs`` calls a job: the label given, else its models and the start of its prompt."""
+    return label or f"{', '.join(models)}: {excerpt(prompt, 40)}"
+
+
+def _queue(
+    session: Session,
+    conversation: Conversation,
+    leaves: list[str],
+    work: Callable[[CancelToken, Callable[[], View]], T],
+    first: View,
+    make_view: Callable[[], View],
+    label: str,
+    runner: Runner,
+    on_end: Callable[[Job[T]], None],
+) -> Job[T]:
+    """Start ``work`` as a job in its conversation's order, noting the branch models it ``leaves`` behind
+    (for the turns checked while it is in flight). ``first`` is the view made on the caller's thread,
+    ``make_view`` makes the later ones."""
+    from ._background import start_turn
+
     job = start_turn(
         session.jobs,
         work,
-        label=shown,
+        label=label,
         first_view=first,
-        make_view=lambda: first,
+        make_view=make_view,
         order=conversation,
         runner=runner,
         on_end=on_end,
     )
-    session._order.planned[job] = list(plan.models)
+    session._order.planned[job] = leaves
     return job

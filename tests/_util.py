@@ -4,18 +4,22 @@ fresh-interpreter check of what a module imports. Fixtures live in conftest.py."
 from __future__ import annotations
 
 import ast
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from tests import relay as _relay
-from tests.relay import chat_chunk, sse
+from tests.relay import Chunk, chat_chunk, sse
 
 if TYPE_CHECKING:
+    from http.server import BaseHTTPRequestHandler
+
     from IPython.core.history import HistoryManager
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -36,6 +40,11 @@ def chunk(text: str, **kw: Any) -> bytes:
 def ending() -> list[bytes]:
     """The end of a normal stream: ``finish_reason: "stop"``, then ``[DONE]``."""
     return [sse(chat_chunk(finish_reason="stop")), sse("[DONE]")]
+
+
+def stream_around(first: str, event: bytes, last: str) -> list[Chunk]:
+    """A whole stream of ``first`` and ``last`` with ``event`` (raw bytes: an odd event) between them."""
+    return [chunk(first, role="assistant"), event, chunk(last), *ending()]
 
 
 def tool_call_stream(name: str, arguments: str, call_id: str = "call_1") -> list[Any]:
@@ -117,6 +126,44 @@ def run_notebook(nb: Any, *, env: Mapping[str, str], cwd: Path, **options: Any) 
         os.environ.update(old)
         sockets.cleanup()
     return nb
+
+
+# -- HTTPS ------------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def https_server(folder: Path, ip: str, handler: type[BaseHTTPRequestHandler]) -> Iterator[tuple[int, Path]]:
+    """A threaded HTTPS server on ``ip`` answering with ``handler``, with a self-signed certificate for that
+    address (made by openssl in ``folder``; without openssl the test is skipped). Yields the server's port
+    and the certificate's path; shuts the server down after."""
+    import ssl
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    import pytest  # here, not at the top: kernels in the notebook tests import this module too
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a self-signed certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={ip}",
+            "-addext", f"subjectAltName=IP:{ip}",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    server = ThreadingHTTPServer((ip, 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1], cert
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # -- imports ----------------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
+from tests.relay import last_user_text, serve_until_ctrl_c, wait_until
+
 __all__ = ["PacedRelay", "main"]
 
 _POLL = 0.02
@@ -51,21 +53,6 @@ def _words(text: str) -> list[str]:
 
     pieces = re.findall(r"\s*\S+\s*", text)
     return pieces if "".join(pieces) == text and pieces else [text]
-
-
-def _last_user_text(messages: Any) -> str:
-    if not isinstance(messages, list):
-        return ""
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return content
-            if isinstance(content, list):
-                return "\n".join(
-                    str(p.get("text", "")) for p in content if isinstance(p, dict) and p.get("type") == "text"
-                )
-    return ""
 
 
 def _sse(obj: Any) -> bytes:
@@ -153,12 +140,7 @@ class PacedRelay:
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 5.0) -> bool:
         """Poll ``condition`` until it holds or ``timeout`` passes; its last value."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return wait_until(condition, timeout, poll=0.005)
 
     def wait_closed(self, count: int, timeout: float = 5.0) -> bool:
         """Wait until ``count`` clients have hung up mid-answer."""
@@ -279,7 +261,7 @@ class PacedRelay:
             status, headers, data = _error(400, "expected a JSON object")
             await self._plain(writer, status, headers, data)
             return True
-        text = _last_user_text(request.get("messages"))
+        text = last_user_text(request.get("messages"))
         self.requests += 1
         self.by_text[text] += 1
         self.current += 1
@@ -396,15 +378,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.05, help="seconds each answer takes")
     args = parser.parse_args(argv)
-    relay = PacedRelay(args.host, port=args.port, latency=args.latency).start()
-    print(relay.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        relay.stop()
+    serve_until_ctrl_c(PacedRelay(args.host, port=args.port, latency=args.latency).start())
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Union
+from typing import Any, Literal, Protocol, Union
 from urllib.parse import urlsplit
 
 __all__ = [
@@ -439,6 +439,16 @@ def _words(text: str) -> list[str]:
     return pieces
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0, poll: float = 0.01) -> bool:
+    """Poll ``condition`` every ``poll`` seconds until it holds or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll)
+    return True
+
+
 def _message_text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -452,7 +462,10 @@ def _message_text(content: Any) -> str:
     return ""
 
 
-def _last_user_text(messages: list[Any]) -> str:
+def last_user_text(messages: Any) -> str:
+    """The text of the last user message (its text parts, for list content); "" if there is none."""
+    if not isinstance(messages, list):
+        return ""
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
             return _message_text(message.get("content"))
@@ -508,7 +521,7 @@ def default_chat_response(body: Any, *, delay: float = 0.0) -> Scripted:
         return Scripted.error(400, "expected a JSON object with a 'messages' list")
     model = body["model"] if isinstance(body.get("model"), str) else DEFAULT_MODEL
     last = body["messages"][-1] if body["messages"] else {}
-    text = _last_user_text(body["messages"])
+    text = last_user_text(body["messages"])
     if isinstance(last, dict) and last.get("role") == "tool":
         # The answer after a round of tool calls: say what the tool returned.
         reply = _Reply(_words("echo: tool said " + _message_text(last.get("content"))), gap=delay)
@@ -922,12 +935,7 @@ class Relay:
 
     def wait(self, condition: Callable[[], bool], timeout: float = 5.0) -> bool:
         """Poll ``condition`` until it holds or ``timeout`` passes; return its last value."""
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return wait_until(condition, timeout)
 
     # -- called from server threads ---------------------------------------------------
 
@@ -973,15 +981,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quiet", action="store_true", help="do not log requests to stderr")
     args = parser.parse_args(argv)
 
-    relay = Relay(args.host, port=args.port, delay=args.delay, verbose=not args.quiet).start()
-    print(relay.url, flush=True)  # first line: harnesses read the port from it
+    serve_until_ctrl_c(Relay(args.host, port=args.port, delay=args.delay, verbose=not args.quiet).start())
+
+
+class Served(Protocol):
+    """A started server of these tests (:class:`Relay`, ``tests.pacedrelay.PacedRelay``)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> None: ...
+
+
+def serve_until_ctrl_c(server: Served) -> None:
+    """Print the server's URL (the first line: harnesses read the port from it), serve until Ctrl-C, stop."""
+    print(server.url, flush=True)
     try:
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
-        relay.stop()
+        server.stop()
 
 
 if __name__ == "__main__":

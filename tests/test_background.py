@@ -7,7 +7,6 @@ by comm id.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Iterator
@@ -16,11 +15,11 @@ from typing import Any
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
+from tests._util import run_notebook
 from tests.frontend import WIDGET_MIME
 from tests.kernels import Kernel, ipykernel_version, kernel_python
-from tests.relay import Relay, Scripted, stream_of
+from tests.relay import Relay, Scripted, stream_of, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -69,13 +68,55 @@ def final_data(k: Kernel, msg_id: str) -> dict[str, Any]:
     return data
 
 
-def wait_for(condition: Any, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
+def returns_within(k: Kernel, msg_id: str, limit: float, what: str) -> None:
+    """The cell ``msg_id`` returns within ``limit`` seconds (printed, for the run's log)."""
+    _, took = k.reply(msg_id)
+    print(f"{what} returned in {took:.3f} s")
+    assert took < limit, f"{what} took {took:.2f} s to return"
+
+
+def run_while_it_streams(k: Kernel) -> str:
+    """A cell still running while a reply streams (the dangerous case for routing); it prints "cell C
+    output"."""
+    c = k.run('import time; time.sleep(1.0); print("cell C output")')
+    k.reply(c)
+    return c
+
+
+def assert_only_in_its_cell(k: Kernel, word: str) -> None:
+    """No output holding ``word`` went to no cell, and no widget holds it (no second copy of the answer in
+    widget state)."""
+    with k.lock:
+        assert not [m for m in k.frontend.orphans if word in str(m["content"])]
+        assert not [w for w in k.frontend.widgets.values() if word in str(w)]
+
+
+def ctrl_c_on_wait(k: Kernel) -> None:
+    """``%chat wait``, then Ctrl-C while it waits: the cell fails with ChatInterrupted and says that the
+    partial answers are kept."""
+    w = k.run("%chat wait")
+    time.sleep(0.3)
+    k.km.interrupt_kernel()
+    reply, _ = k.reply(w)
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ChatInterrupted"
+    k.settle(w)
+    assert "stopped 1 background reply: the partial answers are kept" in k.text(w)
+
+
+def run_headless(relay: Relay, tmp_path: Path, bg_cell: str, check_cell: str) -> tuple[dict[str, Any], str]:
+    """SETUP, ``bg_cell`` and ``check_cell`` run headless by nbclient (no frontend: a ``--bg`` turn runs in
+    the foreground). The data of the one display the ``--bg`` cell shows, and what the check cell printed."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(code) for code in (SETUP, bg_cell, check_cell)]
+    env = {**kernel_env(relay, tmp_path), "PYTHONPATH": str(Path(__file__).parent.parent)}
+    run_notebook(nb, env=env, cwd=tmp_path)
+    outputs = nb.cells[1].outputs
+    rich = [o for o in outputs if o.output_type == "display_data"]
+    assert len(rich) == 1, outputs
+    data: dict[str, Any] = rich[0]["data"]
+    assert WIDGET_MIME not in data
+    text: str = nb.cells[2].outputs[0]["text"]
+    return data, text
 
 
 def paragraphs(n: int) -> list[str]:
@@ -87,17 +128,11 @@ def test_bg_reply_streams_into_its_own_cell_while_other_cells_run(kernel: Kernel
     k = kernel
     relay.enqueue(Scripted(chunks=stream_of(paragraphs(30), delay=0.1)))
     a = k.run("%%chat --bg -o r --new\nwrite thirty paragraphs")
-    _, started = k.reply(a)
-    print(f"--bg cell returned in {started:.3f} s")
-    assert started < 1.0, f"the --bg cell took {started:.2f} s to return"
-    assert wait_for(lambda: "Paragraph 2 " in k.text(a), 5), k.text(a)
+    returns_within(k, a, 1.0, "the --bg cell")
+    assert wait_until(lambda: "Paragraph 2 " in k.text(a), 5), k.text(a)
     b = k.run('print("cell B output")')
-    _, quick = k.reply(b)
-    print(f"a cell run while the reply streams returned in {quick:.3f} s")
-    assert quick < 0.5, f"a cell took {quick:.2f} s while a reply streamed"
-    # A cell that is still running while the reply streams: the dangerous case for routing.
-    c = k.run('import time; time.sleep(1.0); print("cell C output")')
-    k.reply(c)
+    returns_within(k, b, 0.5, "a cell run while the reply streams")
+    c = run_while_it_streams(k)
     live = k.text(a)
     assert "Paragraph 1 " in live and "Paragraph 30 " not in live, live  # A showed it as it streamed
     d = k.run("%chat wait\nprint(r.complete, r.count('Paragraph'))")
@@ -111,10 +146,7 @@ def test_bg_reply_streams_into_its_own_cell_while_other_cells_run(kernel: Kernel
     assert WIDGET_MIME not in data
     assert data["text/plain"] == "".join(paragraphs(30))
     assert "Paragraph 30 of the answer." in data["text/markdown"] and "gpt-4o-mini" in data["text/markdown"]
-    with k.lock:
-        assert not [m for m in k.frontend.orphans if "Paragraph" in str(m["content"])]
-        # The view's widgets were emptied and closed: no second copy of the answer in widget state.
-        assert not [w for w in k.frontend.widgets.values() if "Paragraph" in str(w)]
+    assert_only_in_its_cell(k, "Paragraph")
 
 
 def test_the_checker_sees_output_from_a_plain_thread_land_in_the_running_cell(kernel: Kernel) -> None:
@@ -141,11 +173,11 @@ def test_turns_of_one_conversation_wait_for_each_other_and_new_ones_do_not(
     first = k.run("%%chat --bg --new\n/slow 10 1")
     second = k.run("%%chat --bg -o r2\nwhat did you say?")
     k.reply(second)
-    assert wait_for(lambda: "waiting for background reply" in k.text(second), 3), k.text(second)
+    assert wait_until(lambda: "waiting for background reply" in k.text(second), 3), k.text(second)
     # A --new turn starts at once, while the first still streams.
     other = k.run("%%chat --bg --new\n/slow 4 0.4")
     k.reply(other)
-    assert wait_for(lambda: len(relay.chat_requests) >= before + 2, 3)
+    assert wait_until(lambda: len(relay.chat_requests) >= before + 2, 3)
     requests = relay.chat_requests[before:]
     assert requests[1].json["messages"][-1]["content"] == "/slow 4 0.4"
     assert len(requests[1].json["messages"]) == 1
@@ -166,15 +198,9 @@ def test_ctrl_c_on_wait_stops_replies_and_keeps_partial_answers(kernel: Kernel, 
     k = kernel
     a = k.run("%%chat --bg -o cut --new\n/slow 200 40")
     k.reply(a)
-    assert wait_for(lambda: "word3 " in k.text(a), 10), k.text(a)
+    assert wait_until(lambda: "word3 " in k.text(a), 10), k.text(a)
     request = relay.chat_requests[-1]
-    w = k.run("%chat wait")
-    time.sleep(0.3)
-    k.km.interrupt_kernel()
-    reply, _ = k.reply(w)
-    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ChatInterrupted"
-    k.settle(w)
-    assert "stopped 1 background reply: the partial answers are kept" in k.text(w)
+    ctrl_c_on_wait(k)
     assert relay.wait(lambda: request.outcome == "client_closed", 5), request.outcome
     check = k.execute("print(cut.complete, 3 <= len(cut.split()) < 200, cut.error)")
     assert k.text(check).startswith("False True interrupted"), k.text(check)
@@ -189,7 +215,7 @@ def test_shutdown_with_a_reply_in_flight_closes_its_connection(relay: Relay, tmp
         k.execute(SETUP)
         a = k.run("%%chat --bg\n/slow 300 60")
         k.reply(a)
-        assert wait_for(lambda: "word2 " in k.text(a), 10)
+        assert wait_until(lambda: "word2 " in k.text(a), 10)
         request = relay.chat_requests[-1]
     finally:
         started = time.monotonic()
@@ -201,26 +227,12 @@ def test_shutdown_with_a_reply_in_flight_closes_its_connection(relay: Relay, tmp
 
 
 def test_headless_run_keeps_the_whole_answer_in_the_bg_cell(relay: Relay, tmp_path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(SETUP),
-        nbformat.v4.new_code_cell("%%chat --bg -o r\n/slow 12 0.6"),
-        nbformat.v4.new_code_cell("print(r.complete, len(r.split()))"),
-    ]
-    old = dict(os.environ)
-    os.environ.update({**kernel_env(relay, tmp_path), "PYTHONPATH": str(Path(__file__).parent.parent)})
-    try:
-        NotebookClient(nb, timeout=60, kernel_name="python3").execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-    outputs = nb.cells[1].outputs
-    rich = [o for o in outputs if o.output_type == "display_data"]
-    assert len(rich) == 1, outputs
-    data = rich[0]["data"]
-    assert WIDGET_MIME not in data and data["text/plain"] == words(12)
+    data, printed = run_headless(
+        relay, tmp_path, "%%chat --bg -o r\n/slow 12 0.6", "print(r.complete, len(r.split()))"
+    )
+    assert data["text/plain"] == words(12)
     assert re.search(r"ran in the foreground", data["text/markdown"])
-    assert nb.cells[2].outputs[0]["text"] == "True 12\n"
+    assert printed == "True 12\n"
 
 
 def test_a_foreground_turn_waits_for_the_background_one_and_says_so(kernel: Kernel, relay: Relay) -> None:
@@ -276,19 +288,13 @@ def test_bg_comparison_streams_into_its_own_cell_while_other_cells_run(kernel: K
         chunks = stream_of(model_paragraphs(model, 20), delay=delay, model=model)
         relay.enqueue(Scripted(chunks=chunks, model=model))
     a = k.run("%%chat -m alpha,beta,gamma --bg -o rs --new\ncompare yourselves")
-    _, started = k.reply(a)
-    print(f"--bg comparison cell returned in {started:.3f} s")
-    assert started < 1.0, f"the --bg comparison cell took {started:.2f} s to return"
-    assert wait_for(lambda: all(f"{m} paragraph 2 " in k.text(a) for m in models), 5), k.text(a)
+    returns_within(k, a, 1.0, "the --bg comparison cell")
+    assert wait_until(lambda: all(f"{m} paragraph 2 " in k.text(a) for m in models), 5), k.text(a)
     b = k.run('print("cell B output", "rs" in globals())')
-    _, quick = k.reply(b)
-    print(f"a cell run while the comparison streams returned in {quick:.3f} s")
-    assert quick < 0.5, f"a cell took {quick:.2f} s while a comparison streamed"
+    returns_within(k, b, 0.5, "a cell run while the comparison streams")
     j = k.run("%chat jobs")
     k.reply(j)
-    # A cell still running while the columns stream: the dangerous case for routing.
-    c = k.run('import time; time.sleep(1.0); print("cell C output")')
-    k.reply(c)
+    c = run_while_it_streams(k)
     live = k.text(a)
     assert "alpha paragraph 1 " in live and "gamma paragraph 20 " not in live, live  # it streamed in A
     d = k.run("%chat wait\nprint({m: (r.complete, r.count('paragraph')) for m, r in rs.items()})")
@@ -308,8 +314,8 @@ def test_bg_comparison_streams_into_its_own_cell_while_other_cells_run(kernel: K
             f"### {model}" in data["text/markdown"]
             and f"{model} paragraph 20 of the answer." in data["text/html"]
         )
+    assert_only_in_its_cell(k, "paragraph")
     with k.lock:
-        assert not [m for m in k.frontend.orphans if "paragraph" in str(m["content"])]
         assert k.frontend.widgets == {}  # plain outputs: no widget, no comm
 
 
@@ -318,15 +324,9 @@ def test_ctrl_c_on_wait_stops_every_column_and_keeps_partial_answers(kernel: Ker
     before = len(relay.chat_requests)
     a = k.run("%%chat -m alpha,beta --bg -o cut --new\n/slow 200 40")
     k.reply(a)
-    assert wait_for(lambda: k.text(a).count("word3 ") >= 2, 10), k.text(a)
+    assert wait_until(lambda: k.text(a).count("word3 ") >= 2, 10), k.text(a)
     requests = relay.chat_requests[before:]
-    w = k.run("%chat wait")
-    time.sleep(0.3)
-    k.km.interrupt_kernel()
-    reply, _ = k.reply(w)
-    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "ChatInterrupted"
-    k.settle(w)
-    assert "stopped 1 background reply: the partial answers are kept" in k.text(w)
+    ctrl_c_on_wait(k)
     assert relay.wait(lambda: all(r.outcome == "client_closed" for r in requests), 5), [
         r.outcome for r in requests
     ]
@@ -341,27 +341,11 @@ def test_ctrl_c_on_wait_stops_every_column_and_keeps_partial_answers(kernel: Ker
 
 
 def test_headless_run_keeps_the_whole_comparison_in_the_bg_cell(relay: Relay, tmp_path: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(SETUP),
-        nbformat.v4.new_code_cell("%%chat -m alpha,beta --bg -o rs\n/slow 12 0.6"),
-        nbformat.v4.new_code_cell("print([(m, r.complete, len(r.split())) for m, r in rs.items()])"),
-    ]
-    old = dict(os.environ)
-    os.environ.update({**kernel_env(relay, tmp_path), "PYTHONPATH": str(Path(__file__).parent.parent)})
-    try:
-        NotebookClient(nb, timeout=60, kernel_name="python3").execute()
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
-    outputs = nb.cells[1].outputs
-    rich = [o for o in outputs if o.output_type == "display_data"]
-    assert len(rich) == 1, outputs
-    data = rich[0]["data"]
-    assert WIDGET_MIME not in data
+    check = "print([(m, r.complete, len(r.split())) for m, r in rs.items()])"
+    data, printed = run_headless(relay, tmp_path, "%%chat -m alpha,beta --bg -o rs\n/slow 12 0.6", check)
     assert data["text/plain"].count(words(12)) == 2
     assert len(re.findall(r"ran in the foreground", data["text/markdown"])) == 2  # in each model's status
-    assert nb.cells[2].outputs[0]["text"] == "[('alpha', True, 12), ('beta', True, 12)]\n"
+    assert printed == "[('alpha', True, 12), ('beta', True, 12)]\n"
 
 
 def test_a_plain_turn_after_a_bg_comparison_waits_and_continues_every_branch(

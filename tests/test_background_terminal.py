@@ -3,16 +3,18 @@ and the line being typed stays as it was."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.relay import Relay
+from tests.relay import Relay, wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -58,56 +60,56 @@ def start_ipython(relay: Relay, tmp_path: Path) -> str:
     return session
 
 
-def test_a_background_reply_prints_above_the_prompt_and_keeps_the_typed_line(
-    relay: Relay, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def ipython_with_a_bg_cell(relay: Relay, tmp_path: Path, cell: str) -> Iterator[str]:
+    """Terminal IPython in tmux with the extension loaded: ``cell`` (a ``--bg`` turn) is run, returns at
+    once, and ``x = 12345`` is being typed at the next prompt while the reply streams. Yields the tmux
+    session, killed afterwards."""
     session = start_ipython(relay, tmp_path)
     try:
         wait_screen(session, "In [1]:")
         tmux("send-keys", "-t", session, "%load_ext shenma_magic", "Enter")
         wait_screen(session, "In [2]:")
-        cell = "get_ipython().run_cell_magic('chat', '--bg -o r', '/slow 8 2')"  # %%chat --bg in one line
         tmux("send-keys", "-t", session, cell, "Enter")
         wait_screen(session, "In [3]:", timeout=1.5)  # the cell returned at once
         tmux("send-keys", "-t", session, "x = 12345")
+        yield session
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+ANSWER = " ".join(f"word{i}" for i in range(1, 9))  # what /slow 8 2 answers
+
+
+def test_a_background_reply_prints_above_the_prompt_and_keeps_the_typed_line(
+    relay: Relay, tmp_path: Path
+) -> None:
+    cell = "get_ipython().run_cell_magic('chat', '--bg -o r', '/slow 8 2')"  # %%chat --bg in one line
+    with ipython_with_a_bg_cell(relay, tmp_path, cell) as session:
         lines = wait_screen(session, "word8")
         shown = [line for line in lines if line]
         header = next(i for i, line in enumerate(shown) if line.startswith("[#1 gpt-4o-mini"))
-        assert shown[header + 1] == " ".join(f"word{i}" for i in range(1, 9))
+        assert shown[header + 1] == ANSWER
         assert shown[header + 2].startswith("[gpt-4o-mini") and shown[header + 2].endswith("]")
         # The prompt comes back under the reply with the half-typed line intact.
         assert shown[-1] == "In [3]: x = 12345", shown
         assert sum("word1 " in line for line in shown) == 1  # printed once, not streamed over the prompt
         tmux("send-keys", "-t", session, "Enter", "print(r.complete, x)", "Enter")
         wait_screen(session, "True 12345")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
 
 
 def test_a_background_comparison_prints_each_answer_above_the_prompt_as_it_ends(
     relay: Relay, tmp_path: Path
 ) -> None:
-    session = start_ipython(relay, tmp_path)
-    try:
-        wait_screen(session, "In [1]:")
-        tmux("send-keys", "-t", session, "%load_ext shenma_magic", "Enter")
-        wait_screen(session, "In [2]:")
-        cell = "get_ipython().run_cell_magic('chat', '-m alpha,beta --bg -o rs', '/slow 8 2')"
-        tmux("send-keys", "-t", session, cell, "Enter")
-        wait_screen(session, "In [3]:", timeout=1.5)  # the cell returned at once
-        tmux("send-keys", "-t", session, "x = 12345")
-        answer = " ".join(f"word{i}" for i in range(1, 9))
-        deadline = time.monotonic() + 20
-        while sum(line == answer for line in screen(session)) < 2 and time.monotonic() < deadline:
-            time.sleep(0.1)
+    cell = "get_ipython().run_cell_magic('chat', '-m alpha,beta --bg -o rs', '/slow 8 2')"
+    with ipython_with_a_bg_cell(relay, tmp_path, cell) as session:
+        wait_until(lambda: sum(line == ANSWER for line in screen(session)) >= 2, 20, poll=0.1)
         shown = [line for line in screen(session) if line]
         for model in ("alpha", "beta"):
             at = shown.index(f"── {model} ──")
             assert shown[at - 1] == "[#1 alpha, beta: /slow 8 2]", shown
-            assert shown[at + 1] == answer and shown[at + 2].startswith(f"[{model}"), shown
+            assert shown[at + 1] == ANSWER and shown[at + 2].startswith(f"[{model}"), shown
         assert shown[-1] == "In [3]: x = 12345", shown  # the half-typed line is intact under the answers
         assert sum("word1 " in line for line in shown) == 2  # each printed once, not streamed over the prompt
         tmux("send-keys", "-t", session, "Enter", "print(sorted(rs), x)", "Enter")
         wait_screen(session, "['alpha', 'beta'] 12345")
-    finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

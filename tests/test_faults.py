@@ -23,7 +23,7 @@ import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
 from shenma_magic import Reply
-from tests._util import chunk, clients_of, ending
+from tests._util import chunk, clients_of, ending, stream_around
 from tests.conftest import LLMockProcess
 from tests.relay import Relay, Scripted, stream_of
 
@@ -41,6 +41,16 @@ HTML_502 = (
 
 def warnings_in(out: str) -> list[str]:
     return [line for line in out.splitlines() if line.startswith("⚠")]
+
+
+def run_shown(ip: InteractiveShell, cell: str, capsys: pytest.CaptureFixture[str]) -> tuple[str, list[str]]:
+    """Run ``cell``: it succeeds with no traceback (a server failure is shown, not raised). What it printed,
+    and its ``⚠`` lines."""
+    result = ip.run_cell(cell)
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err, (out[-3000:], err[-3000:])
+    assert result.success, result.error_in_exec
+    return out, warnings_in(out)
 
 
 def assert_alternates(messages: list[dict[str, Any]]) -> None:
@@ -65,6 +75,12 @@ class Fault:
     requests: Optional[int] = None  # chat requests the faulty cell must make (retries)
 
 
+def _before_any_text(id: str, script: Callable[[Any], None], error: str, **options: Any) -> Fault:
+    """A fault that fails the reply before any text (an error answer, no connection): nothing is kept,
+    the reply is not complete, and one ⚠ line matches ``error``."""
+    return Fault(id, script, "", error, complete=False, **options)
+
+
 def run_story(
     ip: InteractiveShell,
     fault: Fault,
@@ -82,16 +98,11 @@ def run_story(
     before = count()
     capsys.readouterr()
 
-    result = ip.run_cell(f"%%chat -o r {fault.options}\n{FAULTY}")
-
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err, (out[-3000:], err[-3000:])
-    assert result.success, result.error_in_exec  # a server failure is shown, not raised
+    out, shown = run_shown(ip, f"%%chat -o r {fault.options}\n{FAULTY}", capsys)
     r = ip.user_ns["r"]
     assert isinstance(r, Reply)
     assert r == fault.partial, (len(r), r[:200])
     assert r.complete is fault.complete, repr(r)[:500]
-    shown = warnings_in(out)
     if fault.error is None:
         assert r.error is None and shown == [], shown
     else:
@@ -139,6 +150,27 @@ SILENT = r"127\.0\.0\.1 went silent for more than 0\.5 s"
 NO_FINISH = r"the stream ended before \[DONE\] without a finish reason"
 MILLION = "x" * 1_000_000
 TEN_MB = "y" * 10_000_000
+MALFORMED_EVENT = b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"lo\n\n'  # cut off: not JSON
+INVALID_UTF8_EVENT = b'data: {"choices":[{"index":0,"delta":{"content":"bad\xff\xfe\xc3 bytes "}}]}\n\n'
+
+
+def _serve(**scripted: Any) -> Callable[[Relay], None]:
+    """The fault: the relay answers the faulty question with ``Scripted(**scripted)``."""
+    return lambda relay: relay.enqueue(Scripted(**scripted))
+
+
+def _serve_error(status: int, message: str, **options: Any) -> Callable[[Relay], None]:
+    """The fault: the relay answers the faulty question with an HTTP error (``Scripted.error``)."""
+    return lambda relay: relay.enqueue(Scripted.error(status, message, **options))
+
+
+def _retried_once(id: str, script: Callable[[Any], None], notice: str) -> Fault:
+    """A passing failure, retried once (``max_retries = 1``): the retry gets the whole echo, and a notice
+    matching ``notice`` says it was retried."""
+    settings = ["ChatMagics.max_retries = 1"]
+    return Fault(
+        id, script, "echo: " + FAULTY, None, complete=True, notice=notice, settings=settings, requests=2
+    )
 
 
 def _stop(relay: Relay) -> None:
@@ -152,33 +184,25 @@ def _start(relay: Relay) -> None:
 RELAY_FAULTS = [
     Fault(
         "rst-mid-stream",
-        lambda relay: relay.enqueue(
-            Scripted(chunks=[chunk("half an ", role="assistant"), chunk("answer")], drop=True)
-        ),
+        _serve(chunks=[chunk("half an ", role="assistant"), chunk("answer")], drop=True),
         "half an answer",
         BROKE,
         complete=False,
     ),
     Fault(
         "fin-mid-stream",
-        lambda relay: relay.enqueue(
-            Scripted(
-                chunks=[chunk("half an ", role="assistant"), chunk("answer")], drop=True, drop_mode="fin"
-            )
-        ),
+        _serve(chunks=[chunk("half an ", role="assistant"), chunk("answer")], drop=True, drop_mode="fin"),
         "half an answer",
         BROKE,
         complete=False,
     ),
     Fault(
         "fin-mid-event",  # the connection closes in the middle of an event: its half is not text
-        lambda relay: relay.enqueue(
-            Scripted(
-                chunks=[chunk("kept ", role="assistant"), chunk("lost")[:30]],
-                framing="close",
-                drop=True,
-                drop_mode="fin",
-            )
+        _serve(
+            chunks=[chunk("kept ", role="assistant"), chunk("lost")[:30]],
+            framing="close",
+            drop=True,
+            drop_mode="fin",
         ),
         "kept ",
         None,
@@ -187,9 +211,7 @@ RELAY_FAULTS = [
     ),
     Fault(
         "stall-past-read-timeout",
-        lambda relay: relay.enqueue(
-            Scripted(chunks=[chunk("slow ", role="assistant"), 5.0, chunk("never"), *ending()])
-        ),
+        _serve(chunks=[chunk("slow ", role="assistant"), 5.0, chunk("never"), *ending()]),
         "slow ",
         SILENT + r" — the partial answer is kept",
         complete=False,
@@ -197,9 +219,7 @@ RELAY_FAULTS = [
     ),
     Fault(
         "truncated-no-finish-reason",
-        lambda relay: relay.enqueue(
-            Scripted(chunks=stream_of(["cut ", "short"], finish_reason=None, done=False))
-        ),
+        _serve(chunks=stream_of(["cut ", "short"], finish_reason=None, done=False)),
         "cut short",
         None,
         complete=False,
@@ -207,7 +227,7 @@ RELAY_FAULTS = [
     ),
     Fault(
         "done-without-finish-reason",
-        lambda relay: relay.enqueue(Scripted(chunks=stream_of(["cut ", "short"], finish_reason=None))),
+        _serve(chunks=stream_of(["cut ", "short"], finish_reason=None)),
         "cut short",
         None,
         complete=False,
@@ -215,16 +235,7 @@ RELAY_FAULTS = [
     ),
     Fault(
         "malformed-json-event",
-        lambda relay: relay.enqueue(
-            Scripted(
-                chunks=[
-                    chunk("good ", role="assistant"),
-                    b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"lo\n\n',
-                    chunk("end"),
-                    *ending(),
-                ]
-            )
-        ),
+        _serve(chunks=stream_around("good ", MALFORMED_EVENT, "end")),
         "good end",
         None,
         complete=False,  # a skipped malformed event is lossy: part of the answer ("lo") is missing
@@ -232,146 +243,93 @@ RELAY_FAULTS = [
     ),
     Fault(
         "invalid-utf8",
-        lambda relay: relay.enqueue(
-            Scripted(
-                chunks=[
-                    chunk("ok ", role="assistant"),
-                    b'data: {"choices":[{"index":0,"delta":{"content":"bad\xff\xfe\xc3 bytes "}}]}\n\n',
-                    chunk("end"),
-                    *ending(),
-                ]
-            )
-        ),
+        _serve(chunks=stream_around("ok ", INVALID_UTF8_EVENT, "end")),
         "ok bad\ufffd\ufffd\ufffd bytes end",
         None,
         complete=True,
     ),
-    Fault(
-        "one-megabyte-event",
-        lambda relay: relay.enqueue(Scripted(chunks=stream_of([MILLION]))),
-        MILLION,
-        None,
-        complete=True,
-    ),
+    Fault("one-megabyte-event", _serve(chunks=stream_of([MILLION])), MILLION, None, complete=True),
     Fault(
         "ten-megabyte-line",
-        lambda relay: relay.enqueue(Scripted(chunks=stream_of(["start ", TEN_MB, " end"]))),
+        _serve(chunks=stream_of(["start ", TEN_MB, " end"])),
         "start " + TEN_MB + " end",
         None,
         complete=True,
     ),
-    Fault(
+    _before_any_text(
         "html-instead-of-stream",
-        lambda relay: relay.enqueue(
-            Scripted(headers={"Content-Type": "text/html"}, chunks=[b"<!doctype html><title>Home</title>"])
-        ),
-        "",
+        _serve(headers={"Content-Type": "text/html"}, chunks=[b"<!doctype html><title>Home</title>"]),
         r"127\.0\.0\.1 answered an HTML page instead of a chat stream — check the base URL",
-        complete=False,
     ),
-    Fault(
+    _before_any_text(
         "connection-refused",
         _stop,
-        "",
         r"connection refused by 127\.0\.0\.1 — is the server running",
-        complete=False,
         after=_start,
         requests=0,
     ),
-    Fault(
+    _before_any_text(
         "401",
-        lambda relay: relay.enqueue(Scripted.error(401, "无效的令牌", type_="new_api_error")),
-        "",
+        _serve_error(401, "无效的令牌", type_="new_api_error"),
         r"HTTP 401 Unauthorized: 无效的令牌 — check the API key \(令牌\) in \$SHENMA_API_KEY, "
         r"or enter another with %chat key",
-        complete=False,
         requests=1,
     ),
-    Fault(
+    _before_any_text(
         "403",
-        lambda relay: relay.enqueue(Scripted.error(403, "该令牌无权访问模型 o1")),
-        "",
+        _serve_error(403, "该令牌无权访问模型 o1"),
         r"HTTP 403 Forbidden: 该令牌无权访问模型 o1 — this key or its group",
-        complete=False,
         requests=1,
     ),
-    Fault(
+    _before_any_text(
         "429-no-retry-after",
-        lambda relay: relay.enqueue(Scripted.error(429, "slow down", type_="rate_limit_error")),
-        "",
+        _serve_error(429, "slow down", type_="rate_limit_error"),
         r"HTTP 429 Too Many Requests: slow down — rate limit or quota",
-        complete=False,
         requests=1,
     ),
-    Fault(
+    _before_any_text(
         "429-retry-after",
-        lambda relay: relay.enqueue(Scripted.error(429, "slow down", headers={"Retry-After": "1"})),
-        "",
+        _serve_error(429, "slow down", headers={"Retry-After": "1"}),
         r"HTTP 429 Too Many Requests: slow down — .*the server asks to retry after 1 s",
-        complete=False,
         requests=1,
     ),
-    Fault(
+    _retried_once(
         "429-no-retry-after-then-retried",
-        lambda relay: relay.enqueue(Scripted.error(429, "slow down")),
-        "echo: " + FAULTY,
-        None,
-        complete=True,
-        settings=["ChatMagics.max_retries = 1"],
+        _serve_error(429, "slow down"),
         # the server's message is not repeated in retry notices, only in a final error
-        notice=r"HTTP 429 from 127\.0\.0\.1: retrying in 0\.5 s \(1/1\)",
-        requests=2,
+        r"HTTP 429 from 127\.0\.0\.1: retrying in 0\.5 s \(1/1\)",
     ),
-    Fault(
+    _retried_once(
         "429-retry-after-then-retried",
-        lambda relay: relay.enqueue(Scripted.error(429, "slow down", headers={"Retry-After": "1"})),
-        "echo: " + FAULTY,
-        None,
-        complete=True,
-        settings=["ChatMagics.max_retries = 1"],
-        notice=r"retrying in 1\.0 s \(1/1\)",
-        requests=2,
+        _serve_error(429, "slow down", headers={"Retry-After": "1"}),
+        r"retrying in 1\.0 s \(1/1\)",
     ),
-    Fault(
+    _before_any_text(
         "500",
-        lambda relay: relay.enqueue(Scripted.error(500, "upstream exploded", type_="server_error")),
-        "",
+        _serve_error(500, "upstream exploded", type_="server_error"),
         r"HTTP 500 Internal Server Error: upstream exploded — the server failed",
-        complete=False,
     ),
-    Fault(
+    _before_any_text(
         "502-html",
-        lambda relay: relay.enqueue(
-            Scripted(status=502, headers={"Content-Type": "text/html"}, chunks=[HTML_502], framing="length")
-        ),
-        "",
+        _serve(status=502, headers={"Content-Type": "text/html"}, chunks=[HTML_502], framing="length"),
         r"HTTP 502 Bad Gateway: HTML error page from a gateway: 502 Bad Gateway — the gateway",
-        complete=False,
     ),
-    Fault(
+    _before_any_text(
         "503",
-        lambda relay: relay.enqueue(Scripted.error(503, "overloaded", headers={"Retry-After": "1"})),
-        "",
+        _serve_error(503, "overloaded", headers={"Retry-After": "1"}),
         r"HTTP 503 Service Unavailable: overloaded — .*retry after 1 s",
-        complete=False,
     ),
-    Fault(
+    _before_any_text(
         "503-no-channel-not-retried",
-        lambda relay: relay.enqueue(
-            Scripted.error(503, "当前分组 default 下对于模型 gpt-4o-mini 无可用渠道")
-        ),
-        "",
+        _serve_error(503, "当前分组 default 下对于模型 gpt-4o-mini 无可用渠道"),
         r"HTTP 503 Service Unavailable: 当前分组 default 下对于模型 gpt-4o-mini 无可用渠道 — no channel",
-        complete=False,
         settings=["ChatMagics.max_retries = 2"],
         requests=1,
     ),
-    Fault(
+    _before_any_text(
         "504",
-        lambda relay: relay.enqueue(Scripted.error(504, "Gateway timeout.")),
-        "",
+        _serve_error(504, "Gateway timeout."),
         r"HTTP 504 Gateway Timeout: Gateway timeout\. — the gateway timed out",
-        complete=False,
     ),
 ]
 
@@ -443,15 +401,13 @@ LLMOCK_FAULTS = [
         complete=False,
         options="--timeout 0.5",
     ),
-    Fault(
+    _before_any_text(
         "delay-before-headers",
         _reply_then("delay", seconds=1.5),
-        "",
         r"127\.0\.0\.1 sent no reply within 0\.5 s",
-        complete=False,
         options="--timeout 0.5",
     ),
-    Fault("fail-500", _fail(500), "", r"HTTP 500 Internal Server Error", complete=False),
+    _before_any_text("fail-500", _fail(500), r"HTTP 500 Internal Server Error"),
     Fault(
         "fail-429-retried",
         _fail(429, retry_after=0.2),
@@ -532,10 +488,7 @@ def test_unknown_model_from_a_4xx_is_one_line(
     # Retries allowed, yet none made: the model will not appear by waiting.
     ip.run_line_magic("config", "ChatMagics.max_retries = 2")
     relay.enqueue(Scripted.error(status, message, code=code))
-    result = ip.run_cell("%%chat -m gpt-9 -o r\nhi")
-    out, err = capsys.readouterr()
-    assert result.success and "Traceback" not in out + err
-    shown = warnings_in(out)
+    _, shown = run_shown(ip, "%%chat -m gpt-9 -o r\nhi", capsys)
     assert len(shown) == 1 and "gpt-9" in shown[0] and f"HTTP {status}" in shown[0], shown
     assert "-m" in shown[0] or "model" in shown[0].split("—", 1)[1]  # the hint says what to change
     assert len(relay.chat_requests) == 1 and relay.chat_requests[0].json["model"] == "gpt-9"
@@ -571,10 +524,7 @@ def test_unresolvable_host_over_https_is_one_clear_message(
     for var in PROXY_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("SHENMA_BASE_URL", "https://nonexistent.invalid/v1")
-    result = ip.run_cell("%%chat -o r\nhi")
-    out, err = capsys.readouterr()
-    assert result.success and "Traceback" not in out + err
-    shown = warnings_in(out)
+    out, shown = run_shown(ip, "%%chat -o r\nhi", capsys)
     assert len(shown) == 1 and "cannot resolve host nonexistent.invalid (DNS)" in shown[0], out
     r = ip.user_ns["r"]
     assert r == "" and r.complete is False

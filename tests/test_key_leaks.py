@@ -28,7 +28,7 @@ from IPython.utils.capture import capture_output
 from traitlets.config import Config
 
 from shenma_magic import Reply
-from tests._util import CHAT_ENV_VARS, chunk, clients_of, ending, history, run_notebook
+from tests._util import CHAT_ENV_VARS, chunk, clients_of, ending, history, run_notebook, stream_around
 from tests.relay import Relay, Scripted, sse, stream_of
 
 KEY = "sk-LEAKCANARY0123456789abcdefXYZW"
@@ -169,12 +169,9 @@ def scripted_paths(relay: Relay) -> list[tuple[str, list[Scripted]]]:
             "%%chat -o r\nplain text event",
             [
                 Scripted(
-                    chunks=[
-                        chunk("partial ", role="assistant"),
-                        f"data: error: invalid api key {KEY}\n\n".encode(),
-                        chunk("end"),
-                        *ending(),
-                    ]
+                    chunks=stream_around(
+                        "partial ", f"data: error: invalid api key {KEY}\n\n".encode(), "end"
+                    )
                 )
             ],
         ),
@@ -182,12 +179,7 @@ def scripted_paths(relay: Relay) -> list[tuple[str, list[Scripted]]]:
             "%%chat -o r\nmalformed event",
             [
                 Scripted(
-                    chunks=[
-                        chunk("partial ", role="assistant"),
-                        f'data: {{"error": "bad key {KEY}\n\n'.encode(),
-                        chunk("end"),
-                        *ending(),
-                    ]
+                    chunks=stream_around("partial ", f'data: {{"error": "bad key {KEY}\n\n'.encode(), "end")
                 )
             ],
         ),

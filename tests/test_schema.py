@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shenma_magic._errors import ConfigError
 from shenma_magic._jsonout import response_format
 from shenma_magic._schema import JSON_TYPES, is_model_class, json_type, matches_json_type
 from shenma_magic._toolspec import tool_spec
@@ -61,25 +63,33 @@ def test_not_json_values_have_no_json_type() -> None:
     assert [json_type(v) for v in ((1,), {1}, b"x", object())] == [None] * 4
 
 
-def test_tool_parameters_and_json_mode_describe_a_pydantic_model_the_same_way() -> None:
-    pytest.importorskip("pydantic")
-    import pydantic  # the typed module: importorskip returns Any, which mypy cannot subclass
-
-    class Address(pydantic.BaseModel):
-        city: str
-
-    class Person(pydantic.BaseModel):
-        name: str
-        home: Address
+def tool_taking(model: object) -> dict[str, Any]:
+    """The spec of a tool whose one parameter ``p`` is of the class ``model``."""
 
     def register(p: Any) -> None:
         pass
 
-    register.__annotations__["p"] = Person  # a local class: a string annotation would not resolve
+    register.__annotations__["p"] = model  # a class given at run time: no string annotation to resolve
+    return tool_spec(register)
+
+
+def test_tool_parameters_and_json_mode_describe_a_pydantic_model_the_same_way() -> None:
+    pytest.importorskip("pydantic")
+    from tests._pydantic_models import Address, Person
 
     instance = Person(name="a", home=Address(city="b"))
     assert is_model_class(Person) and not is_model_class(instance)
-    parameters = tool_spec(register)["function"]["parameters"]
+    parameters = tool_taking(Person)["function"]["parameters"]
     sent = response_format(Person)["json_schema"]["schema"]
     assert parameters["properties"]["p"] == {k: v for k, v in sent.items() if k != "$defs"}
     assert parameters["$defs"] == sent["$defs"]  # nested models' definitions hoisted to the root
+
+
+@pytest.mark.parametrize("describe", [response_format, tool_taking], ids=["json-mode", "tool-parameter"])
+def test_a_pydantic_model_that_cannot_be_described_is_one_line(describe: Callable[[object], Any]) -> None:
+    pytest.importorskip("pydantic")
+    from tests._pydantic_models import Holder
+
+    with pytest.raises(ConfigError, match="cannot describe Holder as JSON Schema") as info:
+        describe(Holder)
+    assert "\n" not in info.value.message

@@ -9,6 +9,27 @@ from hypothesis import strategies as st
 from shenma_magic._status import status_text
 
 
+def timing_parts(
+    elapsed: float,
+    first: float | None,
+    last: float | None,
+    completion: int,
+    *,
+    estimated: bool,
+    finish: str | None,
+) -> list[str]:
+    """The parts of the status line of a reply with no model name and these timings and tokens."""
+    line = status_text(
+        model="",
+        elapsed=elapsed,
+        first_token=first,
+        last_token=last,
+        tokens=(7, completion, estimated),
+        finish_reason=finish,
+    )
+    return line.split(" · ")
+
+
 def test_status_text() -> None:
     line = status_text(
         model="gpt-4o-mini",
@@ -69,15 +90,7 @@ def test_status_timings(
     times: tuple[str | None, str],
     rate: str | None,
 ) -> None:
-    line = status_text(
-        model="",
-        elapsed=elapsed,
-        first_token=first,
-        last_token=last,
-        tokens=(7, completion, False),
-        finish_reason="stop",
-    )
-    parts = line.split(" · ")
+    parts = timing_parts(elapsed, first, last, completion, estimated=False, finish="stop")
     shown_first = parts.pop(0).removeprefix("first token ") if first is not None else None
     assert (shown_first, parts[0]) == times
     assert [p for p in parts if p.endswith("tok/s")] == ([rate] if rate else [])
@@ -93,15 +106,7 @@ def test_status_timings(
 def test_the_total_is_never_shown_smaller_than_the_first_token(
     first: float, elapsed: float, last: float | None, completion: int
 ) -> None:
-    line = status_text(
-        model="",
-        elapsed=elapsed,
-        first_token=first,
-        last_token=last,
-        tokens=(1, completion, True),
-        finish_reason=None,
-    )
-    parts = line.split(" · ")
+    parts = timing_parts(elapsed, first, last, completion, estimated=True, finish=None)
     shown_first = float(parts[0].removeprefix("first token ").removesuffix(" s"))
     shown_total = float(parts[1].removesuffix(" s"))
     assert 0 <= shown_first <= shown_total

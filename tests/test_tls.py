@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import ssl
-import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
 from shenma_magic import ChatClient, ConnectError
+from tests._util import https_server as serve_https
 
 BODY = (
     b'data: {"choices":[{"index":0,"delta":{"content":"secure"}}]}\n\n'
@@ -36,27 +33,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def https_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a self-signed certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}/v1", cert
-    server.shutdown()
-    server.server_close()
+    with serve_https(tmp_path, "127.0.0.1", _Handler) as (port, cert):
+        yield f"https://127.0.0.1:{port}/v1", cert
 
 
 def test_self_signed_certificate_is_refused(

@@ -9,12 +9,8 @@ what is accepted is read the same way by requests, urllib3 and the stdlib.
 
 from __future__ import annotations
 
-import shutil
-import ssl
-import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +25,7 @@ from shenma_magic import ChatClient, ConfigError, InsecureTransportError
 from shenma_magic._keys import KeyStore
 from shenma_magic._secret import host_of, is_loopback_host
 from shenma_magic._urls import BaseURL, parse_base_url
+from tests._util import https_server
 from tests.relay import Relay
 
 KEYS = {
@@ -91,38 +88,15 @@ class Servers:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a self-signed certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.3",
-            "-addext", "subjectAltName=IP:127.0.0.3",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
     seen: list[dict[str, str]] = []
     handler = type("Handler", (_TLSHandler,), {"seen": seen})
-    tls = ThreadingHTTPServer(("127.0.0.3", 0), handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    tls.socket = context.wrap_socket(tls.socket, server_side=True)
-    thread = threading.Thread(target=tls.serve_forever, daemon=True)
-    thread.start()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("REQUESTS_CA_BUNDLE", str(cert))
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-        mp.delenv(var, raising=False)
-    try:
+    tls = https_server(tmp_path_factory.mktemp("tls"), "127.0.0.3", handler)
+    with tls as (tls_port, cert), pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REQUESTS_CA_BUNDLE", str(cert))
+        for var in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
+            mp.delenv(var, raising=False)
         with Relay("127.0.0.1") as a, Relay("127.0.0.2") as b:
-            yield Servers(a, b, tls.server_address[1], seen)
-    finally:
-        mp.undo()
-        tls.shutdown()
-        tls.server_close()
+            yield Servers(a, b, tls_port, seen)
 
 
 @pytest.fixture
