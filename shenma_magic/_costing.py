@@ -6,6 +6,7 @@ cost needs a price for the model from the user's table.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional, Union
@@ -54,16 +55,35 @@ class Costing:
         price = price_for(parse_prices(prices), model) if prices else None
         return cls(price, currency, prompt_text(messages), len(messages), max_tokens)
 
-    def _cost(self, usage: Optional[dict[str, Any]], answer: str) -> tuple[Optional[float], bool, int, int]:
+    @functools.cached_property
+    def _prompt_estimate(self) -> int:
+        # The prompt does not change while a reply streams: counted once, not on every status refresh.
+        from ._pricing import estimate_tokens
+
+        return estimate_tokens(self.prompt)
+
+    def _cost(
+        self, usage: Optional[dict[str, Any]], *, answer: str = "", answer_estimate: Optional[int] = None
+    ) -> tuple[Optional[float], bool, int, int]:
         from ._pricing import reply_cost
 
-        return reply_cost(self.price, usage, prompt_text=self.prompt, answer_text=answer)
+        return reply_cost(
+            self.price,
+            usage,
+            prompt_estimate=self._prompt_estimate,
+            answer_text=answer,
+            answer_estimate=answer_estimate,
+        )
 
     def measure(self, builder: ReplyBuilder) -> Measure:
-        """The tokens and cost of what the reply has so far (summed over a turn's rounds by the policy)."""
+        """The tokens and cost of what the reply has so far (summed over a turn's rounds by the policy).
+        Called on every refresh of a live status line: the builder keeps its token estimate as deltas
+        arrive, so this costs the same early and late in a long reply."""
         from ._run import Measure, Tokens
 
-        cost, estimated, prompt, completion = self._cost(builder.usage, generated_text(builder))
+        cost, estimated, prompt, completion = self._cost(
+            builder.usage, answer_estimate=builder.generated_tokens
+        )
         return Measure(Tokens(prompt, completion, estimated), cost)
 
     def money(self, amount: float) -> str:
@@ -76,7 +96,7 @@ class Costing:
         before the model produced anything (it is not charged)."""
         if not (reply.usage or reply.text or reply.reasoning or reply.tool_calls):
             return None
-        return self._cost(reply.usage, generated_text(reply))
+        return self._cost(reply.usage, answer=generated_text(reply))
 
     def charge(self, ledger: UsageLedger, model: str, reply: Reply) -> None:
         """Add one round's tokens and cost to ``ledger``; a request that failed before the model produced

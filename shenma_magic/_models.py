@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Optional, Union
 
+from ._tokencount import TokenTally
+
 __all__ = [
     "CUT_REASONS",
     "Delta",
@@ -176,8 +178,10 @@ class ReplyBuilder:
     """Accumulates deltas into a :class:`Reply`; the one place that knows how a reply is assembled."""
 
     def __init__(self) -> None:
-        self._text: list[str] = []
+        self._text: list[str] = []  # the answer in pieces: joined chunks first, then the latest deltas
+        self._fresh = 0  # how many of them are single deltas not joined yet
         self._reasoning: list[str] = []
+        self._generated = TokenTally()  # answer, reasoning and tool-call arguments, for a live estimate
         self._tools: dict[int, dict[str, Any]] = {}
         self.finish_reason: Optional[str] = None
         self.usage: Optional[dict[str, Any]] = None
@@ -188,11 +192,16 @@ class ReplyBuilder:
     def add(self, delta: Delta) -> None:
         if isinstance(delta, TextDelta):
             self._text.append(delta.text)
-            if len(self._text) > 512:
-                # 100k tiny deltas held as 100k strings cost far more than their text; join as we go.
-                self._text = ["".join(self._text)]
+            self._generated.add(delta.text)
+            self._fresh += 1
+            if self._fresh >= 512:
+                # 100k tiny deltas held as 100k strings cost far more than their text; join as we go, the
+                # latest ones only (joining everything each time copied the answer over and over).
+                self._text[-self._fresh :] = ["".join(self._text[-self._fresh :])]
+                self._fresh = 0
         elif isinstance(delta, ReasoningDelta):
             self._reasoning.append(delta.text)
+            self._generated.add(delta.text)
         elif isinstance(delta, FinishDelta):
             self.finish_reason = delta.reason
         elif isinstance(delta, UsageDelta):
@@ -208,6 +217,7 @@ class ReplyBuilder:
             if delta.name:
                 call["function"]["name"] += delta.name
             call["function"]["arguments"] += delta.arguments
+            self._generated.add(delta.arguments)
         elif isinstance(delta, NoticeDelta):
             self.notices.append(delta.message)
             self.lossy = self.lossy or delta.lossy
@@ -216,6 +226,7 @@ class ReplyBuilder:
     def text(self) -> str:
         if len(self._text) > 1:
             self._text = ["".join(self._text)]
+            self._fresh = 0
         return self._text[0] if self._text else ""
 
     @property
@@ -227,6 +238,12 @@ class ReplyBuilder:
     @property
     def tool_calls(self) -> list[dict[str, Any]]:
         return [self._tools[i] for i in sorted(self._tools)]
+
+    @property
+    def generated_tokens(self) -> int:
+        """:func:`~._tokencount.estimate_tokens` of everything generated so far (answer, reasoning,
+        tool-call arguments), kept up to date as deltas arrive: reading it costs no recount."""
+        return self._generated.tokens
 
     @property
     def has_output(self) -> bool:

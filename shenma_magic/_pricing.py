@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple, Optional, Union
 
 from ._errors import ConfigError
+from ._tokencount import estimate_tokens
 
 __all__ = [
     "Cost",
@@ -45,12 +46,6 @@ TOKENS_PER_IMAGE = 85
 
 _KEYS = {"input", "output", "per_call"}
 _GLOB = re.compile(r"[*?\[]")
-# Ideographs and kana/hangul: tokenizers spend one to two tokens on each (fewer only for tokenizers built for
-# Chinese), so an estimate counts one and a half.
-_CJK = re.compile(
-    "[\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff"
-    "\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]"
-)
 _PRICE_HINT = (
     'give each model {"input": ..., "output": ...} (per million tokens), {"per_call": ...}, '
     "or an (input, output) pair"
@@ -167,20 +162,6 @@ def price_for(prices: Mapping[str, Price], model: str) -> Optional[Price]:
     return chosen
 
 
-def estimate_tokens(text: str) -> int:
-    """A rough token count for when the server reports none.
-
-    CJK characters (Chinese, Japanese kana, Korean hangul, fullwidth punctuation) count one and a half
-    tokens each; all other text one token per 4 characters. Real tokenizers differ by model, typically
-    within ±40% of this. Non-empty text is at least 1 token; empty text is 0.
-    """
-    if not text:
-        return 0
-    other = _CJK.sub("", text)
-    cjk = len(text) - len(other)
-    return max(1, (3 * cjk + 1) // 2 + math.ceil(len(other) / 4))
-
-
 def _content_tokens(content: Any) -> int:
     if isinstance(content, str):
         return estimate_tokens(content)
@@ -225,7 +206,10 @@ def estimate_prompt_tokens(
 
 def estimate_completion_tokens(text: str, *, max_tokens: Optional[int] = None) -> int:
     """A rough count of the tokens of a generated ``text``, never above the request's ``max_tokens``."""
-    tokens = estimate_tokens(text)
+    return _capped(estimate_tokens(text), max_tokens)
+
+
+def _capped(tokens: int, max_tokens: Optional[int]) -> int:
     if max_tokens is not None and max_tokens >= 0:
         tokens = min(tokens, max_tokens)
     return tokens
@@ -252,6 +236,8 @@ def reply_cost(
     messages: Optional[Sequence[Mapping[str, Any]]] = None,
     tools: Optional[Sequence[Mapping[str, Any]]] = None,
     max_tokens: Optional[int] = None,
+    prompt_estimate: Optional[int] = None,
+    answer_estimate: Optional[int] = None,
 ) -> Cost:
     """The :class:`Cost` of one reply.
 
@@ -259,7 +245,9 @@ def reply_cost(
     ``input_tokens``/``output_tokens`` some relays pass through; one of them from ``total_tokens`` when only
     the other is given). A count still missing is estimated and ``estimated`` is True: the prompt from
     ``messages`` (with the chat template's overhead, and ``tools``) or else ``prompt_text``; the completion
-    from ``answer_text``, never above ``max_tokens``. The cost is None when there is no price, or when a
+    from ``answer_text``, never above ``max_tokens``. ``prompt_estimate`` and ``answer_estimate``, when
+    given, are those estimates already made (a prompt counted once, a :class:`TokenTally` of a streaming
+    answer), used instead of counting the texts again. The cost is None when there is no price, or when a
     token price needed for a non-zero count is missing. A ``per_call`` price is the cost whatever the
     tokens.
     """
@@ -273,13 +261,15 @@ def reply_cost(
             completion = total - prompt
     estimated = prompt is None or completion is None
     if prompt is None:
-        prompt = (
-            estimate_prompt_tokens(messages, tools=tools)
-            if messages is not None
-            else estimate_tokens(prompt_text)
-        )
+        if prompt_estimate is not None:
+            prompt = prompt_estimate
+        elif messages is not None:
+            prompt = estimate_prompt_tokens(messages, tools=tools)
+        else:
+            prompt = estimate_tokens(prompt_text)
     if completion is None:
-        completion = estimate_completion_tokens(answer_text, max_tokens=max_tokens)
+        answer = answer_estimate if answer_estimate is not None else estimate_tokens(answer_text)
+        completion = _capped(answer, max_tokens)
     return Cost(_priced(price, 1, prompt, completion), estimated, prompt, completion)
 
 

@@ -7,8 +7,12 @@ import time
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from shenma_magic._costing import Costing, generated_text
 from shenma_magic._errors import ConfigError
+from shenma_magic._models import ReasoningDelta, ReplyBuilder, TextDelta, ToolCallDelta, UsageDelta
 from shenma_magic._pricing import (
     Cost,
     LedgerRow,
@@ -24,6 +28,7 @@ from shenma_magic._pricing import (
     price_for,
     reply_cost,
 )
+from shenma_magic._tokencount import TokenTally
 from tests._util import approx
 
 # -- parse_prices --------------------------------------------------------------------------------------------
@@ -169,6 +174,121 @@ def test_estimate_tokens_huge_text_is_fast() -> None:
     tokens = estimate_tokens(text)
     assert time.perf_counter() - started < 2
     assert 500_000 < tokens < 3_000_000
+
+
+# Text that mixes the two kinds the estimate tells apart, with the edges of the CJK ranges and astral ones.
+_MIXED_TEXT = (
+    st.text(
+        alphabet=st.sampled_from(
+            list("ab1 \n.`|") + list("你好，世界！こんにちは안녕") + ["\u3000", "\uffef", "\U00020000", "😀"]
+        )
+    )
+    | st.text()
+)
+
+
+def _reference_estimate(text: str) -> int:
+    """The whole-text rule as it was first written (regex over the whole text, float rounding)."""
+    import re
+
+    if not text:
+        return 0
+    cjk_pattern = re.compile(
+        "[\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff"
+        "\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0003134f]"
+    )
+    other = cjk_pattern.sub("", text)
+    return max(1, (3 * (len(text) - len(other)) + 1) // 2 + math.ceil(len(other) / 4))
+
+
+def _pieces(text: str, cuts: list[int]) -> list[str]:
+    at = sorted({min(c, len(text)) for c in cuts})
+    return [text[a:b] for a, b in zip([0, *at], [*at, len(text)], strict=True)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(_MIXED_TEXT, st.lists(st.integers(min_value=0, max_value=400), max_size=40))
+def test_a_tally_fed_in_pieces_counts_what_the_whole_text_counts(text: str, cuts: list[int]) -> None:
+    tally = TokenTally()
+    for piece in _pieces(text, cuts):
+        tally.add(piece)
+    assert tally.tokens == estimate_tokens(text) == _reference_estimate(text)
+
+
+def test_a_tally_read_while_it_grows_is_always_the_estimate_so_far() -> None:
+    tally = TokenTally()
+    text = ""
+    for i in range(2000):  # past the batch size, read at odd moments
+        piece = "数据" if i % 3 else "ab c"
+        tally.add(piece)
+        text += piece
+        if i % 97 == 0 or i > 1990:
+            assert tally.tokens == estimate_tokens(text)
+
+
+_DELTAS = st.lists(
+    st.one_of(
+        st.builds(TextDelta, _MIXED_TEXT),
+        st.builds(ReasoningDelta, _MIXED_TEXT),
+        st.builds(
+            lambda index, arguments: ToolCallDelta(index, None, None, arguments),
+            st.integers(min_value=0, max_value=2),
+            _MIXED_TEXT,
+        ),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_DELTAS, st.sampled_from([None, {"prompt_tokens": 7}, {"completion_tokens": 5, "prompt_tokens": 2}]))
+def test_a_live_measure_equals_the_whole_text_estimate(deltas: list[Any], usage: Any) -> None:
+    """What the status line shows while a reply streams: each refresh counts only the new text, and the
+    figures equal pricing the whole generated text (answer, reasoning, tool-call arguments) at once."""
+    costing = Costing.for_request(
+        {"m": {"input": 1.0, "output": 2.0}}, "USD", "m", [{"role": "user", "content": "你好 hi"}]
+    )
+    builder = ReplyBuilder()
+    for delta in deltas:
+        builder.add(delta)
+        measured = costing.measure(builder)
+        whole = reply_cost(
+            costing.price, builder.usage, prompt_text=costing.prompt, answer_text=generated_text(builder)
+        )
+        assert measured.tokens is not None
+        assert tuple(measured.tokens) == tuple(whole.tokens) and measured.cost == whole.amount
+    if usage:
+        builder.add(UsageDelta(usage))
+    measured = costing.measure(builder)
+    reply = builder.build()
+    assert builder.generated_tokens == estimate_tokens(generated_text(reply))
+    counted = costing.counted(reply)  # the round as it is charged, from the finished reply
+    if counted is not None:
+        cost, estimated, prompt, completion = counted
+        assert measured.tokens is not None
+        assert (tuple(measured.tokens), measured.cost) == ((prompt, completion, estimated), cost)
+
+
+def test_a_live_measure_counts_each_character_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refreshing the status line 1,000 times over a growing reply counts its text once in all (counting
+    the whole reply on every refresh made a long reply's refreshes ever slower)."""
+    import shenma_magic._tokencount as tokencount
+
+    counted: list[int] = []
+    split = tokencount._split
+
+    def counting(text: str) -> tuple[int, int]:
+        counted.append(len(text))
+        return split(text)
+
+    monkeypatch.setattr(tokencount, "_split", counting)
+    costing = Costing.for_request({}, "USD", "m", [{"role": "user", "content": "hi " * 1000}])
+    builder = ReplyBuilder()
+    for _ in range(1000):
+        builder.add(TextDelta("数据 data " * 10))
+        costing.measure(builder)
+    answer = len(builder.text)
+    assert sum(counted) == answer + len("hi " * 1000)  # every answer character once, the prompt once
 
 
 def test_prompt_estimate_counts_the_chat_template() -> None:
