@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Optional, Protocol
 from . import _layout as layout
 from ._live import LiveView, Outlet, OutputLog
 from ._models import Delta, Reply
-from ._render import escape, render_html, safe_markdown, tool_call_markdown
+from ._render import escape, safe_markdown, tool_call_markdown
 from ._terminal import TextView
 
 __all__ = [
@@ -96,7 +96,13 @@ class FinalParts(NamedTuple):
     plain: str
 
 
-def final_parts(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] = None) -> FinalParts:
+def final_parts(
+    reply: Reply,
+    status: str,
+    *,
+    blocks: Optional[Sequence[str]] = None,
+    markdown: Optional[str] = None,
+) -> FinalParts:
     """:func:`final_bundle` in pieces, for a view that lays them out over several outputs."""
     text = reply.text
     md_parts: list[str] = []
@@ -108,13 +114,10 @@ def final_parts(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] = 
         quoted = "\n".join("> " + line for line in safe_markdown(reply.reasoning).split("\n"))
         md_parts.append(f"> **reasoning**\n>\n{quoted}\n")
     if text:
-        md_parts.append(safe_markdown(text))
-        if blocks is not None:
-            answer.extend(blocks)
-        elif _whole_document(text):
-            answer.append(layout.block(render_html(text)))
-        else:
-            answer.extend(layout.answer_blocks(text))
+        if blocks is None:
+            blocks, markdown = layout.answer_pieces(text)
+        md_parts.append(markdown if markdown is not None else safe_markdown(text))
+        answer.extend(blocks)
     if reply.tool_calls:
         for call in reply.tool_calls:
             fn = call.get("function", {})
@@ -135,28 +138,25 @@ def final_parts(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] = 
     return FinalParts(head, answer, after, "\n\n".join(md_parts), plain)
 
 
-def final_bundle(reply: Reply, status: str, *, blocks: Optional[Sequence[str]] = None) -> dict[str, str]:
+def final_bundle(
+    reply: Reply,
+    status: str,
+    *,
+    blocks: Optional[Sequence[str]] = None,
+    markdown: Optional[str] = None,
+) -> dict[str, str]:
     """The output a finished reply leaves in the notebook: the answer as Markdown, HTML and plain text.
 
     The HTML is laid out piece by piece as the live view shows it (:mod:`._layout`); ``blocks`` are the
-    answer's pieces a live view already rendered (else they are rendered here).
+    answer's pieces a live view already rendered and ``markdown`` its safe Markdown copy made from the
+    same parses (else each block is parsed here, once for both).
     """
-    parts = final_parts(reply, status, blocks=blocks)
+    parts = final_parts(reply, status, blocks=blocks, markdown=markdown)
     return {
         "text/plain": parts.plain,
         "text/markdown": parts.markdown,
         "text/html": layout.frame("".join(parts.head + parts.answer + parts.after)),
     }
-
-
-def _whole_document(text: str) -> bool:
-    """Link reference or footnote definitions tie blocks together: such an answer is rendered whole."""
-    from ._blockcut import BlockCutter
-
-    cutter = BlockCutter()
-    cutter.feed(text)
-    cutter.close()
-    return cutter.references
 
 
 def _interrupted(reply: Reply) -> bool:

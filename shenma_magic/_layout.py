@@ -22,13 +22,14 @@ import html
 import math
 from typing import Optional
 
-from ._blockcut import split_blocks
-from ._render import render_html
+from ._blockcut import BlockCutter, split_blocks
+from ._render import join_markdown, render_block, render_html
 
 __all__ = [
     "LIVE_STYLE",
     "MAX_COLUMNS",
     "answer_blocks",
+    "answer_pieces",
     "block",
     "column_box",
     "column_head",
@@ -76,6 +77,16 @@ def frame(inner: str) -> str:
 def block(rendered: str, css_class: str = "shenma-block", style: str = "") -> str:
     """One piece of the reply (already HTML)."""
     return f'<div class="{css_class}" style="{_PIECE}{style}">{rendered}</div>'
+
+
+def answer_pieces(text: str) -> tuple[list[str], str]:
+    """The answer as the live view shows it, one piece per Markdown block each rendered on its own, and
+    its safe Markdown copy, both from one parse of each block. Link reference or footnote definitions tie
+    blocks together: such an answer is one piece, parsed whole."""
+    cutter = BlockCutter()
+    sources = cutter.feed(text) + cutter.close()
+    rendered = [render_block(text)] if cutter.references else [render_block(s) for s in sources]
+    return [block(r.html) for r in rendered], join_markdown(r.markdown for r in rendered)
 
 
 def answer_blocks(text: str) -> list[str]:

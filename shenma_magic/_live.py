@@ -33,7 +33,7 @@ from typing import Any, Optional, Protocol
 from . import _layout as layout
 from ._blockcut import BlockCutter
 from ._models import Delta, NoticeDelta, ReasoningDelta, Reply, TextDelta
-from ._render import render_html
+from ._render import join_markdown, render_block, render_html
 
 __all__ = ["LiveReply", "LiveView", "Outlet", "OutputLog", "display_function"]
 
@@ -91,6 +91,7 @@ class LiveReply:
         self._fed = 0  # answer characters received
         self.blocks: list[str] = []  # every finished block, rendered, in order (reused at the end)
         self.sources: list[str] = []  # the Markdown of each of them
+        self._markdown: list[Optional[str]] = []  # and its safe Markdown copy, from the same parse
         self._reasoning: list[str] = []
         self._reasoning_len = 0
         self._reasoning_shown = 0
@@ -118,9 +119,13 @@ class LiveReply:
         return self._cutter.feed(text)
 
     def _add(self, sources: list[str]) -> list[str]:
-        finished = [layout.block(render_html(source)) for source in sources]
+        # Each block parsed once, for its HTML and its part of the text/markdown copy (the end of a reply
+        # parsed the whole answer a second time for that copy).
+        rendered = [render_block(source) for source in sources]
+        finished = [layout.block(r.html) for r in rendered]
         self.blocks.extend(finished)
         self.sources.extend(sources)
+        self._markdown.extend(r.markdown for r in rendered)
         return finished
 
     def too_soon(self) -> bool:
@@ -176,6 +181,12 @@ class LiveReply:
         self._add(self._take_pending() + self._cutter.close())
         reuse = not self._cutter.references and self._fed == len(reply.text)
         return self.blocks if reuse else None
+
+    @property
+    def markdown(self) -> str:
+        """The safe Markdown copy of the blocks so far, joined (that of the whole answer after
+        :meth:`final_blocks` returned the blocks)."""
+        return join_markdown(self._markdown)
 
 
 class LiveView:
@@ -252,7 +263,9 @@ class LiveView:
     def finish(self, reply: Reply, status: str) -> None:
         from ._display import final_bundle
 
-        bundle = final_bundle(reply, status, blocks=self._reply.final_blocks(reply))
+        blocks = self._reply.final_blocks(reply)
+        markdown = self._reply.markdown if blocks is not None else None
+        bundle = final_bundle(reply, status, blocks=blocks, markdown=markdown)
         if self._outputs is not None and self._outputs.replace_live(bundle):
             return
         for handle in (self._head, *self._done):

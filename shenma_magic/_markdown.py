@@ -368,9 +368,20 @@ def parse(text: str) -> list[Any]:
 def render_html(text: str) -> str:
     """Markdown to HTML: raw HTML shown as text, unsafe links dropped, nothing loaded by itself, and no
     key a live session knows, however the text spelled it (entities, percent-encoding)."""
-    md = _markdown()
+    return render_tokens(*parse_masked(text))
+
+
+def parse_masked(text: str) -> tuple[list[Any], dict[str, Any]]:
+    """The tokens of ``text`` with known keys masked first, and the parse's environment: what
+    :func:`render_html` renders, and what the safe Markdown copy can be written from (one parse)."""
     env: dict[str, Any] = {}
-    return mask_known(str(md.renderer.render(md.parse(mask_known(text), env), md.options, env)))
+    return _markdown().parse(mask_known(text), env), env
+
+
+def render_tokens(tokens: list[Any], env: dict[str, Any]) -> str:
+    """The HTML of tokens from :func:`parse_masked` (render rules may mark tokens: render them once)."""
+    md = _markdown()
+    return mask_known(str(md.renderer.render(tokens, md.options, env)))
 
 
 # -- JSON -----------------------------------------------------------------------------------------------

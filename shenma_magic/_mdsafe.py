@@ -29,6 +29,7 @@ from ._secret import mask_known
 __all__ = [
     "markdown_code_span",
     "markdown_fence",
+    "markdown_lines",
     "markdown_text",
     "safe_markdown",
     "tool_call_markdown",
@@ -335,4 +336,10 @@ def safe_markdown(text: str) -> str:
     block: the same structure as :func:`render_html` shows, written out again from the parse."""
     if not text:
         return ""
-    return mask_known("\n".join(_Writer().blocks(_tree(parse(mask_known(text))).children, tight=False)))
+    return mask_known("\n".join(markdown_lines(parse(mask_known(text)))))
+
+
+def markdown_lines(tokens: list[Any]) -> list[str]:
+    """The lines of :func:`safe_markdown` (before its last mask), written from the tokens of a parse of
+    the masked text; top-level blocks are separated by one empty line."""
+    return _Writer().blocks(_tree(tokens).children, tight=False)

@@ -3,13 +3,15 @@ in the whole text, whatever the Markdown and however the text arrives; a bounded
 
 from __future__ import annotations
 
+import os
 import re
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shenma_magic._blockcut import BlockCutter, split_blocks
-from shenma_magic._render import render_html
+from shenma_magic._render import join_markdown, render_block, render_html, safe_markdown
 
 # Lines chosen for how they interact with blank lines and with each other: every container and fence
 # opener and closer of CommonMark and GFM, with the indentations that decide whether a line continues
@@ -112,6 +114,36 @@ def test_blocks_render_alone_as_in_the_whole(text: str, sizes: list[int]) -> Non
     cutter.feed(text)
     if not cutter.references:  # reference definitions tie blocks together: those answers render whole
         assert "".join(render_html(block) for block in blocks) == render_html(text)
+
+
+KEY = "sk-blockcut-7Hq2Lm9Zx4Rt8Wv1"
+# A key as the model may write it: whole, in code, in a link, spelled with a character reference.
+KEY_LINES = [KEY, f"`{KEY}`", f"[x](https://e.example/?k={KEY})", f"&#x73;{KEY[1:]}", KEY[:14], f"| {KEY} |"]
+texts_with_keys = st.lists(
+    st.just("") | st.sampled_from(LIST_LINES + FENCE_LINES + OTHER_LINES) | st.sampled_from(KEY_LINES),
+    min_size=1,
+    max_size=30,
+).map("\n".join)
+
+
+@settings(max_examples=400, deadline=None)
+@given(markdown_texts | texts_with_keys, st.lists(st.integers(min_value=1, max_value=7), max_size=60))
+def test_one_parse_per_block_gives_the_html_and_the_markdown_copy_of_the_whole(
+    text: str, sizes: list[int]
+) -> None:
+    """The final output parses each block once for both copies: joined, the blocks' Markdown is the safe
+    Markdown of the whole answer, and a block's HTML is render_html's (keys masked in both)."""
+    with mock.patch.dict(os.environ, {"SHENMA_API_KEY": KEY}):
+        blocks = fed_in_pieces(text, sizes)
+        rendered = [render_block(block) for block in blocks]
+        assert [r.html for r in rendered] == [render_html(block) for block in blocks]
+        whole = render_block(text)
+        assert (whole.markdown or "") == safe_markdown(text)
+        cutter = BlockCutter()
+        cutter.feed(text)
+        if not cutter.references:
+            assert join_markdown(r.markdown for r in rendered) == safe_markdown(text)
+        assert KEY[:12] not in join_markdown(r.markdown for r in rendered)
 
 
 @settings(max_examples=200, deadline=None)

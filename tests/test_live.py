@@ -10,6 +10,7 @@ whatever the shape of the reply.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator
@@ -17,12 +18,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
+from shenma_magic import _layout as layout
+from shenma_magic._blockcut import BlockCutter
 from shenma_magic._display import Extras, final_bundle
 from shenma_magic._live import LiveView
 from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
+from shenma_magic._render import render_html, safe_markdown
+from tests.test_blockcut import markdown_texts
 
 
 @dataclass
@@ -76,8 +83,8 @@ class Frontend(DisplayPublisher):
         return "".join(str(o.data.get("text/html", "")) for o in self.outputs)
 
 
-@pytest.fixture
-def frontend() -> Iterator[Frontend]:
+@contextlib.contextmanager
+def publishing() -> Iterator[Frontend]:
     shell = InteractiveShell.instance()
     saved = shell.display_pub
     shell.display_pub = fake = Frontend()
@@ -85,6 +92,12 @@ def frontend() -> Iterator[Frontend]:
         yield fake
     finally:
         shell.display_pub = saved
+
+
+@pytest.fixture
+def frontend() -> Iterator[Frontend]:
+    with publishing() as fake:
+        yield fake
 
 
 def stream(view: LiveView, pieces: list[str], every: int = 1, status: str = "streaming…") -> None:
@@ -261,3 +274,69 @@ def test_what_a_tool_shows_survives_the_next_reply(
     assert len(shown) == 4 and shown[3].startswith("## Part 0")
     # The print is a stream (stdout here, a stream output in a kernel): written again after the clear.
     assert capsys.readouterr().out.count("the tool printed this\n") == 2
+
+
+def _bundle_as_before(reply: Reply, status: str) -> dict[str, str]:
+    """The final bundle as it was made before one parse served both copies: every block rendered on its
+    own with render_html (or the whole answer, with link definitions), the Markdown copy from a second
+    parse of the whole answer."""
+    cutter = BlockCutter()
+    sources = cutter.feed(reply.text) + cutter.close()
+    html = [render_html(reply.text)] if cutter.references else [render_html(s) for s in sources]
+    blocks = [layout.block(h) for h in html]
+    return final_bundle(reply, status, blocks=blocks, markdown=safe_markdown(reply.text))
+
+
+FINAL_TEXTS = [
+    *shapes().values(),
+    "See [the docs][d] and [^1].\n\n[d]: https://example.com/docs\n\n[^1]: a footnote\n",
+    "Text <script>alert(1)</script> and ![x](http://evil.example/x.png)\n\n$$\na < b\n$$\n",
+    "1. one\n\n2. two\n\n   more\n\n- other list\n\n> quote\n> - item\n\n```\ncode\n```",
+]
+
+
+@pytest.mark.parametrize("text", FINAL_TEXTS)
+@pytest.mark.parametrize("size", [1, 13])
+def test_one_parse_per_block_leaves_the_same_final_output(frontend: Frontend, text: str, size: int) -> None:
+    view = LiveView(outputs=Extras(rich=True))
+    stream(view, pieces_of(text, size), every=7)
+    reply = Reply(text, finish_reason="stop")
+    view.finish(reply, "done")
+    assert frontend.outputs[-1].data == _bundle_as_before(reply, "done") == final_bundle(reply, "done")
+
+
+@settings(max_examples=150, deadline=None)
+@given(markdown_texts, st.integers(min_value=1, max_value=9), st.integers(min_value=1, max_value=5))
+def test_one_parse_per_block_leaves_the_same_final_output_for_any_markdown(
+    text: str, size: int, every: int
+) -> None:
+    with publishing() as fake:
+        view = LiveView(outputs=Extras(rich=True))
+        stream(view, pieces_of(text, size), every=every)
+        reply = Reply(text, finish_reason="stop")
+        view.finish(reply, "done")
+        assert fake.outputs[-1].data == _bundle_as_before(reply, "done")
+
+
+def test_the_end_of_a_reply_parses_its_last_block_once(
+    frontend: Frontend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A huge table is one block, rendered only at the end: parsed once there for both the HTML and the
+    Markdown copy (twice before: the Markdown copy re-parsed the whole answer)."""
+    from shenma_magic import _markdown
+
+    md = _markdown._markdown()
+    parses: list[int] = []
+    original = md.parse
+
+    def counting(src: str, env: Any = None) -> Any:
+        parses.append(len(src))
+        return original(src, env)
+
+    monkeypatch.setattr(md, "parse", counting)
+    text = shapes()["table"]
+    view = LiveView(outputs=Extras(rich=True))
+    stream(view, pieces_of(text, 50), every=10)
+    parses.clear()
+    view.finish(Reply(text, finish_reason="stop"), "done")
+    assert parses == [len(text)]
