@@ -24,6 +24,7 @@ import re
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
+from ._gcpause import collector_paused
 from ._highlight import highlight_html
 from ._math import unsafe_tex
 from ._secret import mask_known
@@ -294,7 +295,10 @@ def _table_keeping_cells(original: Any) -> Any:
             elif token.type == "inline":
                 row.append(token)
             elif token.type == "tr_close" and row_line is not None and row and columns:
-                cells = [c.strip() for c in escapedSplit(getLine(state, row_line).strip())]
+                line = getLine(state, row_line).strip()
+                if _most_cells(line) <= columns:
+                    continue  # the common row: splitting it again would only find what the rule found
+                cells = [c.strip() for c in escapedSplit(line)]
                 if cells and cells[0] == "":
                     cells.pop(0)
                 if cells and cells[-1] == "":
@@ -305,6 +309,13 @@ def _table_keeping_cells(original: Any) -> Any:
         return True
 
     return rule
+
+
+def _most_cells(line: str) -> int:
+    """At least as many cells as markdown-it's ``escapedSplit`` finds in a stripped row, without splitting
+    it: a cell after each unescaped pipe, less the empty ones before a leading and after a trailing one."""
+    pipes = line.count("|")
+    return pipes + 1 - line.startswith("|") - (line.endswith("|") and not line.endswith("\\|"))
 
 
 def _layout(state: Any) -> None:
@@ -368,7 +379,8 @@ def parse(text: str) -> list[Any]:
 def render_html(text: str) -> str:
     """Markdown to HTML: raw HTML shown as text, unsafe links dropped, nothing loaded by itself, and no
     key a live session knows, however the text spelled it (entities, percent-encoding)."""
-    return render_tokens(*parse_masked(text))
+    with collector_paused():
+        return render_tokens(*parse_masked(text))
 
 
 def parse_masked(text: str) -> tuple[list[Any], dict[str, Any]]:

@@ -19,12 +19,14 @@ is made from) and writes the Markdown again from the tokens, in a canonical form
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ._gcpause import collector_paused
 from ._markdown import _DATA_IMAGE, image_label, json_display_text, parse, safe_url
 from ._math import unsafe_tex
-from ._secret import mask_known
+from ._secret import known_masker, mask_known
 
 __all__ = [
     "markdown_code_span",
@@ -41,9 +43,9 @@ _BACKTICKS = re.compile(r"`+")
 _URL_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~:/?#[]@!*+,;=%")
 
 
-def _escape(text: str) -> str:
+def _escape(text: str, mask: Callable[[str], str] = mask_known) -> str:
     # Masked before escaping: a backslash before a key's "_" or "-" would hide it from a later mask.
-    text = mask_known(text)
+    text = mask(text)
     return _TEXT_SPECIAL.sub(
         lambda m: "&lt;" if m.group(0) == "<" else "&amp;" if m.group(0) == "&" else "\\" + m.group(0), text
     )
@@ -148,7 +150,7 @@ def _math(content: str) -> Optional[str]:
 # -- the token tree -------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)  # one per token: a huge table makes hundreds of thousands
 class _Node:
     token: Any
     children: list[_Node] = field(default_factory=list)
@@ -174,6 +176,12 @@ def _tree(tokens: list[Any]) -> _Node:
 
 
 class _Writer:
+    def __init__(self) -> None:
+        self._mask = known_masker()  # a text token is masked before it is escaped: keys looked up once
+
+    def _escape(self, text: str) -> str:
+        return _escape(text, self._mask)
+
     def blocks(self, nodes: list[_Node], tight: bool) -> list[str]:
         out: list[str] = []
         after_table = False
@@ -215,10 +223,10 @@ class _Writer:
                 return markdown_fence(token.content, "")
             return ["$$", *tex.split("\n"), "$$"]
         if kind == "overdeep":
-            return [_line(_escape(line)) for line in token.content.split("\n")]
+            return [_line(self._escape(line)) for line in token.content.split("\n")]
         if node.children:
             return self.blocks(node.children, tight=False)
-        return [_line(_escape(token.content))] if getattr(token, "content", "") else []
+        return [_line(self._escape(token.content))] if getattr(token, "content", "") else []
 
     def list_block(self, node: _Node) -> list[str]:
         token = node.token
@@ -278,7 +286,7 @@ class _Writer:
     def _inline_token(self, token: Any, links: list[Optional[str]], in_table: bool) -> str:
         kind = token.type
         if kind == "text":
-            return _escape(token.content)
+            return self._escape(token.content)
         if kind == "softbreak":
             return "\n"
         if kind == "hardbreak":
@@ -312,7 +320,7 @@ class _Writer:
             tex = tex.strip().replace("|", "\\|") if in_table else tex.strip()
             dollars = "$$" if kind == "math_inline_double" else "$"
             return f"{dollars}{tex}{dollars}"
-        return _escape(getattr(token, "content", "") or "")
+        return self._escape(getattr(token, "content", "") or "")
 
     def _image(self, token: Any, in_link: bool) -> str:
         from ._markdown import _plain_text
@@ -320,8 +328,8 @@ class _Writer:
         src = str(token.attrGet("src") or "")
         alt = _plain_text(token.children)
         if _DATA_IMAGE.fullmatch(src):
-            return f"![{_escape(_NEWLINE.sub(' ', alt))}]({src})"
-        label = _escape(_NEWLINE.sub(" ", image_label(alt, src)))
+            return f"![{self._escape(_NEWLINE.sub(' ', alt))}]({src})"
+        label = self._escape(_NEWLINE.sub(" ", image_label(alt, src)))
         if in_link or not src or not safe_url(src):
             return label
         return f"[{label}]({_destination(src)}{_title(token.attrGet('title'))})"
@@ -336,7 +344,8 @@ def safe_markdown(text: str) -> str:
     block: the same structure as :func:`render_html` shows, written out again from the parse."""
     if not text:
         return ""
-    return mask_known("\n".join(markdown_lines(parse(mask_known(text)))))
+    with collector_paused():
+        return mask_known("\n".join(markdown_lines(parse(mask_known(text)))))
 
 
 def markdown_lines(tokens: list[Any]) -> list[str]:

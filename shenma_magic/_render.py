@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import NamedTuple, Optional
 
 from ._blocks import BlockSplitter
+from ._gcpause import collector_paused
 from ._markdown import (
     code_block_html,
     escape_text,
@@ -76,9 +77,10 @@ class Rendered(NamedTuple):
 def render_block(text: str) -> Rendered:
     """:func:`render_html` and the :func:`safe_markdown` copy of ``text`` from one parse (a reply's end
     parsed every block twice, once for each)."""
-    tokens, env = parse_masked(text)
-    lines = markdown_lines(tokens)  # before rendering: render rules mark tokens (a dropped link)
-    return Rendered(render_tokens(tokens, env), mask_known("\n".join(lines)) if lines else None)
+    with collector_paused():
+        tokens, env = parse_masked(text)
+        lines = markdown_lines(tokens)  # before rendering: render rules mark tokens (a dropped link)
+        return Rendered(render_tokens(tokens, env), mask_known("\n".join(lines)) if lines else None)
 
 
 def join_markdown(pieces: Iterable[Optional[str]]) -> str:

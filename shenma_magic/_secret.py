@@ -36,6 +36,7 @@ __all__ = [
     "host_of",
     "is_loopback_host",
     "known_keys",
+    "known_masker",
     "looks_like_key",
     "mask",
     "mask_keys",
@@ -343,6 +344,17 @@ def mask_known(text: str) -> str:
         return text
     keys = known_keys()
     return _matcher(keys).mask(text) if keys else text
+
+
+def known_masker() -> Callable[[str], str]:
+    """:func:`mask_known` for many small texts in a row (the pieces of one rendering), with the keys known
+    now looked up once rather than for every piece."""
+    keys = known_keys()
+    return _matcher(keys).mask if keys else _unchanged
+
+
+def _unchanged(text: str) -> str:
+    return text
 
 
 def known_key_in(text: str) -> bool:

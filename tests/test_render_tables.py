@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from shenma_magic._markdown import _most_cells
 from shenma_magic._render import BlockSplitter, render_html
 from tests.htmltree import Element, parse_html
 
@@ -75,3 +78,19 @@ def test_live_blocks_and_final_render_the_table_alike() -> None:
     final_cells = [row for row in _cells(render_html(text)) if row and row[0][0] != "k"]
     assert live_cells == final_cells
     assert all(len(row) == 2 and row[0][1] == "center" and row[1][1] == "right" for row in final_cells)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("|\\ a`-")), min_size=1, max_size=30))
+def test_a_row_is_split_again_whenever_it_may_hold_more_cells_than_the_header(line: str) -> None:
+    """Rows are split a second time (to keep cells beyond the header's) only when a pipe count says they
+    may have more: the count is never below what the split finds."""
+    from markdown_it.rules_block.table import escapedSplit
+
+    line = line.strip() or "|"
+    cells = escapedSplit(line)
+    if cells and cells[0] == "":
+        cells.pop(0)
+    if cells and cells[-1] == "":
+        cells.pop()
+    assert _most_cells(line) >= len(cells)
