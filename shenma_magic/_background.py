@@ -117,8 +117,8 @@ class WithNote(_Noting[View]):
     def on_delta(self, delta: Delta) -> None:
         self._view.on_delta(delta)
 
-    def refresh(self, status: str) -> None:
-        self._view.refresh(self._noted(status))
+    def refresh(self, status: str) -> Optional[int]:
+        return self._view.refresh(self._noted(status))
 
     def finish(self, reply: Reply, status: str) -> None:
         self._view.finish(reply, self._noted(status))

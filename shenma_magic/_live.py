@@ -15,7 +15,9 @@ blocks, and at the bottom the tail output (the unfinished block, a notice, the s
 re-sends only the tail output; when blocks finish, a new tail output is added below and the old one is
 given the finished blocks, its final content: each block is sent once. What the tail shows is bounded
 (:meth:`BlockCutter.preview`, in characters and in rendered bytes) and rendering it takes at most about a
-quarter of the time, so a refresh costs bounded bytes and CPU whatever the reply's shape.
+quarter of the time, so a refresh costs bounded bytes and CPU whatever the reply's shape. A refresh
+that finishes blocks sends two messages: :meth:`LiveView.refresh` says how many it sent, and the turn
+paces refreshes by them (:data:`._run.MESSAGES_PER_SECOND`).
 
 A reply's live state (its blocks, the bounded tail, the reasoning line) is a :class:`LiveReply`, which
 the comparison's columns (:mod:`._livecolumns`) use too, one per model.
@@ -224,14 +226,18 @@ class LiveView:
     def on_delta(self, delta: Delta) -> None:
         self._reply.on_delta(delta)
 
-    def refresh(self, status: str) -> None:
+    def refresh(self, status: str) -> int:
+        """Show what arrived since the last refresh; returns the display messages sent (the turn keeps
+        them under :data:`._run.MESSAGES_PER_SECOND`)."""
+        sent = 0
         if self._reply.reasoning_changed:
             self._show_reasoning()
+            sent += 1
         sources = self._reply.sources
         first = len(sources)
         finished = self._reply.take_finished()
         if not finished and self._reply.too_soon():
-            return  # a big tail: rendering it this often would cost more than a quarter of the time
+            return sent  # a big tail: rendering it this often would cost more than a quarter of the time
         tail = self._tail_bundle(status)
         if finished:
             # A new tail output below, then the old one gets the finished blocks: each is sent once.
@@ -242,9 +248,12 @@ class LiveView:
             self._tail.update(sealed, raw=True)
             self._done.append(self._tail)
             self._tail = new_tail
+            sent += 2
         elif tail != self._sent:
             self._tail.update(tail, raw=True)
+            sent += 1
         self._sent = tail
+        return sent
 
     def _tail_bundle(self, status: str) -> dict[str, str]:
         """The tail output: the unfinished block (bounded), a notice, the status line; HTML and text."""

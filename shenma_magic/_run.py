@@ -15,6 +15,7 @@ tokens and cost of every round added up. The rounds before it say only :data:`CA
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Optional
@@ -33,6 +34,7 @@ __all__ = [
     "CUT_AT_LIMIT",
     "INTERRUPTED",
     "INTERRUPTED_EARLY",
+    "MESSAGES_PER_SECOND",
     "ChatTurn",
     "Measure",
     "Measurer",
@@ -140,6 +142,29 @@ def _total(used: Sequence[_Used], money: Callable[[float], str]) -> _Used:
     return _Used(Measure(tokens, cost), text)
 
 
+MESSAGES_PER_SECOND = 20
+"""Display messages a view may send in any one second of a reply. A live view's refresh sends one
+message, or two when blocks finished (a new tail output, the old one's final content): one refresh per
+update interval sent up to 27 a second then. Still ten refreshes a second when all of them send two."""
+_MOST_PER_REFRESH = 3  # the reasoning line, a new tail output, the old tail's finished blocks
+
+
+class _MessageWindow:
+    """The messages views sent in the last second: a refresh waits while its messages might not fit."""
+
+    def __init__(self) -> None:
+        self._times: deque[float] = deque()
+
+    def room(self, now: float) -> bool:
+        times = self._times
+        while times and times[0] <= now - 1.0:
+            times.popleft()
+        return len(times) + _MOST_PER_REFRESH <= MESSAGES_PER_SECOND
+
+    def sent(self, now: float, count: int) -> None:
+        self._times.extend([now] * count)
+
+
 class _Turn:
     """The figures of a turn across its rounds: start time, first token, what each round used."""
 
@@ -191,6 +216,7 @@ class _Turn:
         builder = ReplyBuilder()
         seen_output = False
         last_refresh = float("-inf")
+        messages = _MessageWindow()
         exception: Optional[ShenmaError] = None
         interrupted = False
         try:
@@ -205,9 +231,10 @@ class _Turn:
                 elif isinstance(delta, MetaDelta) and delta.model:
                     self.model = delta.model
                 now = self.clock()
-                if now - last_refresh >= interval:
+                if now - last_refresh >= interval and messages.room(now):
                     last_refresh = now
-                    view.refresh(self.status(builder, state=[_STREAMING], finish_reason=None))
+                    sent = view.refresh(self.status(builder, state=[_STREAMING], finish_reason=None))
+                    messages.sent(now, sent or 0)
         except ShenmaError as exc:
             exception = exc
         except KeyboardInterrupt:

@@ -340,3 +340,17 @@ def test_the_end_of_a_reply_parses_its_last_block_once(
     parses.clear()
     view.finish(Reply(text, finish_reason="stop"), "done")
     assert parses == [len(text)]
+
+
+def test_a_refresh_says_how_many_messages_it_sent(frontend: Frontend) -> None:
+    """The turn paces refreshes by the messages they send (two when blocks finished): the count each
+    refresh returns is what went to the frontend."""
+    view = LiveView(outputs=Extras(rich=True))
+    view.on_delta(ReasoningDelta("thinking"))
+    counts = []
+    for piece in pieces_of(shapes()["prose"][:3000], 40):
+        view.on_delta(TextDelta(piece))
+        before = len(frontend.sent)
+        counts.append(view.refresh("streaming…"))
+        assert counts[-1] == len(frontend.sent) - before
+    assert counts[0] == 3 and 2 in counts  # the reasoning line, then blocks sealed (a new tail, the old)

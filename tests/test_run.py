@@ -31,6 +31,7 @@ from shenma_magic._run import (
     CUT_AT_LIMIT,
     INTERRUPTED,
     INTERRUPTED_EARLY,
+    MESSAGES_PER_SECOND,
     Measure,
     Tokens,
     TurnResult,
@@ -94,6 +95,7 @@ class FakeView:
     deltas: list[Delta] = field(default_factory=list)
     refreshes: list[tuple[float, str]] = field(default_factory=list)
     finishes: list[tuple[Reply, str]] = field(default_factory=list)
+    sends: Optional[int] = None  # the display messages each refresh says it sent
 
     def on_delta(self, delta: Delta) -> None:
         self.deltas.append(delta)
@@ -101,11 +103,12 @@ class FakeView:
             self.interrupt_on = None
             raise KeyboardInterrupt
 
-    def refresh(self, status: str) -> None:
+    def refresh(self, status: str) -> Optional[int]:
         self.refreshes.append((self.clock() if self.clock else 0.0, status))
         if self.interrupt_on == "refresh":
             self.interrupt_on = None
             raise KeyboardInterrupt
+        return self.sends
 
     def finish(self, reply: Reply, status: str) -> None:
         self.finishes.append((reply, status))
@@ -183,6 +186,32 @@ def test_refreshes_at_most_every_interval_but_never_starve(
         previous = [t for t in times if t < arrival]
         if previous and arrival - previous[-1] >= interval:
             assert arrival in times
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    sends=st.integers(min_value=0, max_value=3),
+    # Binary fractions of a second, so that the fake times compare exactly.
+    gap=st.sampled_from([1 / 1024, 1 / 128, 1 / 64, 1 / 32]),
+    interval=st.sampled_from([1 / 128, 1 / 32, 5 / 64, 3 / 32]),
+)
+def test_refreshes_are_paced_by_the_messages_they_send(sends: int, gap: float, interval: float) -> None:
+    """A live view's refresh sends two messages when blocks finished: refreshes wait while the messages of
+    the last second would pass MESSAGES_PER_SECOND, and come as often as the interval allows otherwise."""
+    clock = Clock()
+    steps: list[Step] = []
+    for i in range(int(4 / gap)):  # 4 seconds of deltas
+        steps += [100.0 + i * gap, TextDelta("x")]
+    view = FakeView(clock, sends=sends)
+    run_turn(FakeStream(steps, clock), view, model="m", clock=clock, interval=interval)
+    times = [t for t, _ in view.refreshes]
+    for t in times:
+        assert sends * sum(t <= u < t + 1.0 for u in times) <= MESSAGES_PER_SECOND
+    per_second = len(times) / (times[-1] - times[0])
+    # As often as the interval and the deltas allow, but for the messages: ten a second at two each.
+    expected = min(1 / max(interval, gap), (MESSAGES_PER_SECOND - 1) / sends if sends else float("inf"))
+    assert per_second >= 0.8 * expected
+    assert sends != 2 or per_second >= 9  # a refresh that finished blocks sends two
 
 
 def test_first_words_show_at_once_even_with_a_long_interval() -> None:
