@@ -55,16 +55,23 @@ def columns_bundle(
     results: Sequence[tuple[str, Reply, str]],
     *,
     blocks: Optional[Sequence[Optional[Sequence[str]]]] = None,
+    markdown: Optional[Sequence[Optional[str]]] = None,
 ) -> dict[str, str]:
     """The output a finished comparison leaves: (model, reply, status) per column, as HTML, Markdown and
-    text. ``blocks`` are the answers' pieces the live columns already rendered (None: rendered here)."""
+    text. ``blocks`` are the answers' pieces the live columns already rendered (None: rendered here),
+    ``markdown`` their safe Markdown copies made from the same parses."""
     from ._display import _md_inline, final_parts
 
     cells: list[str] = []
     md_parts: list[str] = []
     plain_parts: list[str] = []
     for index, (model, reply, status) in enumerate(results):
-        parts = final_parts(reply, status, blocks=blocks[index] if blocks else None)
+        parts = final_parts(
+            reply,
+            status,
+            blocks=blocks[index] if blocks else None,
+            markdown=markdown[index] if markdown else None,
+        )
         body = layout.frame("".join(parts.head + parts.answer + parts.after))
         cells.append(layout.column_box(layout.column_head(model) + body))
         md_parts.append(f"### {_md_inline(model)}\n\n{parts.markdown}")
@@ -101,6 +108,7 @@ class _Column:
         self.sent: Optional[dict[str, str]] = None  # the tail as last sent
         self.done = False
         self.final: Optional[list[str]] = None  # the blocks the final output reuses (None: rendered again)
+        self.final_markdown: Optional[str] = None  # and their safe Markdown, from the same parses
 
     @property
     def tail(self) -> int:
@@ -222,7 +230,8 @@ class _Column:
 
         self.done = True
         self.final = self.reply.final_blocks(reply)
-        parts = final_parts(reply, status, blocks=self.final)
+        self.final_markdown = self.reply.markdown if self.final is not None else None
+        parts = final_parts(reply, status, blocks=self.final, markdown=self.final_markdown)
         head = "".join(parts.head)  # the reasoning line, closed, holding the whole reasoning
         changed = head != self.reasoning
         self.reasoning = head
@@ -311,7 +320,10 @@ class ColumnsLiveView:
 
     def close(self, results: Sequence[LaneResult]) -> None:
         finals = [column.final for column in self._columns]
-        bundle = columns_bundle([(r.model, r.reply, r.status) for r in results], blocks=finals)
+        markdown = [column.final_markdown for column in self._columns]
+        bundle = columns_bundle(
+            [(r.model, r.reply, r.status) for r in results], blocks=finals, markdown=markdown
+        )
         if self._outputs is not None and self._outputs.replace_live(bundle):
             return
         for column in self._columns:
