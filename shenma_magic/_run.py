@@ -145,7 +145,8 @@ def _total(used: Sequence[_Used], money: Callable[[float], str]) -> _Used:
 MESSAGES_PER_SECOND = 20
 """Display messages a view may send in any one second of a reply. A live view's refresh sends one
 message, or two when blocks finished (a new tail output, the old one's final content): one refresh per
-update interval sent up to 27 a second then. Still ten refreshes a second when all of them send two."""
+update interval sent up to 27 a second then. That leaves about ten refreshes a second even when each sends
+two (the bench's mixed reply: 18 messages and 10 refreshes a second)."""
 _MOST_PER_REFRESH = 3  # the reasoning line, a new tail output, the old tail's finished blocks
 
 
