@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
 
 from shenma_magic import _layout as layout
-from shenma_magic._blockcut import BlockCutter
+from shenma_magic._blockcut import BlockCutter, split_blocks
 from shenma_magic._display import Extras, final_bundle
 from shenma_magic._live import LiveView
 from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
@@ -310,6 +310,10 @@ def test_one_parse_per_block_leaves_the_same_final_output(frontend: Frontend, te
 def test_one_parse_per_block_leaves_the_same_final_output_for_any_markdown(
     text: str, size: int, every: int
 ) -> None:
+    # Where the cutter's blocks do not render alone as in the whole (a bug test_blockcut looks for), the
+    # Markdown copy follows the blocks shown now, not a parse of the whole: not the same bundle then.
+    blocks = split_blocks(text)
+    assume("".join(render_html(b) for b in blocks) == render_html(text))
     with publishing() as fake:
         view = LiveView(outputs=Extras(rich=True))
         stream(view, pieces_of(text, size), every=every)
