@@ -13,7 +13,19 @@ the same stylesheet and MathJax, as the final output) and work in any frontend t
 The outputs of a reply, top to bottom: a head (a style rule, the folded reasoning line), the finished
 blocks, and at the bottom the tail output (the unfinished block, a notice, the status line). A refresh
 re-sends only the tail output; when blocks finish, a new tail output is added below and the old one is
-given the finished blocks, its final content: each block is sent once. What the tail shows is bounded
+given the finished blocks: each block is sent once.
+
+JupyterLab and Notebook 7 show at most 50 outputs of a cell (``maxNumberOutputs``; the rest wait behind
+"Show more outputs", so a live view there would stop moving), and that scheme adds an output whenever
+blocks finish. So a reply uses at most :data:`OUTPUT_BUDGET` outputs: the output just above the tail,
+the *waiting* one, takes the blocks finished since it was added (re-sent when more finish) until it is
+*sealed* and a new one is made as above. While more than half the outputs are free that happens at
+every refresh that finishes blocks (each block is sent once); then only once it holds
+:data:`_HOLD_BYTES` (a few paragraphs: each of its blocks is re-sent a few times). With no output left,
+the waiting output shows the newest finished blocks within that size and a line saying how many more
+the final output shows. So the traffic stays linear in the answer whatever its length. A finished
+block moved out of the tail is shown by the output above it first; a rule there hides the tail's
+preview of it meanwhile (no block is shown twice between the two messages). What the tail shows is bounded
 (:meth:`BlockCutter.preview`, in characters and in rendered bytes) and rendering it takes at most about a
 quarter of the time, so a refresh costs bounded bytes and CPU whatever the reply's shape. A refresh
 that finishes blocks sends two messages: :meth:`LiveView.refresh` says how many it sent, and the turn
@@ -29,6 +41,7 @@ the same frame (:mod:`._layout`) in both, the answer does not move when that hap
 
 from __future__ import annotations
 
+import itertools
 import time
 from typing import Any, Optional, Protocol
 
@@ -40,6 +53,9 @@ from ._render import join_markdown, render_block, render_html
 __all__ = ["LiveReply", "LiveView", "Outlet", "OutputLog", "display_function"]
 
 _LATEST_REASONING = 160  # characters of the latest reasoning shown on its folded line
+OUTPUT_BUDGET = 40  # outputs one live reply may use: 50 are shown a cell, this leaves room for others
+_HOLD_BYTES = 1_200  # of finished blocks the waiting output gathers, once outputs run short
+_views = itertools.count()  # a number for each live view: its blocks' marks never match another's
 
 
 class OutputLog(Protocol):
@@ -210,11 +226,20 @@ class LiveView:
         waiting: str = "waiting for the first token…",
         tail_limit: int = 3000,
         tail_bytes: int = 12_000,
+        output_budget: int = OUTPUT_BUDGET,
     ) -> None:
         self._display = display_function(outlet)
         self._outputs = outputs
         self._reply = LiveReply(tail_limit=tail_limit, tail_bytes=tail_bytes)
         self._done: list[Any] = []  # live outputs that hold their final content
+        self._budget = output_budget
+        self._mark = next(_views)
+        self._count = 0  # finished blocks so far
+        self._wait: Any = None  # the waiting output (see the module docstring) and what it holds:
+        self._held: list[str] = []  # its blocks, marked
+        self._held_sources: list[str] = []  # their Markdown
+        self._held_bytes = 0
+        self._new_from = 0  # the number of the first block the last refresh finished
         head = {"text/html": layout.frame(layout.LIVE_STYLE), "text/plain": ""}
         self._head: Any = self._display(head, raw=True, display_id=True)
         self._sent = {
@@ -238,26 +263,85 @@ class LiveView:
         finished = self._reply.take_finished()
         if not finished and self._reply.too_soon():
             return sent  # a big tail: rendering it this often would cost more than a quarter of the time
-        tail = self._tail_bundle(status)
-        if finished:
-            # A new tail output below, then the old one gets the finished blocks: each is sent once.
-            # The old one showed a part of these blocks and nothing after them (a block is finished as
-            # soon as the next one starts), so the height only grows, also between the two messages.
+        if not finished:
+            tail = self._tail_bundle(status)
+            if tail != self._sent:
+                self._tail.update(tail, raw=True)
+                sent += 1
+            self._sent = tail
+            return sent
+        if self._short():
+            # Marked for the rule of the waiting output (see _wait_bundle); with outputs to spare the
+            # waiting output is never updated, so the marks would only cost bytes.
+            finished = [layout.placed_block(b, self._mark, self._count + i) for i, b in enumerate(finished)]
+        self._new_from = self._count
+        self._count += len(finished)
+        if self._wait is None or self._seal_now():
+            # The waiting output keeps what it has (sealed); a new tail output below, then the old tail
+            # gets the finished blocks and waits. The old tail showed these blocks (the last perhaps in
+            # part) and nothing after them (a block is finished as soon as the next one starts), so the
+            # height only grows, also between the two messages.
+            if self._wait is not None:
+                self._done.append(self._wait)
+            self._held, self._held_sources, self._held_bytes = [], [], 0
+            self._hold(finished, sources[first:])
+            tail = self._tail_bundle(status)
             new_tail = self._display(tail, raw=True, display_id=True)
-            sealed = {"text/html": layout.frame("".join(finished)), "text/plain": "".join(sources[first:])}
-            self._tail.update(sealed, raw=True)
-            self._done.append(self._tail)
-            self._tail = new_tail
-            sent += 2
-        elif tail != self._sent:
+            self._tail.update(self._wait_bundle(), raw=True)
+            self._wait, self._tail = self._tail, new_tail
+        else:
+            # The waiting output shows the new blocks first (its rule hides the tail's preview of them
+            # meanwhile), then the tail moves on to the next block.
+            self._hold(finished, sources[first:])
+            self._wait.update(self._wait_bundle(), raw=True)
+            tail = self._tail_bundle(status)
             self._tail.update(tail, raw=True)
-            sent += 1
         self._sent = tail
-        return sent
+        return sent + 2
+
+    def _hold(self, blocks: list[str], sources: list[str]) -> None:
+        self._held.extend(blocks)
+        self._held_sources.extend(sources)
+        self._held_bytes += sum(len(b) for b in blocks)
+
+    def _left(self) -> int:
+        return self._budget - 3 - len(self._done)  # the head, the waiting output and the tail count too
+
+    def _short(self) -> bool:
+        """Whether outputs run short: from now on the waiting output gathers blocks (see the module
+        docstring)."""
+        return self._left() <= self._budget // 2
+
+    def _seal_now(self) -> bool:
+        left = self._left()
+        if left <= 0:
+            return False  # none left: the waiting output shows the newest blocks (see _wait_bundle)
+        return left > self._budget // 2 or self._held_bytes >= _HOLD_BYTES
+
+    def _wait_bundle(self) -> dict[str, str]:
+        """The waiting output: its blocks (out of outputs, the newest within :data:`_HOLD_BYTES` and how
+        many more there are), and the rules that hide the tail's preview of them."""
+        held, sources = self._held, self._held_sources
+        if self._held_bytes > _HOLD_BYTES and self._left() <= 0:
+            size, start = 0, len(held)
+            while start > 1 and size + len(held[start - 1]) <= _HOLD_BYTES:
+                start -= 1
+                size += len(held[start])
+            start = min(start, len(held) - 1)
+            more = f"… {start} more block{'s' if start != 1 else ''} of the answer above, shown when it ends"
+            held, sources = [layout.muted_line(more), *held[start:]], sources[start:]
+        # The tail's preview was marked as the block it would be: hide it if that is one of the blocks
+        # that just finished (at most a few: a refresh finishes what arrived since the last one).
+        marks = range(self._new_from, self._count)[-8:] if self._short() else range(0)
+        rule = "".join(layout.hide_preview(self._mark, i) for i in marks)
+        return {"text/html": layout.frame(rule + "".join(held)), "text/plain": "".join(sources)}
 
     def _tail_bundle(self, status: str) -> dict[str, str]:
         """The tail output: the unfinished block (bounded), a notice, the status line; HTML and text."""
         parts, text = self._reply.tail_parts()
+        if parts and self._short():
+            # Marked as the block it will be, for the waiting output's rule (see the module docstring).
+            parts = [layout.preview_box("".join(parts), self._mark, self._count)]
         parts.append(layout.status_line(status, live=True))
         # The text copy is for frontends that show no HTML (jupyter console, text-only tools).
         return {"text/html": layout.frame("".join(parts)), "text/plain": f"{text.rstrip()}\n[{status}]"}
@@ -277,7 +361,7 @@ class LiveView:
         bundle = final_bundle(reply, status, blocks=blocks, markdown=markdown)
         if self._outputs is not None and self._outputs.replace_live(bundle):
             return
-        for handle in (self._head, *self._done):
+        for handle in (self._head, *self._done, *([self._wait] if self._wait is not None else [])):
             handle.update({"text/plain": ""}, raw=True)
         self._tail.update(bundle, raw=True)
 

@@ -26,7 +26,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from shenma_magic import _layout as layout
 from shenma_magic._blockcut import BlockCutter, split_blocks
 from shenma_magic._display import Extras, final_bundle
-from shenma_magic._live import LiveView
+from shenma_magic._live import OUTPUT_BUDGET, LiveView
 from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
 from shenma_magic._render import render_html, safe_markdown
 from tests.test_blockcut import markdown_texts
@@ -160,14 +160,36 @@ def inner(frame: str) -> str:
     return frame[len(FRAME) : -len("</div>")]
 
 
-def test_the_final_output_is_laid_out_as_the_live_view_showed_it(frontend: Frontend) -> None:
+MARKS = re.compile(r"<style>[^<]*</style>|shenma-b-\d+-\d+ ")
+
+
+def unmarked(html: str) -> str:
+    """``html`` without what only the live view needs: the waiting output's rules (a <style> takes no
+    room) and its blocks' marks (classes no rule gives a style)."""
+    return MARKS.sub("", html)
+
+
+@pytest.mark.parametrize(
+    ("parts", "budget"),
+    [
+        (60, 1000),  # outputs to spare: each block sealed at the refresh that finished it
+        (25, OUTPUT_BUDGET),  # past half the budget: a waiting output gathers blocks (marked, with rules)
+    ],
+)
+def test_the_final_output_is_laid_out_as_the_live_view_showed_it(
+    frontend: Frontend, parts: int, budget: int
+) -> None:
     text = shapes()["prose"]
-    view = LiveView(outputs=Extras(rich=True))
+    text = text[: text.index(f"## Part {parts}")] if parts < 60 else text
+    view = LiveView(outputs=Extras(rich=True), output_budget=budget)
     view.on_delta(ReasoningDelta("Thinking about the answer."))
     stream(view, pieces_of(text, 11), every=3)
     # The outputs holding finished blocks, in order, as the frontend shows them just before the end.
     sealed = [o.data["text/html"] for o in frontend.outputs if "shenma-block" in o.data["text/html"]]
-    sealed = [inner(html) for html in sealed if "shenma-live-status" not in html]
+    # The second case does reach the waiting output's way (marked blocks), and not the end of the outputs.
+    assert any("shenma-b-" in html for html in sealed) == (budget == OUTPUT_BUDGET)
+    assert "more blocks of the answer above" not in frontend.html()
+    sealed = [unmarked(inner(html)) for html in sealed if "shenma-live-status" not in html]
     assert len(sealed) > 10
     view.finish(Reply(text, reasoning="Thinking about the answer.", finish_reason="stop"), "done")
     final = inner(frontend.outputs[-1].data["text/html"])
@@ -200,21 +222,62 @@ def test_traffic_is_linear_whatever_the_shape(frontend: Frontend, shape: str, de
     assert final_bytes < 2 * (rendered + 2 * len(json.dumps(text)))
 
 
-def test_every_finished_block_is_sent_once(frontend: Frontend) -> None:
-    text = shapes()["prose"]
-    view = LiveView(outputs=Extras(rich=True))
-    stream(view, pieces_of(text, 5), every=2)
-    sealed = [
-        data["text/html"]
-        for kind, _, data in frontend.sent
-        if kind == "update_display_data" and "shenma-live-status" not in data["text/html"]
-    ]
+def sent_counts(frontend: Frontend) -> dict[str, int]:
+    """How many times each paragraph went out in an output that holds finished blocks only."""
     counts: dict[str, int] = {}
-    for html in sealed:
-        for word in re.findall(r"Paragraph \d+", TAG.sub("", html)):
-            counts[word] = counts.get(word, 0) + 1
+    for kind, _, data in frontend.sent:
+        if kind == "update_display_data" and "shenma-live-status" not in data["text/html"]:
+            for word in re.findall(r"Paragraph \d+", TAG.sub("", data["text/html"])):
+                counts[word] = counts.get(word, 0) + 1
+    return counts
+
+
+def test_every_finished_block_is_sent_once_while_outputs_last(frontend: Frontend) -> None:
+    text = shapes()["prose"]
+    view = LiveView(outputs=Extras(rich=True), output_budget=1000)
+    stream(view, pieces_of(text, 5), every=2)
+    counts = sent_counts(frontend)
     assert counts and set(counts.values()) == {1}
     assert len(counts) >= 55  # all but the last paragraphs are finished while streaming
+
+
+def test_a_long_reply_keeps_within_the_outputs_a_frontend_shows(frontend: Frontend) -> None:
+    """JupyterLab and Notebook 7 show 50 outputs of a cell: a reply of hundreds of paragraphs, each
+    finished at its own refresh, never has more than OUTPUT_BUDGET, and every finished paragraph stays
+    in sight (or is counted on the line that says how many the final output will show)."""
+    text = "".join(f"Paragraph {i} says something.\n\n" for i in range(600))
+    view = LiveView(outputs=Extras(rich=True))
+    most = 0
+    fed = ""
+    for piece in pieces_of(text, 31):
+        view.on_delta(TextDelta(piece))
+        fed += piece
+        view.refresh("streaming…")
+        most = max(most, len(frontend.outputs))
+        finished = fed.count("\n\n") - 1  # a paragraph is finished once the next one has begun
+        html = TAG.sub(" ", frontend.html())
+        shown = {int(n) for n in re.findall(r"Paragraph (\d+) says", html)}
+        more = re.search(r"… (\d+) more blocks? of the answer above", html)
+        missing = [n for n in range(finished) if n not in shown]
+        assert len(missing) <= (int(more.group(1)) if more else 0), (len(fed), missing[:5])
+    assert most <= OUTPUT_BUDGET
+    counts = sent_counts(frontend)
+    assert len(counts) >= 590 and max(counts.values()) <= 40  # each re-sent a bounded number of times
+    view.finish(Reply(text, finish_reason="stop"), "done")
+    assert len(frontend.outputs) == 1
+
+
+@pytest.mark.parametrize("paragraphs", [300, 1200])
+def test_traffic_per_character_does_not_grow_with_the_length(frontend: Frontend, paragraphs: int) -> None:
+    ratios = []
+    for count in (paragraphs, 2 * paragraphs):
+        frontend.sent.clear()
+        text = "".join(f"Paragraph {i} " + "word " * 30 + "\n\n" for i in range(count))
+        view = LiveView(outputs=Extras(rich=True))
+        stream(view, pieces_of(text, 40))
+        ratios.append(sum(size for _, size, _ in frontend.sent) / len(text))
+        view.finish(Reply(text, finish_reason="stop"), "done")
+    assert ratios[1] <= 1.2 * ratios[0], ratios
 
 
 def test_what_is_shown_only_grows(frontend: Frontend) -> None:
