@@ -412,3 +412,36 @@ def test_a_hostile_reply_makes_no_request_off_loopback(
             assert any(u.startswith(static.base) for u in requests)  # the export's scripts were loaded
         finally:
             page.context.remove_listener("request", record)
+
+
+def test_a_long_reply_stays_live_within_the_outputs_jupyterlab_shows(
+    server: LabServer, page: LabPage, relay: Relay
+) -> None:
+    """JupyterLab shows 50 outputs of a cell and hides the rest behind "Show more outputs" (a live view
+    there stops moving). A reply of 150 paragraphs, each finished at its own refresh, stays in sight
+    while it streams: the last paragraphs are shown before the cell ends, nothing is trimmed."""
+    paragraphs = [f"Paragraph {i} of a long answer.\n\n" for i in range(150)]
+    server.write_notebook("long.ipynb", ["%load_ext shenma_magic", "%%chat\na long answer"])
+    page.open("long.ipynb")
+    page.run_cell(0)
+    page.wait_cell_idle(0)
+    relay.enqueue(Scripted(chunks=stream_of(paragraphs, delay=0.06)))
+    page.run_cell(1)
+    page.wait_for_text_in_output(1, "Paragraph 140 of a long answer.", timeout=30)
+    live = page.eval(
+        """([id, i]) => {
+          const p = [...window.jupyterapp.shell.widgets('main')].find(w => w.id === id);
+          const area = p.content.widgets[i].node.querySelector('.jp-Cell-outputArea');
+          return {
+            outputs: area.querySelectorAll(':scope > .jp-OutputArea-child').length,
+            trimmed: area.innerText.includes('Show more outputs'),
+            streaming: area.querySelector('.shenma-live-status') !== null,
+          };
+        }""",
+        [page.panel_id, 1],
+    )
+    assert live["streaming"], "paragraph 140 was not in sight while the reply streamed (trimmed outputs?)"
+    assert not live["trimmed"] and live["outputs"] <= 50, live
+    page.wait_cell_idle(1, timeout=30)
+    page.wait_for_text_in_output(1, "Paragraph 149 of a long answer.")
+    assert "Show more outputs" not in page.cell_output_text(1)
