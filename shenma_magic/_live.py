@@ -21,9 +21,11 @@ blocks finish. So a reply uses at most :data:`OUTPUT_BUDGET` outputs: the output
 the *waiting* one, takes the blocks finished since it was added (re-sent when more finish) until it is
 *sealed* and a new one is made as above. While more than half the outputs are free that happens at
 every refresh that finishes blocks (each block is sent once); then only once it holds
-:data:`_HOLD_BYTES` (a few paragraphs: each of its blocks is re-sent a few times). With no output left,
-the waiting output shows the newest finished blocks within that size and a line saying how many more
-the final output shows. So the traffic stays linear in the answer whatever its length. A finished
+:func:`seal_size` bytes, enough that the outputs left last for an answer as long again (a few
+paragraphs at first; each of its blocks is re-sent a few times), up to :data:`_HOLD_MAX`. With no
+output left, the waiting output shows the newest finished blocks within :data:`_WINDOW` bytes and a
+line saying how many more the final output shows. So the traffic stays linear in the answer whatever
+its length. A finished
 block moved out of the tail is shown by the output above it first; a rule there hides the tail's
 preview of it meanwhile (no block is shown twice between the two messages). What the tail shows is bounded
 (:meth:`BlockCutter.preview`, in characters and in rendered bytes) and rendering it takes at most about a
@@ -54,7 +56,17 @@ __all__ = ["LiveReply", "LiveView", "Outlet", "OutputLog", "display_function"]
 
 _LATEST_REASONING = 160  # characters of the latest reasoning shown on its folded line
 OUTPUT_BUDGET = 40  # outputs one live reply may use: 50 are shown a cell, this leaves room for others
-_HOLD_BYTES = 1_200  # of finished blocks the waiting output gathers, once outputs run short
+_HOLD_MIN = 1_200  # bytes of finished blocks the waiting output gathers, once outputs run short...
+_HOLD_MAX = 4_000  # ... and at most (it is re-sent whenever blocks finish)
+_WINDOW = 2_000  # bytes of the newest blocks it shows when no output is left
+
+
+def seal_size(shown: int, left: int) -> int:
+    """Bytes of finished blocks the waiting output should hold before it is sealed, ``shown`` bytes of
+    blocks into the answer with ``left`` outputs free: enough that they last for as much again."""
+    return min(_HOLD_MAX, max(_HOLD_MIN, shown // max(left, 1)))
+
+
 _views = itertools.count()  # a number for each live view: its blocks' marks never match another's
 
 
@@ -239,6 +251,7 @@ class LiveView:
         self._held: list[str] = []  # its blocks, marked
         self._held_sources: list[str] = []  # their Markdown
         self._held_bytes = 0
+        self._shown = 0  # bytes of the blocks in sealed outputs
         self._new_from = 0  # the number of the first block the last refresh finished
         head = {"text/html": layout.frame(layout.LIVE_STYLE), "text/plain": ""}
         self._head: Any = self._display(head, raw=True, display_id=True)
@@ -283,6 +296,7 @@ class LiveView:
             # height only grows, also between the two messages.
             if self._wait is not None:
                 self._done.append(self._wait)
+            self._shown += self._held_bytes
             self._held, self._held_sources, self._held_bytes = [], [], 0
             self._hold(finished, sources[first:])
             tail = self._tail_bundle(status)
@@ -316,15 +330,15 @@ class LiveView:
         left = self._left()
         if left <= 0:
             return False  # none left: the waiting output shows the newest blocks (see _wait_bundle)
-        return left > self._budget // 2 or self._held_bytes >= _HOLD_BYTES
+        return left > self._budget // 2 or self._held_bytes >= seal_size(self._shown + self._held_bytes, left)
 
     def _wait_bundle(self) -> dict[str, str]:
-        """The waiting output: its blocks (out of outputs, the newest within :data:`_HOLD_BYTES` and how
+        """The waiting output: its blocks (out of outputs, the newest within :data:`_WINDOW` and how
         many more there are), and the rules that hide the tail's preview of them."""
         held, sources = self._held, self._held_sources
-        if self._held_bytes > _HOLD_BYTES and self._left() <= 0:
+        if self._held_bytes > _WINDOW and self._left() <= 0:
             size, start = 0, len(held)
-            while start > 1 and size + len(held[start - 1]) <= _HOLD_BYTES:
+            while start > 1 and size + len(held[start - 1]) <= _WINDOW:
                 start -= 1
                 size += len(held[start])
             start = min(start, len(held) - 1)
