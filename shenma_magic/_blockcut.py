@@ -159,6 +159,8 @@ class BlockCutter:
     def close(self) -> list[str]:
         """The end of the text: return what is left as the last block ([] if nothing is)."""
         rest = self._source()
+        if self._partial:
+            self._line("".join(self._partial))  # the last line too may define a link reference
         self._reset()  # close() twice returns [] the second time
         return [rest] if rest else []
 

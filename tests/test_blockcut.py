@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shenma_magic._blockcut import BlockCutter, split_blocks
+from shenma_magic._layout import answer_pieces
 from shenma_magic._markdown import block_tokens
 from shenma_magic._render import join_markdown, render_block, render_html, safe_markdown
 
@@ -147,6 +148,7 @@ def test_blocks_render_alone_as_in_the_whole(text: str, sizes: list[int]) -> Non
 def defines_references(text: str) -> bool:
     cutter = BlockCutter()
     cutter.feed(text)
+    cutter.close()
     return cutter.references
 
 
@@ -310,6 +312,16 @@ def test_top_level_blocks_are_cut_wherever_the_renderer_starts_afresh(text: str)
         if number < len(blocks) - 1:
             following = blocks[number + 1].split("\n", 1)[0]
             assert renderer_cuts(block, following), (block, following)
+
+
+def test_a_definition_on_the_last_line_makes_the_answer_render_whole() -> None:
+    text = "See [x].\n\n[x]: https://example.com/x"  # the usual end of a reply: no "\n" after it
+    cutter = BlockCutter()
+    cutter.feed(text)
+    cutter.close()
+    assert cutter.references
+    pieces, _ = answer_pieces(text)
+    assert len(pieces) == 1 and 'href="https://example.com/x"' in pieces[0]
 
 
 def test_the_parser_is_asked_a_bounded_number_of_times_per_character() -> None:
