@@ -30,6 +30,7 @@ from ._math import unsafe_tex
 from ._secret import mask_known
 
 __all__ = [
+    "block_tokens",
     "code_block_html",
     "escape_text",
     "json_display_text",
@@ -67,6 +68,7 @@ _SAFE_SCHEMES = ("http", "https", "mailto")
 _MATH_TEXT = re.compile(r"[$\\]")
 
 _md: Any = None
+_block_md: Any = None
 
 
 def escape_text(text: str) -> str:
@@ -369,6 +371,16 @@ def _markdown() -> Any:
     if _md is None:
         _md = _build()
     return _md
+
+
+def block_tokens(text: str) -> list[Any]:
+    """The block tokens of ``text`` as :func:`render_html` parses it (same rules, math and tables and all;
+    inline content left unparsed): where its blocks start and end, for cutting an answer into blocks."""
+    global _block_md
+    if _block_md is None:
+        _block_md = _build()
+        _block_md.core.ruler.disable(["inline", "layout"])
+    return list(_block_md.parse(text, {}))
 
 
 def parse(text: str) -> list[Any]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-__all__ = ["ENVIRONMENTS", "math_plugin", "unsafe_tex"]
+__all__ = ["ENVIRONMENTS", "block_opener", "math_plugin", "unsafe_tex"]
 
 # Environments MathJax typesets on their own (processEnvironments) that a model writes at top level.
 ENVIRONMENTS = (
@@ -232,6 +232,12 @@ def _env_opener(line: str) -> Optional[tuple[str, str]]:
 
 def _dollar_opener(line: str) -> Optional[tuple[str, str]]:
     return ("$$", "$$") if line.startswith("$$") else None
+
+
+def block_opener(line: str) -> Optional[tuple[str, str]]:
+    """The (opener, closer) of the display-math block a line's text (after its indentation) would open,
+    in the order the block rules try them, or None: what :mod:`._blockcut` follows while cutting."""
+    return _dollar_opener(line) or _bracket_opener(line) or _env_opener(line)
 
 
 _INTERRUPTS = {"alt": ["paragraph", "reference", "blockquote", "list"]}
