@@ -4,7 +4,7 @@ A live view sends each finished block to the browser once and re-sends only the 
 what it shows must not depend on where the answer was cut: a block is cut off only where Markdown's
 block structure starts afresh (a blank line, then a line at column 0 that cannot continue what came
 before). Rendering the blocks one by one and joining the HTML gives the HTML of the whole text, which is
-what lets the final output be laid out exactly like the live view (see ``tests/test_blocks.py``).
+what lets the final output be laid out exactly like the live view (see ``tests/test_blockcut.py``).
 
 Where a cut would change the meaning, there is none: a list goes on across blank lines while items of
 the same kind follow, a fenced code block holds blank lines, an indented line continues its block. So a
