@@ -34,6 +34,16 @@ def client_for(relay: Relay, **kw: Any) -> ChatClient:
     return client
 
 
+def arrivals_of(client: ChatClient, **kw: Any) -> list[tuple[str, float]]:
+    """Each answer piece of a stream and when it arrived, in seconds from the request."""
+    start = time.monotonic()
+    return [
+        (delta.text, time.monotonic() - start)
+        for delta in client.stream(MESSAGES, **kw)
+        if isinstance(delta, TextDelta)
+    ]
+
+
 def collect(client: ChatClient, **kw: Any) -> tuple[ReplyBuilder, list[Any]]:
     builder = ReplyBuilder()
     seen: list[Any] = []
@@ -85,11 +95,7 @@ def test_request_shape_and_streamed_reply(relay: Relay) -> None:
 def test_chunks_arrive_incrementally(relay: Relay, framing: Framing) -> None:
     chunks: list[Chunk] = [sse(chat_chunk("first")), 0.8, *stream_of(["second"])]
     relay.enqueue(Scripted(chunks=chunks, framing=framing))
-    start = time.monotonic()
-    arrivals: list[tuple[str, float]] = []
-    for delta in client_for(relay).stream(MESSAGES):
-        if isinstance(delta, TextDelta):
-            arrivals.append((delta.text, time.monotonic() - start))
+    arrivals = arrivals_of(client_for(relay))
     # The key redactor may hold back the last characters of a delta that could start a key ("d" is in KEY):
     # compare the text, and when it arrived.
     assert "".join(t for t, _ in arrivals) == "firstsecond"
@@ -363,11 +369,7 @@ def test_gzip_encoded_stream_is_decoded_as_it_arrives(relay: Relay) -> None:
     first = gz.compress(body[:cut]) + gz.flush(zlib.Z_SYNC_FLUSH)
     rest = gz.compress(body[cut:]) + gz.flush()
     relay.enqueue(Scripted(chunks=[first, 0.5, rest], headers={"Content-Encoding": "gzip"}))
-    start = time.monotonic()
-    seen: list[tuple[str, float]] = []
-    for delta in client_for(relay).stream(MESSAGES):
-        if isinstance(delta, TextDelta):
-            seen.append((delta.text, time.monotonic() - start))
+    seen = arrivals_of(client_for(relay))
     assert "".join(t for t, _ in seen) == "压缩的流"
     assert seen[0][1] < 0.4  # the first compressed piece was decoded before the rest arrived
 
@@ -432,10 +434,6 @@ def test_single_newline_events_stream_as_they_come(relay: Relay) -> None:
     not when the stream ends (by the spec the whole reply would be one event)."""
     lines = [b"data: " + _line(t) + b"\n" for t in ["第", "一", "段"]]
     relay.enqueue(Scripted(chunks=[lines[0], lines[1], 1.0, lines[2], b"data: [DONE]\n"], framing="close"))
-    start = time.monotonic()
-    seen: list[tuple[str, float]] = []
-    for delta in client_for(relay).stream(MESSAGES):
-        if isinstance(delta, TextDelta):
-            seen.append((delta.text, time.monotonic() - start))
+    seen = arrivals_of(client_for(relay))
     assert "".join(t for t, _ in seen) == "第一段"
     assert seen[0][1] < 0.8  # "第" was shown before the pause ended, not with the rest
