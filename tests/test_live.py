@@ -188,7 +188,7 @@ def test_the_final_output_is_laid_out_as_the_live_view_showed_it(
     sealed = [o.data["text/html"] for o in frontend.outputs if "shenma-block" in o.data["text/html"]]
     # The second case does reach the waiting output's way (marked blocks), and not the end of the outputs.
     assert any("shenma-b-" in html for html in sealed) == (budget == OUTPUT_BUDGET)
-    assert "more blocks of the answer above" not in frontend.html()
+    assert "not shown live" not in frontend.html()
     sealed = [unmarked(inner(html)) for html in sealed if "shenma-live-status" not in html]
     assert len(sealed) > 10
     view.finish(Reply(text, reasoning="Thinking about the answer.", finish_reason="stop"), "done")
@@ -248,6 +248,7 @@ def test_a_long_reply_keeps_within_the_outputs_a_frontend_shows(frontend: Fronte
     text = "".join(f"Paragraph {i} says something.\n\n" for i in range(600))
     view = LiveView(outputs=Extras(rich=True))
     most = 0
+    noted = False  # the outputs ran out and the line saying how many are not shown came
     fed = ""
     for piece in pieces_of(text, 31):
         view.on_delta(TextDelta(piece))
@@ -257,10 +258,11 @@ def test_a_long_reply_keeps_within_the_outputs_a_frontend_shows(frontend: Fronte
         finished = fed.count("\n\n") - 1  # a paragraph is finished once the next one has begun
         html = TAG.sub(" ", frontend.html())
         shown = {int(n) for n in re.findall(r"Paragraph (\d+) says", html)}
-        more = re.search(r"… (\d+) more blocks? of the answer above", html)
+        more = re.search(r"… (\d+) earlier blocks? not shown live", html)
         missing = [n for n in range(finished) if n not in shown]
         assert len(missing) <= (int(more.group(1)) if more else 0), (len(fed), missing[:5])
-    assert most <= OUTPUT_BUDGET
+        noted = noted or more is not None
+    assert most <= OUTPUT_BUDGET and noted
     counts = sent_counts(frontend)
     assert len(counts) >= 590 and max(counts.values()) <= 40  # each re-sent a bounded number of times
     view.finish(Reply(text, finish_reason="stop"), "done")
