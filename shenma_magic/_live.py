@@ -342,7 +342,8 @@ class LiveView:
                 start -= 1
                 size += len(held[start])
             start = min(start, len(held) - 1)
-            more = f"… {start} earlier block{'s' if start != 1 else ''} not shown live: all of it is, when it ends"
+            plural = "s" if start != 1 else ""
+            more = f"… {start} earlier block{plural} not shown live: all of it is, when it ends"
             held, sources = [layout.muted_line(more), *held[start:]], sources[start:]
         # The tail's preview was marked as the block it would be: hide it if that is one of the blocks
         # that just finished (at most a few: a refresh finishes what arrived since the last one).
