@@ -73,6 +73,7 @@ class Costing:
             prompt_estimate=self._prompt_estimate,
             answer_text=answer,
             answer_estimate=answer_estimate,
+            max_tokens=self.max_tokens,  # an estimate never above what the request allowed
         )
 
     def measure(self, builder: ReplyBuilder) -> Measure:

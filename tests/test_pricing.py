@@ -353,6 +353,20 @@ def test_an_estimate_never_exceeds_max_tokens() -> None:
     assert reply_cost(None, {"completion_tokens": 363}, max_tokens=300).completion == 363  # the server's word
 
 
+def test_the_live_measure_and_the_charge_of_a_capped_request_never_exceed_max_tokens() -> None:
+    """What the status line shows while streaming and what the ledger is charged, for a request asked
+    with --max-tokens: the estimate stops at the cap (the Costing carried it, unused, before)."""
+    costing = Costing.for_request(
+        {"m": {"input": 1.0, "output": 2.0}}, "USD", "m", [{"role": "user", "content": "hi"}], max_tokens=50
+    )
+    builder = ReplyBuilder()
+    builder.add(TextDelta("长" * 400))
+    measured = costing.measure(builder)
+    assert measured.tokens is not None and measured.tokens.completion == 50 and measured.tokens.estimated
+    counted = costing.counted(builder.build())
+    assert counted is not None and counted[3] == 50
+
+
 def test_prompt_estimate_from_messages() -> None:
     messages = [{"role": "user", "content": "hello there"}]
     assert reply_cost(None, None, messages=messages).prompt == estimate_prompt_tokens(messages) == 3 + 4 + 3
