@@ -217,6 +217,15 @@ class Extras:
             return TextView()
         return LiveView(outputs=self, outlet=self._outlet, **options)
 
+    def output_count(self) -> int:
+        """:class:`OutputLog`: the outputs shown so far (prints in a row to one stream are one output)."""
+        count, last = 0, ""
+        for kind, _, _ in self._shown:
+            if kind == "display" or kind != last:
+                count += 1
+            last = kind
+        return count
+
     def replace_live(self, bundle: dict[str, str]) -> bool:
         """:class:`OutputLog`: the cell shows again what it showed before the live view, then ``bundle``."""
         if self._outlet is not None:

@@ -56,6 +56,8 @@ __all__ = ["LiveReply", "LiveView", "Outlet", "OutputLog", "display_function"]
 
 _LATEST_REASONING = 160  # characters of the latest reasoning shown on its folded line
 OUTPUT_BUDGET = 40  # outputs one live reply may use: 50 are shown a cell, this leaves room for others
+CELL_OUTPUTS = 50  # what JupyterLab and Notebook 7 show of a cell (maxNumberOutputs) before trimming
+_FEWEST = 4  # outputs a live view needs at the least: the head, a sealed one, the waiting one, the tail
 _HOLD_MIN = 1_200  # bytes of finished blocks the waiting output gathers, once outputs run short...
 _HOLD_MAX = 4_000  # ... and at most (it is re-sent whenever blocks finish)
 _WINDOW = 2_000  # bytes of the newest blocks it shows when no output is left
@@ -76,6 +78,9 @@ class OutputLog(Protocol):
     def replace_live(self, bundle: dict[str, str]) -> bool:
         """Clear the cell's output, show the earlier outputs again, then ``bundle`` (and remember it).
         False if this cell's output cannot be cleared (then nothing was done)."""
+
+    def output_count(self) -> int:
+        """How many outputs the cell shows so far (a frontend joins a run of prints into one)."""
 
 
 class Outlet(Protocol):
@@ -227,7 +232,9 @@ class LiveView:
     output goes into the last live output and the others are emptied (zero height, but they stay in the
     notebook as empty outputs). With an ``outlet`` every display message goes through it (a view fed
     from another thread). ``tail_limit`` and ``tail_bytes`` bound the tail (:class:`LiveReply`).
-    Rendering the tail takes at most about a quarter of the time: a refresh that comes sooner is skipped.
+    ``output_budget`` is the most outputs the reply uses, and fewer if the cell already shows outputs:
+    with them it stays under ``cell_outputs``, what the frontend shows of a cell. Rendering the tail
+    takes at most about a quarter of the time: a refresh that comes sooner is skipped.
     """
 
     def __init__(
@@ -239,12 +246,15 @@ class LiveView:
         tail_limit: int = 3000,
         tail_bytes: int = 12_000,
         output_budget: int = OUTPUT_BUDGET,
+        cell_outputs: int = CELL_OUTPUTS,
     ) -> None:
         self._display = display_function(outlet)
         self._outputs = outputs
         self._reply = LiveReply(tail_limit=tail_limit, tail_bytes=tail_bytes)
         self._done: list[Any] = []  # live outputs that hold their final content
-        self._budget = output_budget
+        # The cell's earlier outputs (thumbnails, tool lines, an earlier round's answer) count too.
+        earlier = outputs.output_count() if outputs is not None else 0
+        self._budget = max(_FEWEST, min(output_budget, cell_outputs - 2 - earlier))
         self._mark = next(_views)
         self._count = 0  # finished blocks so far
         self._wait: Any = None  # the waiting output (see the module docstring) and what it holds:
@@ -345,9 +355,9 @@ class LiveView:
             plural = "s" if start != 1 else ""
             more = f"… {start} earlier block{plural} not shown live: all of it is, when it ends"
             held, sources = [layout.muted_line(more), *held[start:]], sources[start:]
-        # The tail's preview was marked as the block it would be: hide it if that is one of the blocks
-        # that just finished (at most a few: a refresh finishes what arrived since the last one).
-        marks = range(self._new_from, self._count)[-8:] if self._short() else range(0)
+        # The tail's preview was marked as the block it would be, the first of those that just finished
+        # (a few rules: a burst from a buffering proxy may finish many blocks at once).
+        marks = range(self._new_from, self._count)[:8] if self._short() else range(0)
         rule = "".join(layout.hide_preview(self._mark, i) for i in marks)
         return {"text/html": layout.frame(rule + "".join(held)), "text/plain": "".join(sources)}
 

@@ -33,8 +33,10 @@ def decode_reply(
     first = True
     for raw in chunks:
         if first:
-            first = False
             head = raw.lstrip()[:1]
+            if not head:
+                continue  # blank space before the body says what it is (a JSON answer after "\n" too)
+            first = False
             if head == b"{":
                 # No SSE stream starts with "{": the server ignored "stream" and sent one JSON
                 # completion (or an error object), whatever its Content-Type says.

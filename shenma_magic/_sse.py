@@ -212,11 +212,13 @@ class SSEDecoder:
 
     ``json_lines=True`` reads a stream from a proxy that ends each event with a single newline instead of
     a blank line (so, by the spec, its whole reply would be one event, dispatched only at the end, if
-    ever): when a data line arrives while the event holds exactly one data line that is a whole JSON
-    object, that line is dispatched as an event of its own first, and a lone ``[DONE]`` data line is
-    dispatched at once. A spec-conforming stream is read exactly as without it (its blank line always
-    dispatches before another data line can arrive); a JSON object spread over several lines still is one
-    event (its first line is not a whole object).
+    ever): when a data line, an ``event:`` or an ``id:`` line arrives while the event holds exactly one
+    data line that is a whole JSON object, that line is dispatched as an event of its own first (under
+    the fields it came with); from then on any held line is (a broken one costs itself, not the rest); a
+    held blank data line (a keep-alive) is dropped; a lone ``[DONE]`` data line is dispatched at once. A
+    spec-conforming stream whose events hold one data line after their other fields is read exactly as
+    without it (its blank line always dispatches before another line can arrive); a JSON object spread
+    over several lines is still one event (its first line is not a whole object).
     """
 
     __slots__ = (
@@ -227,6 +229,7 @@ class SSEDecoder:
         "_last_id",
         "_lines",
         "_max_event",
+        "_single",
         "_size",
     )
 
@@ -236,6 +239,7 @@ class SSEDecoder:
         if max_event < 1:
             raise ValueError("max_event must be at least 1")
         self._json_lines = json_lines
+        self._single = False  # json_lines: a data line has been seen to end an event (see _held_event)
         self._lines = LineDecoder(max_line)
         self._max_event = max_event
         self._data: list[str] = []
@@ -259,6 +263,7 @@ class SSEDecoder:
         reader reports as such.
         """
         events = self.decode_lines(self._lines.flush())
+        self._single = False
         pending = (
             ServerSentEvent("\n".join(self._data), self._event or "message", self._last_id)
             if self._has_data
@@ -285,10 +290,18 @@ class SSEDecoder:
             if line.startswith("data:"):
                 value = line[6:] if line[5:6] == " " else line[5:]
                 if self._json_lines:
-                    if len(data) == 1 and _whole_object(data[0]):
-                        events.append(ServerSentEvent(data[0], self._event or "message", self._last_id))
-                        data.clear()
-                        size = 0
+                    if len(data) == 1:
+                        if not data[0].strip():
+                            # A blank keep-alive line held: it carries nothing (nor does another one).
+                            if not value.strip():
+                                continue
+                            data.clear()
+                            size = 0
+                        else:
+                            held = self._held_event()
+                            if held is not None:
+                                events.append(held)
+                                size = 0
                     if not data and value.strip() == "[DONE]":
                         events.append(ServerSentEvent(value, self._event or "message", self._last_id))
                         has_data = False
@@ -318,14 +331,33 @@ class SSEDecoder:
                 if size > limit:
                     self._overflow()
                 has_data = True
-            elif name == "event":
-                self._event = value
-            elif name == "id" and "\0" not in value:
-                self._last_id = value
+            elif name == "event" or (name == "id" and "\0" not in value):
+                if self._json_lines and len(data) == 1 and data[0].strip():
+                    # The held line is an event of its own: it goes out under the fields it came with.
+                    held = self._held_event()
+                    if held is not None:
+                        events.append(held)
+                        size = 0
+                        has_data = False
+                if name == "event":
+                    self._event = value
+                else:
+                    self._last_id = value
             # Any other field is ignored, as the spec says ("retry" too: this reader never reconnects).
         self._has_data = has_data
         self._size = size
         return events
+
+    def _held_event(self) -> Optional[ServerSentEvent]:
+        """json_lines: the one held data line as an event of its own (and no longer held), if it is one: a
+        whole JSON object, or any line once the stream has shown that its events end with one newline (so
+        a broken line costs itself only, not the rest of the answer)."""
+        line = self._data[0]
+        if not (self._single or _whole_object(line)):
+            return None
+        self._single = True
+        self._data.clear()
+        return ServerSentEvent(line, self._event or "message", self._last_id)
 
     def _overflow(self) -> NoReturn:
         self._data.clear()

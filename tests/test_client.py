@@ -437,3 +437,21 @@ def test_single_newline_events_stream_as_they_come(relay: Relay) -> None:
     seen = arrivals_of(client_for(relay))
     assert "".join(t for t, _ in seen) == "第一段"
     assert seen[0][1] < 0.8  # "第" was shown before the pause ended, not with the rest
+
+
+@pytest.mark.parametrize("before", [b"\n", b"\r\n  ", b" "])
+def test_a_whole_json_answer_after_blank_space_in_its_own_chunk_is_read(relay: Relay, before: bytes) -> None:
+    body = json.dumps(
+        {
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": "整段"}, "finish_reason": "stop"}
+            ]
+        },
+        ensure_ascii=False,
+    ).encode()
+    relay.enqueue(
+        Scripted(chunks=[before, 0.05, body], framing="close", headers={"Content-Type": "application/json"})
+    )
+    builder, _ = collect(client_for(relay))
+    reply = builder.build()
+    assert reply.text == "整段" and reply.complete

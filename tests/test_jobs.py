@@ -330,7 +330,9 @@ def test_a_view_fed_from_another_thread_shows_and_ends_through_its_outlet() -> N
     import shenma_magic._display as display
 
     outlet = RecordingOutlet()
-    view = display.LiveView(outlet=outlet, output_budget=10_000)  # outputs to spare: each block sent once
+    view = display.LiveView(
+        outlet=outlet, output_budget=10_000, cell_outputs=20_000
+    )  # outputs to spare: each block sent once
     assert len(outlet.shown) == 2 and all("text/html" in bundle for _, bundle in outlet.shown)  # no widget
     paragraphs = [f"Paragraph {i}.\n\n" for i in range(600)]
     for piece in paragraphs:

@@ -26,7 +26,7 @@ from IPython.core.interactiveshell import InteractiveShell
 from shenma_magic import _layout as layout
 from shenma_magic._blockcut import BlockCutter, split_blocks
 from shenma_magic._display import Extras, final_bundle
-from shenma_magic._live import OUTPUT_BUDGET, LiveView
+from shenma_magic._live import CELL_OUTPUTS, OUTPUT_BUDGET, LiveView
 from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
 from shenma_magic._render import render_html, safe_markdown
 from tests.test_blockcut import markdown_texts
@@ -181,7 +181,7 @@ def test_the_final_output_is_laid_out_as_the_live_view_showed_it(
 ) -> None:
     text = shapes()["prose"]
     text = text[: text.index(f"## Part {parts}")] if parts < 60 else text
-    view = LiveView(outputs=Extras(rich=True), output_budget=budget)
+    view = LiveView(outputs=Extras(rich=True), output_budget=budget, cell_outputs=10_000)
     view.on_delta(ReasoningDelta("Thinking about the answer."))
     stream(view, pieces_of(text, 11), every=3)
     # The outputs holding finished blocks, in order, as the frontend shows them just before the end.
@@ -234,7 +234,7 @@ def sent_counts(frontend: Frontend) -> dict[str, int]:
 
 def test_every_finished_block_is_sent_once_while_outputs_last(frontend: Frontend) -> None:
     text = shapes()["prose"]
-    view = LiveView(outputs=Extras(rich=True), output_budget=1000)
+    view = LiveView(outputs=Extras(rich=True), output_budget=1000, cell_outputs=10_000)
     stream(view, pieces_of(text, 5), every=2)
     counts = sent_counts(frontend)
     assert counts and set(counts.values()) == {1}
@@ -423,3 +423,39 @@ def test_a_refresh_says_how_many_messages_it_sent(frontend: Frontend) -> None:
         counts.append(view.refresh("streaming…"))
         assert counts[-1] == len(frontend.sent) - before
     assert counts[0] == 3 and 2 in counts  # the reasoning line, then blocks sealed (a new tail, the old)
+
+
+def test_the_cells_earlier_outputs_count_against_what_a_frontend_shows(frontend: Frontend) -> None:
+    """Thumbnails, tool lines and an earlier round's answer are outputs too: with 15 of them shown first,
+    and then two long replies in the same cell, the cell never holds more than the 50 outputs JupyterLab
+    shows (past that the live tail would be hidden behind "Show more outputs")."""
+    extras = Extras(rich=True)
+    for i in range(15):
+        extras.show({"text/plain": f"thumbnail {i}", "text/html": f"<p>thumbnail {i}</p>"})
+    text = "".join(f"Paragraph {i} says something.\n\n" for i in range(600))
+    most = 0
+    for _ in range(2):  # a tool round: the second reply comes below the first one's final output
+        view = LiveView(outputs=extras)
+        for piece in pieces_of(text, 31):
+            view.on_delta(TextDelta(piece))
+            view.refresh("streaming…")
+            most = max(most, len(frontend.outputs))
+        view.finish(Reply(text, finish_reason="stop"), "done")
+    assert most <= CELL_OUTPUTS
+    assert len(frontend.outputs) == 17  # the 15, then each reply's one output
+
+
+def test_a_burst_of_finished_blocks_hides_the_preview_it_replaces(frontend: Frontend) -> None:
+    """A buffering proxy delivers many paragraphs at once: the waiting output that takes them carries the
+    rule hiding the tail's preview of the first of them (the block the preview showed)."""
+    view = LiveView(outputs=Extras(rich=True), output_budget=8)  # outputs run short at once
+    for i in range(6):
+        view.on_delta(TextDelta(f"Paragraph {i}.\n\n"))
+        view.refresh("streaming…")
+    tail = frontend.outputs[-1].data["text/html"]
+    marked = re.search(r'class="shenma-p-(\d+)-(\d+)"', tail)
+    assert marked, tail[:200]
+    view.on_delta(TextDelta("".join(f"Burst {i}.\n\n" for i in range(20)) + "Then more"))
+    view.refresh("streaming…")
+    waiting = [d["text/html"] for kind, _, d in frontend.sent if kind == "update_display_data"][-2]
+    assert f".shenma-p-{marked.group(1)}-{marked.group(2)} " in waiting

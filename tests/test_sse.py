@@ -386,3 +386,42 @@ def test_a_never_ending_line_from_a_real_server_ends_the_reply_with_the_text_kep
             builder.add(delta)
     assert builder.text == "周树人"
     assert "16 MiB" in str(info.value) and "\n" not in str(info.value)
+
+
+_BAD = b'{"choices": [{"delta": {"content": "cut'
+
+
+@pytest.mark.parametrize(
+    ("raw", "live"),
+    [
+        # a blank keep-alive data line between chunks does not stop the streaming
+        (b"data: " + _CHUNK + b"\ndata: \ndata: " + _CHUNK + b"\ndata: " + _CHUNK + b"\n", [_CHUNK, _CHUNK]),
+        (
+            b"data: " + _CHUNK + b"\ndata:\ndata:\ndata: " + _CHUNK + b"\ndata: [DONE]\n",
+            [_CHUNK, _CHUNK, b"[DONE]"],
+        ),
+        # once the stream has shown its single newlines, a broken line is an event of its own
+        (
+            b"data: " + _CHUNK + b"\ndata: " + _BAD + b"\ndata: " + _CHUNK + b"\ndata: [DONE]\n",
+            [_CHUNK, _BAD, _CHUNK, b"[DONE]"],
+        ),
+    ],
+)
+def test_json_lines_keeps_streaming_past_blank_and_broken_lines(raw: bytes, live: list[bytes]) -> None:
+    for pieces in every_split(raw):
+        dec = SSEDecoder(json_lines=True)
+        got = [e.data for piece in pieces for e in dec.feed(piece)]
+        assert got == [b.decode() for b in live], pieces
+
+
+def test_json_lines_sends_a_held_line_out_under_its_own_fields() -> None:
+    """An ``event: error`` after a chunk names the next event, not the chunk before it."""
+    raw = b"data: " + _CHUNK + b'\nevent: error\ndata: {"error": {"message": "quota"}}\nid: 7\ndata: [DONE]\n'
+    for pieces in every_split(raw):
+        dec = SSEDecoder(json_lines=True)
+        got = [(e.event, e.data, e.id) for piece in pieces for e in dec.feed(piece)]
+        assert got == [
+            ("message", _CHUNK.decode(), ""),
+            ("error", '{"error": {"message": "quota"}}', ""),
+            ("error", "[DONE]", "7"),
+        ], pieces
