@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import _layout as layout
-from ._live import LiveReply, display_function
+from ._live import CELL_OUTPUTS, LiveReply, display_function
 from ._models import Delta, Reply
 
 if TYPE_CHECKING:
@@ -280,6 +280,9 @@ class ColumnsLiveView:
     ) -> None:
         display = display_function(outlet)
         self._outputs = outputs
+        # The cell's earlier outputs (image thumbnails) count against what the frontend shows too.
+        earlier = outputs.output_count() if outputs is not None else 0
+        budget = min(budget, CELL_OUTPUTS - 2 - earlier)
         count = max(len(models), 1)
         per_row = layout.grid_columns(count)
         rows = math.ceil(count / per_row)

@@ -19,6 +19,7 @@ import pytest
 from shenma_magic import _layout as layout
 from shenma_magic._compare import LaneResult
 from shenma_magic._display import Extras, final_parts, line_bundle
+from shenma_magic._live import CELL_OUTPUTS
 from shenma_magic._livecolumns import OUTPUT_BUDGET, ColumnsLiveView, columns_bundle
 from shenma_magic._models import NoticeDelta, ReasoningDelta, Reply, TextDelta
 from tests import test_live
@@ -263,3 +264,14 @@ def test_an_answer_rendered_whole_is_redrawn_in_its_first_output(frontend: Front
     assert len([h for h in outputs if FRAME in h]) == 1  # the others are emptied
     parts = final_parts(replies[0], "a · done")
     assert live_pieces(outputs[0]) == "".join(parts.head + parts.answer + parts.after)
+
+
+def test_the_cells_earlier_outputs_count_against_what_a_frontend_shows(frontend: Frontend) -> None:
+    """Image thumbnails shown before the comparison are outputs too: with 20 of them, the comparison's
+    outputs still fit the 50 JupyterLab shows of a cell."""
+    extras = Extras(rich=True)
+    for i in range(20):
+        extras.show({"text/plain": f"image {i}", "text/html": f"<p>image {i}</p>"})
+    view = ColumnsLiveView(MODELS, outputs=extras)
+    stream(view, [prose(m, 60) for m in MODELS])
+    assert len(frontend.outputs) <= CELL_OUTPUTS
