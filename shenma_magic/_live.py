@@ -25,12 +25,12 @@ every refresh that finishes blocks (each block is sent once); then only once it 
 paragraphs at first; each of its blocks is re-sent a few times), up to :data:`_HOLD_MAX`. With no
 output left, the waiting output shows the newest finished blocks within :data:`_WINDOW` bytes and a
 line saying how many more the final output shows. So the traffic stays linear in the answer whatever
-its length. A finished
-block moved out of the tail is shown by the output above it first; a rule there hides the tail's
-preview of it meanwhile (no block is shown twice between the two messages). What the tail shows is bounded
-(:meth:`BlockCutter.preview`, in characters and in rendered bytes) and rendering it takes at most about a
-quarter of the time, so a refresh costs bounded bytes and CPU whatever the reply's shape. A refresh
-that finishes blocks sends two messages: :meth:`LiveView.refresh` says how many it sent, and the turn
+its length. A finished block moved out of the tail is shown by the output above it first; a rule there
+hides the tail's preview of it meanwhile (no block is shown twice between the two messages).
+
+What the tail shows is bounded (:meth:`BlockCutter.preview`, in characters and in rendered bytes) and
+rendering it takes at most about a quarter of the time, so a refresh costs bounded bytes and CPU whatever
+the reply's shape. A refresh that finishes blocks sends two messages: :meth:`LiveView.refresh` says how many it sent, and the turn
 paces refreshes by them (:data:`._run.MESSAGES_PER_SECOND`).
 
 A reply's live state (its blocks, the bounded tail, the reasoning line) is a :class:`LiveReply`, which
@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from typing import Any, Optional, Protocol
 
 from . import _layout as layout
@@ -67,6 +68,16 @@ def seal_size(shown: int, left: int) -> int:
     """Bytes of finished blocks the waiting output should hold before it is sealed, ``shown`` bytes of
     blocks into the answer with ``left`` outputs free: enough that they last for as much again."""
     return min(_HOLD_MAX, max(_HOLD_MIN, shown // max(left, 1)))
+
+
+def newest_from(blocks: Sequence[str], limit: int, lowest: int = 0) -> int:
+    """Where the newest of ``blocks`` that fit in ``limit`` characters start (never before ``lowest``):
+    what a view out of outputs still shows live."""
+    start, size = len(blocks), 0
+    while start > lowest and size + len(blocks[start - 1]) <= limit:
+        start -= 1
+        size += len(blocks[start])
+    return start
 
 
 _views = itertools.count()  # a number for each live view: its blocks' marks never match another's
@@ -209,19 +220,15 @@ class LiveReply:
         self._reasoning_shown = self._reasoning_len
         return layout.reasoning_line(self._reasoning_len, latest=latest), latest
 
-    def final_blocks(self, reply: Reply) -> Optional[list[str]]:
-        """Every block of the answer, rendered (the text is over); None if the final output must render
-        the answer whole instead: link definitions tie its blocks together, or the reply is not the text
-        shown (never, but cheap to check)."""
+    def final(self, reply: Reply) -> tuple[Optional[list[str]], Optional[str]]:
+        """Every block of the answer, rendered (the text is over), and the safe Markdown copy of them all
+        from the same parses; (None, None) if the final output must render the answer whole instead: link
+        definitions tie its blocks together, or the reply is not the text shown (never, but cheap to
+        check)."""
         self._add(self._take_pending() + self._cutter.close())
-        reuse = not self._cutter.references and self._fed == len(reply.text)
-        return self.blocks if reuse else None
-
-    @property
-    def markdown(self) -> str:
-        """The safe Markdown copy of the blocks so far, joined (that of the whole answer after
-        :meth:`final_blocks` returned the blocks)."""
-        return join_markdown(self._markdown)
+        if self._cutter.references or self._fed != len(reply.text):
+            return None, None
+        return self.blocks, join_markdown(self._markdown)
 
 
 class LiveView:
@@ -256,7 +263,6 @@ class LiveView:
         earlier = outputs.output_count() if outputs is not None else 0
         self._budget = max(_FEWEST, min(output_budget, cell_outputs - 2 - earlier))
         self._mark = next(_views)
-        self._count = 0  # finished blocks so far
         self._wait: Any = None  # the waiting output (see the module docstring) and what it holds:
         self._held: list[str] = []  # its blocks, marked
         self._held_sources: list[str] = []  # their Markdown
@@ -296,9 +302,8 @@ class LiveView:
         if self._short():
             # Marked for the rule of the waiting output (see _wait_bundle); with outputs to spare the
             # waiting output is never updated, so the marks would only cost bytes.
-            finished = [layout.placed_block(b, self._mark, self._count + i) for i, b in enumerate(finished)]
-        self._new_from = self._count
-        self._count += len(finished)
+            finished = [layout.placed_block(b, self._mark, first + i) for i, b in enumerate(finished)]
+        self._new_from = first
         if self._wait is None or self._seal_now():
             # The waiting output keeps what it has (sealed); a new tail output below, then the old tail
             # gets the finished blocks and waits. The old tail showed these blocks (the last perhaps in
@@ -347,17 +352,14 @@ class LiveView:
         many more there are), and the rules that hide the tail's preview of them."""
         held, sources = self._held, self._held_sources
         if self._held_bytes > _WINDOW and self._left() <= 0:
-            size, start = 0, len(held)
-            while start > 1 and size + len(held[start - 1]) <= _WINDOW:
-                start -= 1
-                size += len(held[start])
-            start = min(start, len(held) - 1)
+            # At least one block before them is not shown (the line counts it), and the newest is.
+            start = min(newest_from(held, _WINDOW, lowest=1), len(held) - 1)
             plural = "s" if start != 1 else ""
             more = f"… {start} earlier block{plural} not shown live: all of it is, when it ends"
             held, sources = [layout.muted_line(more), *held[start:]], sources[start:]
         # The tail's preview was marked as the block it would be, the first of those that just finished
         # (a few rules: a burst from a buffering proxy may finish many blocks at once).
-        marks = range(self._new_from, self._count)[:8] if self._short() else range(0)
+        marks = range(self._new_from, len(self._reply.blocks))[:8] if self._short() else range(0)
         rule = "".join(layout.hide_preview(self._mark, i) for i in marks)
         return {"text/html": layout.frame(rule + "".join(held)), "text/plain": "".join(sources)}
 
@@ -366,7 +368,7 @@ class LiveView:
         parts, text = self._reply.tail_parts()
         if parts and self._short():
             # Marked as the block it will be, for the waiting output's rule (see the module docstring).
-            parts = [layout.preview_box("".join(parts), self._mark, self._count)]
+            parts = [layout.preview_box("".join(parts), self._mark, len(self._reply.blocks))]
         parts.append(layout.status_line(status, live=True))
         # The text copy is for frontends that show no HTML (jupyter console, text-only tools).
         return {"text/html": layout.frame("".join(parts)), "text/plain": f"{text.rstrip()}\n[{status}]"}
@@ -381,8 +383,7 @@ class LiveView:
     def finish(self, reply: Reply, status: str) -> None:
         from ._display import final_bundle
 
-        blocks = self._reply.final_blocks(reply)
-        markdown = self._reply.markdown if blocks is not None else None
+        blocks, markdown = self._reply.final(reply)
         bundle = final_bundle(reply, status, blocks=blocks, markdown=markdown)
         if self._outputs is not None and self._outputs.replace_live(bundle):
             return

@@ -36,7 +36,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import _layout as layout
-from ._live import CELL_OUTPUTS, LiveReply, display_function
+from ._live import CELL_OUTPUTS, LiveReply, display_function, newest_from
 from ._models import Delta, Reply
 
 if TYPE_CHECKING:
@@ -210,10 +210,7 @@ class _Column:
         pieces: list[str] = []
         start = len(blocks)
         if self.full:
-            size = 0
-            while start > self.shown and size + len(blocks[start - 1]) <= self.seal_bytes:
-                start -= 1
-                size += len(blocks[start])
+            start = newest_from(blocks, self.seal_bytes, lowest=self.shown)
             if start > self.shown:
                 hidden = start - self.shown
                 pieces.append(layout.muted_line(f"… {hidden:,} more blocks, shown when this answer is done"))
@@ -229,8 +226,7 @@ class _Column:
         from ._display import final_parts
 
         self.done = True
-        self.final = self.reply.final_blocks(reply)
-        self.final_markdown = self.reply.markdown if self.final is not None else None
+        self.final, self.final_markdown = self.reply.final(reply)
         parts = final_parts(reply, status, blocks=self.final, markdown=self.final_markdown)
         head = "".join(parts.head)  # the reasoning line, closed, holding the whole reasoning
         changed = head != self.reasoning
