@@ -30,8 +30,8 @@ hides the tail's preview of it meanwhile (no block is shown twice between the tw
 
 What the tail shows is bounded (:meth:`BlockCutter.preview`, in characters and in rendered bytes) and
 rendering it takes at most about a quarter of the time, so a refresh costs bounded bytes and CPU whatever
-the reply's shape. A refresh that finishes blocks sends two messages: :meth:`LiveView.refresh` says how many it sent, and the turn
-paces refreshes by them (:data:`._run.MESSAGES_PER_SECOND`).
+the reply's shape. A refresh that finishes blocks sends two messages: :meth:`LiveView.refresh` says how
+many it sent, and the turn paces refreshes by them (:data:`._run.MESSAGES_PER_SECOND`).
 
 A reply's live state (its blocks, the bounded tail, the reasoning line) is a :class:`LiveReply`, which
 the comparison's columns (:mod:`._livecolumns`) use too, one per model.
