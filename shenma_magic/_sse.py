@@ -286,8 +286,9 @@ class SSEDecoder:
         # The joined data is one character shorter than size (no newline after the last line).
         limit = self._max_event + 1
         for line in lines:
-            # The hot path first: nearly every line of a chat stream is "data: {...}" or blank.
-            if line.startswith("data:"):
+            # The hot path first: nearly every line of a chat stream is "data: {...}" or blank. A bare
+            # "data" (no colon) is an empty data line: the same rules, the same path.
+            if line.startswith("data:") or line == "data":
                 value = line[6:] if line[5:6] == " " else line[5:]
                 if self._json_lines:
                     if len(data) == 1:
@@ -325,13 +326,7 @@ class SSEDecoder:
             name, colon, value = line.partition(":")
             if colon and value[:1] == " ":
                 value = value[1:]
-            if name == "data":  # "data" with no colon at all: an empty data line
-                data.append(value)
-                size += len(value) + 1
-                if size > limit:
-                    self._overflow()
-                has_data = True
-            elif name == "event" or (name == "id" and "\0" not in value):
+            if name == "event" or (name == "id" and "\0" not in value):
                 if self._json_lines and len(data) == 1 and data[0].strip():
                     # The held line is an event of its own: it goes out under the fields it came with.
                     held = self._held_event()

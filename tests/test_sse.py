@@ -400,6 +400,8 @@ _BAD = b'{"choices": [{"delta": {"content": "cut'
             b"data: " + _CHUNK + b"\ndata:\ndata:\ndata: " + _CHUNK + b"\ndata: [DONE]\n",
             [_CHUNK, _CHUNK, b"[DONE]"],
         ),
+        # a bare "data" (no colon) is an empty data line too
+        (b"data: " + _CHUNK + b"\ndata\ndata: " + _CHUNK + b"\ndata: " + _CHUNK + b"\n", [_CHUNK, _CHUNK]),
         # once the stream has shown its single newlines, a broken line is an event of its own
         (
             b"data: " + _CHUNK + b"\ndata: " + _BAD + b"\ndata: " + _CHUNK + b"\ndata: [DONE]\n",
