@@ -15,7 +15,7 @@ still be one.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 from ._models import Delta, FinishDelta, ReasoningDelta, TextDelta, ToolCallDelta
 
@@ -52,9 +52,11 @@ class ThinkSplitter:
         self._state = _START
         self._held = ""  # text not yet given out: a possible opening tag, or a possible closing tag
 
-    def feed(self, delta: Delta) -> list[Delta]:
+    def feed(self, delta: Delta) -> Sequence[Delta]:
         if self._state == _ANSWER:
-            return [delta]  # the hot path: after the first characters, every delta goes straight through
+            # The hot path, once per delta of every reply: after the first characters each goes straight
+            # through (a tuple: cheaper to make than a list).
+            return (delta,)
         if isinstance(delta, TextDelta):
             return self._text(self._held + delta.text)
         if isinstance(delta, (FinishDelta, ToolCallDelta)):
@@ -63,9 +65,6 @@ class ThinkSplitter:
         # The model's name, usage, a notice, server-side reasoning: they say nothing of the text, and what
         # is held (blank space, part of a tag) shows nothing, so they may pass it.
         return [delta]
-
-    def feed_all(self, deltas: Iterable[Delta]) -> list[Delta]:
-        return [out for delta in deltas for out in self.feed(delta)]
 
     def _text(self, text: str) -> list[Delta]:
         self._held = ""

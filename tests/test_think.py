@@ -35,7 +35,7 @@ def reference(text: str) -> tuple[str, str]:
 
 def split(deltas: list[Delta]) -> tuple[str, str, list[Delta]]:
     splitter = ThinkSplitter()
-    out = splitter.feed_all(deltas) + splitter.flush()
+    out = [piece for delta in deltas for piece in splitter.feed(delta)] + splitter.flush()
     answer = "".join(d.text for d in out if isinstance(d, TextDelta))
     reasoning = "".join(d.text for d in out if isinstance(d, ReasoningDelta))
     return answer, reasoning, out
