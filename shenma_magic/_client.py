@@ -69,7 +69,6 @@ __all__ = [
     "ChatClient",
     "ChatStream",
     "check_transport",
-    "normalize_base_url",
 ]
 
 
@@ -86,15 +85,6 @@ _BROKEN_LIST: tuple[type[BaseException], ...] = (Stopped, *READ_ERRORS)
 _VERSION = "0.1.0"
 # Only encodings we decode ourselves, with a bound on each step's output.
 _ACCEPT_ENCODING = "gzip, deflate"
-
-
-def normalize_base_url(url: str) -> str:
-    """``https://api.whatai.cc``, ``.../v1``, ``.../v1/`` and ``.../v1/chat/completions`` are one base.
-
-    A bare host gets ``https://``; a URL with no path gets ``/v1``. Raises ``ConfigError`` for a URL that
-    :func:`~shenma_magic._urls.parse_base_url` refuses.
-    """
-    return parse_base_url(url).url
 
 
 def check_transport(base_url: Union[str, BaseURL], has_key: bool) -> None:

@@ -20,8 +20,8 @@ from shenma_magic import (
     StreamError,
     TextDelta,
 )
-from shenma_magic._client import normalize_base_url
 from shenma_magic._models import ReplyBuilder
+from shenma_magic._urls import parse_base_url
 from tests.relay import Chunk, Framing, Relay, Scripted, chat_chunk, error_body, sse, stream_of
 
 KEY = "sk-TESTKEY0123456789abcdefSECRET9f3a"
@@ -65,7 +65,7 @@ def collect(client: ChatClient, **kw: Any) -> tuple[ReplyBuilder, list[Any]]:
     ],
 )
 def test_base_url_forms_are_one(url: str) -> None:
-    assert normalize_base_url(url) == "https://api.whatai.cc/v1"
+    assert parse_base_url(url).url == "https://api.whatai.cc/v1"
 
 
 def test_request_shape_and_streamed_reply(relay: Relay) -> None:
